@@ -1,0 +1,1 @@
+"""The domain: pure Python (and numpy), no Ray, no gRPC, no protobuf."""

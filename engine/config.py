@@ -1,0 +1,100 @@
+"""Typed configuration, frozen. Loaded once at the edge (CLI / TOML), validated, passed down."""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from engine.errors import InvalidArgument
+
+REPURCHASE_POLICIES = frozenset({"exclude_always", "exclude_never", "exclude_within_window"})
+
+
+@dataclass(frozen=True)
+class BlendWeights:
+    """Weight of each candidate source in the blended score (each source is scaled to [0, 1])."""
+
+    als: float = 1.0
+    session: float = 1.0
+    repurchase: float = 0.6
+    popular: float = 0.15
+
+    def as_dict(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class RankingConfig:
+    """How the shard ranks: candidate pool sizes, blend weights, default business rules."""
+
+    weights: BlendWeights = field(default_factory=BlendWeights)
+    candidates_per_source: int = 200
+    max_k: int = 100
+    # Online Retail customers re-buy: excluding everything they ever bought halves the hit
+    # rate. The default hides only what was bought recently.
+    repurchase_policy: str = "exclude_within_window"
+    repurchase_window_days: int = 14
+    # Recency decay of live session signals, in events: the newest view counts 1, one
+    # `session_half_life` events older counts 0.5.
+    session_half_life: float = 4.0
+
+    def __post_init__(self) -> None:
+        if self.repurchase_policy not in REPURCHASE_POLICIES:
+            raise InvalidArgument(f"ranking.repurchase_policy: one of {sorted(REPURCHASE_POLICIES)}")
+        if not 1 <= self.max_k <= 10_000:
+            raise InvalidArgument("ranking.max_k: must be between 1 and 10000")
+        if self.candidates_per_source < 1:
+            raise InvalidArgument("ranking.candidates_per_source: must be >= 1")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything `recsys serve` needs. Defaults are the embedded single-machine setup."""
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 9000
+    num_shards: int = 2
+    model_dir: str = "models"
+    data_dir: str = "../shared/data"
+    # Largest accepted HTTP body / gRPC batch.
+    max_body_bytes: int = 1_000_000
+    max_events_per_request: int = 1_000
+    ray_address: str | None = None
+    num_cpus: int | None = None
+    ingress_replicas: int = 1
+    ranking: RankingConfig = field(default_factory=RankingConfig)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.num_shards <= 4096:
+            raise InvalidArgument("num_shards: must be between 1 and 4096")
+        for name in ("http_port", "grpc_port"):
+            port = getattr(self, name)
+            if not 0 < port < 65536:
+                raise InvalidArgument(f"{name}: must be a TCP port")
+
+
+def _build(cls, data: dict[str, Any], where: str):
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise InvalidArgument(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    kwargs = {}
+    for name, value in data.items():
+        if name == "ranking":
+            value = _build(RankingConfig, value, f"{where}.ranking")
+        elif name == "weights":
+            value = _build(BlendWeights, value, f"{where}.weights")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def load_serve_config(path: str | Path | None = None, **overrides: Any) -> ServeConfig:
+    """Read a TOML file (optional), then apply overrides that are not None."""
+    config = ServeConfig()
+    if path is not None:
+        with open(path, "rb") as handle:
+            config = _build(ServeConfig, tomllib.load(handle), str(path))
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return replace(config, **clean) if clean else config

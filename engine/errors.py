@@ -1,0 +1,39 @@
+"""One error hierarchy for the whole engine.
+
+Each error names its kind; ``gateway/status_map.py`` turns a kind into a gRPC status code and an
+HTTP status in one table. Messages are written for the caller: they say what was wrong
+and where (``events[3].quantity: must be > 0``).
+"""
+from __future__ import annotations
+
+
+class RecsysError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+    kind = "internal"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(RecsysError):
+    """The request is malformed or out of range. Nothing was applied."""
+
+    kind = "invalid_argument"
+
+
+class PayloadTooLarge(InvalidArgument):
+    """The request body or batch is larger than the configured limit."""
+
+    kind = "payload_too_large"
+
+
+class NotFound(RecsysError):
+    kind = "not_found"
+
+
+class Unavailable(RecsysError):
+    """A dependency (a shard, the model) is not ready; the caller may retry."""
+
+    kind = "unavailable"

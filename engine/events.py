@@ -1,0 +1,121 @@
+"""Customer events: the one value type every channel sends, and how raw input becomes one.
+
+``parse_event`` is the only way an event enters the engine. It checks every field and
+raises InvalidArgument naming the field; ``parse_batch`` checks a whole batch before any of
+it is applied, so a rejected batch leaves nothing behind.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from engine.errors import InvalidArgument, PayloadTooLarge
+from engine.validation import require_choice, require_id, require_int, require_number
+
+EVENT_TYPES = frozenset({"view", "add_to_cart", "remove_from_cart", "purchase", "return", "rate"})
+CHANNELS = frozenset({"web", "app", "pos", "email", "push", "call_center", "kiosk"})
+
+# How much one event says about a customer's taste, as implicit-feedback confidence.
+# Training (recommenders/training.py) and live fold-in use the same table, so a live
+# add-to-cart moves a customer's vector exactly as one in the training log would.
+EVENT_WEIGHTS: Mapping[str, float] = {
+    "view": 0.25,
+    "add_to_cart": 0.5,
+    "remove_from_cart": 0.0,
+    "purchase": 1.0,
+    "return": 0.0,
+    "rate": 1.0,
+}
+
+MAX_QUANTITY = 1_000_000.0
+MAX_PRICE = 1_000_000_000.0
+MAX_ATTRIBUTES = 32
+MAX_ATTRIBUTE_LENGTH = 256
+# Clocks drift; a timestamp further ahead than this is a bug or an attack.
+MAX_FUTURE_SKEW_MS = 24 * 3600 * 1000
+MIN_TIMESTAMP_MS = 946_684_800_000  # 2000-01-01
+
+EVENT_FIELDS = frozenset(
+    {"event_id", "customer_id", "session_id", "event_type", "item_id", "quantity", "price",
+     "channel", "store_id", "timestamp_ms", "attributes"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing a customer did, in one channel, at one time."""
+
+    event_id: str
+    customer_id: str
+    event_type: str
+    item_id: str
+    channel: str
+    timestamp_ms: int
+    session_id: str = ""
+    store_id: str = ""
+    quantity: float = 1.0
+    price: float | None = None
+    attributes: tuple[tuple[str, str], ...] = field(default=())
+
+
+def parse_event(raw: Any, now_ms: int, where: str = "event") -> Event:
+    """Validate one raw event (a mapping of field -> value) into an Event."""
+    if not isinstance(raw, Mapping):
+        raise InvalidArgument(f"{where}: must be an object")
+    unknown = set(raw) - EVENT_FIELDS
+    if unknown:
+        raise InvalidArgument(f"{where}: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
+    event_type = require_choice(raw.get("event_type"), f"{where}.event_type", EVENT_TYPES)
+    quantity = raw.get("quantity")
+    quantity = 1.0 if quantity is None else require_number(
+        quantity, f"{where}.quantity", low=0.0, high=MAX_QUANTITY, low_inclusive=False)
+    price = raw.get("price")
+    if price is not None:
+        price = require_number(price, f"{where}.price", low=0.0, high=MAX_PRICE)
+    timestamp_ms = raw.get("timestamp_ms")
+    if timestamp_ms is None or timestamp_ms == 0:
+        timestamp_ms = now_ms
+    else:
+        timestamp_ms = require_int(timestamp_ms, f"{where}.timestamp_ms",
+                                   low=MIN_TIMESTAMP_MS, high=now_ms + MAX_FUTURE_SKEW_MS)
+    return Event(
+        event_id=require_id(raw.get("event_id"), f"{where}.event_id"),
+        customer_id=require_id(raw.get("customer_id"), f"{where}.customer_id"),
+        session_id=require_id(raw.get("session_id"), f"{where}.session_id", required=False),
+        event_type=event_type,
+        item_id=require_id(raw.get("item_id"), f"{where}.item_id"),
+        channel=require_choice(raw.get("channel"), f"{where}.channel", CHANNELS),
+        store_id=require_id(raw.get("store_id"), f"{where}.store_id", required=False),
+        quantity=quantity,
+        price=price,
+        timestamp_ms=timestamp_ms,
+        attributes=_parse_attributes(raw.get("attributes"), f"{where}.attributes"),
+    )
+
+
+def _parse_attributes(raw: Any, where: str) -> tuple[tuple[str, str], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        raise InvalidArgument(f"{where}: must be an object of string -> string")
+    if len(raw) > MAX_ATTRIBUTES:
+        raise InvalidArgument(f"{where}: at most {MAX_ATTRIBUTES} entries")
+    pairs = []
+    for key, value in raw.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise InvalidArgument(f"{where}: keys and values must be strings")
+        if len(key) > MAX_ATTRIBUTE_LENGTH or len(value) > MAX_ATTRIBUTE_LENGTH:
+            raise InvalidArgument(f"{where}: keys and values at most {MAX_ATTRIBUTE_LENGTH} characters")
+        pairs.append((key, value))
+    return tuple(sorted(pairs))
+
+
+def parse_batch(raw_events: Any, now_ms: int, max_events: int) -> list[Event]:
+    """Validate a whole batch; any bad event rejects all of it (nothing is half-applied)."""
+    if not isinstance(raw_events, (list, tuple)):
+        raise InvalidArgument("events: must be a list")
+    if not raw_events:
+        raise InvalidArgument("events: must not be empty")
+    if len(raw_events) > max_events:
+        raise PayloadTooLarge(f"events: at most {max_events} per request, got {len(raw_events)}")
+    return [parse_event(raw, now_ms, f"events[{i}]") for i, raw in enumerate(raw_events)]

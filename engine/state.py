@@ -1,0 +1,83 @@
+"""A customer's live state and how one event changes it.
+
+The shard actor owns many CustomerState objects and calls ``apply_event``; nothing else
+mutates them. Everything here is plain Python so it can be tested, replayed (evaluation,
+recovery) and reasoned about without Ray.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+from engine.events import EVENT_WEIGHTS, Event
+
+# Live session signals kept per customer: enough for co-visitation, small enough that a
+# shard holds many customers.
+MAX_RECENT = 30
+# Event ids remembered per customer so a retried delivery is applied once.
+MAX_SEEN_EVENT_IDS = 256
+
+
+@dataclass(slots=True)
+class Purchase:
+    count: float
+    last_ms: int
+
+
+@dataclass(slots=True)
+class CustomerState:
+    """Everything the engine knows live about one customer, across channels."""
+
+    customer_id: str
+    # (item_id, event_type, timestamp_ms), newest last: views, cart adds, purchases.
+    recent: deque = field(default_factory=lambda: deque(maxlen=MAX_RECENT))
+    cart: dict[str, float] = field(default_factory=dict)
+    purchases: dict[str, Purchase] = field(default_factory=dict)
+    returned: set[str] = field(default_factory=set)
+    # Implicit-feedback weight per item from live events (for folding in the customer's vector).
+    interactions: dict[str, float] = field(default_factory=dict)
+    channels: dict[str, int] = field(default_factory=dict)
+    last_event_ms: int = 0
+    event_count: int = 0
+    seen_event_ids: OrderedDict = field(default_factory=OrderedDict)
+
+    def has_seen(self, event_id: str) -> bool:
+        return event_id in self.seen_event_ids
+
+
+def apply_event(state: CustomerState, event: Event) -> bool:
+    """Apply ``event`` to ``state``. Returns False (and changes nothing) for a duplicate id."""
+    if state.has_seen(event.event_id):
+        return False
+    state.seen_event_ids[event.event_id] = None
+    if len(state.seen_event_ids) > MAX_SEEN_EVENT_IDS:
+        state.seen_event_ids.popitem(last=False)
+
+    item, kind, ts = event.item_id, event.event_type, event.timestamp_ms
+    if kind == "add_to_cart":
+        state.cart[item] = state.cart.get(item, 0.0) + event.quantity
+    elif kind == "remove_from_cart":
+        left = state.cart.get(item, 0.0) - event.quantity
+        if left > 0:
+            state.cart[item] = left
+        else:
+            state.cart.pop(item, None)
+    elif kind in ("purchase", "rate"):
+        # A rating means the item was consumed: for exclusion it counts as bought.
+        previous = state.purchases.get(item)
+        count = (previous.count if previous else 0.0) + (event.quantity if kind == "purchase" else 1.0)
+        state.purchases[item] = Purchase(count=count, last_ms=max(ts, previous.last_ms if previous else 0))
+        state.cart.pop(item, None)
+        state.returned.discard(item)
+    elif kind == "return":
+        state.returned.add(item)
+        state.interactions.pop(item, None)
+
+    weight = EVENT_WEIGHTS[kind]
+    if weight > 0:
+        state.interactions[item] = state.interactions.get(item, 0.0) + weight
+        state.recent.append((item, kind, ts))
+    state.channels[event.channel] = state.channels.get(event.channel, 0) + 1
+    state.last_event_ms = max(state.last_event_ms, ts)
+    state.event_count += 1
+    return True

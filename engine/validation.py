@@ -1,0 +1,62 @@
+"""Small checks shared by every edge: ids, counts, numbers. Each raises InvalidArgument."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from engine.errors import InvalidArgument
+
+MAX_ID_LENGTH = 128
+
+
+def require_id(value: Any, field: str, *, required: bool = True) -> str:
+    """A customer/item/session/event id: a non-empty printable string of bounded length."""
+    if value is None or value == "":
+        if required:
+            raise InvalidArgument(f"{field}: is required")
+        return ""
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{field}: must be a string, got {type(value).__name__}")
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidArgument(f"{field}: longer than {MAX_ID_LENGTH} characters")
+    if not value.isprintable():
+        raise InvalidArgument(f"{field}: must not contain control characters")
+    return value
+
+
+def require_int(value: Any, field: str, *, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(f"{field}: must be an integer, got {type(value).__name__}")
+    if value < low or value > high:
+        raise InvalidArgument(f"{field}: must be between {low} and {high}, got {value}")
+    return value
+
+
+def require_number(value: Any, field: str, *, low: float, high: float, low_inclusive: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgument(f"{field}: must be a number, got {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise InvalidArgument(f"{field}: must be a finite number")
+    too_low = number < low if low_inclusive else number <= low
+    if too_low or number > high:
+        bound = "[" if low_inclusive else "("
+        raise InvalidArgument(f"{field}: must be in {bound}{low}, {high}], got {number}")
+    return number
+
+
+def require_choice(value: Any, field: str, choices: frozenset[str]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        allowed = ", ".join(sorted(choices))
+        raise InvalidArgument(f"{field}: must be one of {allowed}; got {value!r}")
+    return value
+
+
+def require_id_list(value: Any, field: str, *, max_len: int) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)):
+        raise InvalidArgument(f"{field}: must be a list of strings")
+    if len(value) > max_len:
+        raise InvalidArgument(f"{field}: at most {max_len} entries, got {len(value)}")
+    return tuple(require_id(v, f"{field}[{i}]") for i, v in enumerate(value))
