@@ -1,0 +1,130 @@
+"""Requests as domain values, parsed from plain mappings (JSON bodies and proto messages alike)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from engine.config import REPURCHASE_POLICIES
+from engine.errors import InvalidArgument
+from engine.events import CHANNELS
+from engine.validation import (require_choice, require_id, require_id_list, require_int,
+                               require_number)
+
+MAX_LIST = 1_000
+MAX_PRICE = 1_000_000_000.0
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Per-request business rules on top of the configured defaults."""
+
+    exclude_item_ids: tuple[str, ...] = ()
+    include_item_ids: tuple[str, ...] = ()
+    min_price: float | None = None
+    max_price: float | None = None
+    repurchase_policy: str | None = None       # None: the configured default
+    repurchase_window_days: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecommendQuery:
+    customer_id: str
+    channel: str
+    k: int
+    store_id: str = ""
+    current_item_id: str = ""
+    cart_item_ids: tuple[str, ...] = ()
+    session_id: str = ""
+    country: str = ""
+    filters: Filters = Filters()
+    request_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SimilarQuery:
+    item_id: str
+    k: int
+    channel: str = "web"
+    customer_id: str = ""
+    filters: Filters = Filters()
+    request_id: str = ""
+
+
+def _mapping(raw: Any, where: str) -> Mapping[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise InvalidArgument(f"{where}: must be an object")
+    return raw
+
+
+def _no_unknown(raw: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = set(raw) - allowed
+    if unknown:
+        raise InvalidArgument(f"{where}: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
+
+
+def parse_filters(raw: Any, where: str = "filters") -> Filters:
+    raw = _mapping(raw, where)
+    _no_unknown(raw, {"exclude_item_ids", "include_item_ids", "min_price", "max_price",
+                      "repurchase_policy", "repurchase_window_days"}, where)
+    policy = raw.get("repurchase_policy") or None
+    if policy is not None:
+        require_choice(policy, f"{where}.repurchase_policy", REPURCHASE_POLICIES)
+    window = raw.get("repurchase_window_days")
+    if window is not None:
+        window = require_int(window, f"{where}.repurchase_window_days", low=0, high=3650)
+    prices = {}
+    for name in ("min_price", "max_price"):
+        value = raw.get(name)
+        prices[name] = None if value is None else require_number(value, f"{where}.{name}", low=0.0, high=MAX_PRICE)
+    if prices["min_price"] is not None and prices["max_price"] is not None and prices["min_price"] > prices["max_price"]:
+        raise InvalidArgument(f"{where}: min_price is greater than max_price")
+    return Filters(
+        exclude_item_ids=require_id_list(raw.get("exclude_item_ids"), f"{where}.exclude_item_ids", max_len=MAX_LIST),
+        include_item_ids=require_id_list(raw.get("include_item_ids"), f"{where}.include_item_ids", max_len=MAX_LIST),
+        repurchase_policy=policy, repurchase_window_days=window, **prices,
+    )
+
+
+DEFAULT_K = 10
+
+
+def _k(raw: Mapping[str, Any], max_k: int) -> int:
+    # Absent means the default. (gRPC cannot tell k=0 from unset, so its mapping leaves k
+    # out when it is 0; JSON that says k=0 is rejected.)
+    if raw.get("k") is None:
+        return DEFAULT_K
+    return require_int(raw.get("k"), "k", low=1, high=max_k)
+
+
+def parse_recommend(raw: Any, max_k: int) -> RecommendQuery:
+    raw = _mapping(raw, "request")
+    _no_unknown(raw, {"customer_id", "channel", "store_id", "context", "k", "filters", "request_id"}, "request")
+    context = _mapping(raw.get("context"), "context")
+    _no_unknown(context, {"current_item_id", "cart_item_ids", "session_id", "country"}, "context")
+    return RecommendQuery(
+        customer_id=require_id(raw.get("customer_id"), "customer_id"),
+        channel=require_choice(raw.get("channel") or "web", "channel", CHANNELS),
+        k=_k(raw, max_k),
+        store_id=require_id(raw.get("store_id"), "store_id", required=False),
+        current_item_id=require_id(context.get("current_item_id"), "context.current_item_id", required=False),
+        cart_item_ids=require_id_list(context.get("cart_item_ids"), "context.cart_item_ids", max_len=MAX_LIST),
+        session_id=require_id(context.get("session_id"), "context.session_id", required=False),
+        country=require_id(context.get("country"), "context.country", required=False),
+        filters=parse_filters(raw.get("filters")),
+        request_id=require_id(raw.get("request_id"), "request_id", required=False),
+    )
+
+
+def parse_similar(raw: Any, max_k: int) -> SimilarQuery:
+    raw = _mapping(raw, "request")
+    _no_unknown(raw, {"item_id", "k", "filters", "channel", "customer_id", "request_id"}, "request")
+    return SimilarQuery(
+        item_id=require_id(raw.get("item_id"), "item_id"),
+        k=_k(raw, max_k),
+        channel=require_choice(raw.get("channel") or "web", "channel", CHANNELS),
+        customer_id=require_id(raw.get("customer_id"), "customer_id", required=False),
+        filters=parse_filters(raw.get("filters")),
+        request_id=require_id(raw.get("request_id"), "request_id", required=False),
+    )

@@ -1,0 +1,192 @@
+"""The recommendation pipeline the shard actors run (and evaluation replays).
+
+    candidates (ALS via FAISS, live-session co-visitation, repurchase, popularity)
+      -> blend (engine.ranking) -> business rules (engine.rules) -> top k with reasons
+
+Pure: the customer's state, the model, the clock and the config come in as arguments.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.config import RankingConfig
+from engine.queries import Filters, RecommendQuery, SimilarQuery
+from engine.ranking import ScoredItem, blend, top_k
+from engine.rules import DAY_MS, allowed_mask, purchased_to_exclude
+from engine.state import CustomerState
+from recommenders.runtime import ModelRuntime
+
+REPURCHASE_HALF_LIFE_DAYS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendations:
+    items: tuple[ScoredItem, ...]
+    personalized: bool
+    reasons: tuple[str, ...]
+    model_version: str
+
+
+@dataclass(slots=True)
+class _Profile:
+    """What the customer's history says, in item-index space."""
+
+    vector: np.ndarray | None
+    last_purchase_ms: dict[int, int]
+    purchase_weight: dict[int, float]
+    known: bool
+
+
+def _profile(model: ModelRuntime, customer_id: str, state: CustomerState | None) -> _Profile:
+    weights: dict[int, float] = {}
+    last_purchase: dict[int, int] = {}
+    purchase_weight: dict[int, float] = {}
+    row = model.user_index.get(customer_id)
+    if row is not None:
+        items, w, last = model.history(row)
+        for i, wi, li in zip(items.tolist(), w.tolist(), last.tolist()):
+            weights[i] = wi
+            if li > 0:
+                last_purchase[i] = li
+                purchase_weight[i] = wi
+    live = state is not None and state.event_count > 0
+    if live:
+        for item_id, w in state.interactions.items():
+            i = model.item_index.get(item_id)
+            if i is not None:
+                weights[i] = weights.get(i, 0.0) + w
+        for item_id, bought in state.purchases.items():
+            i = model.item_index.get(item_id)
+            if i is not None:
+                last_purchase[i] = max(last_purchase.get(i, 0), bought.last_ms)
+                purchase_weight[i] = purchase_weight.get(i, 0.0) + bought.count
+        for item_id in state.returned:
+            i = model.item_index.get(item_id)
+            if i is not None:
+                weights.pop(i, None)
+    if row is not None and not live:
+        vector = model.user_factors[row]
+    elif weights:
+        idx = np.fromiter(weights.keys(), dtype=np.int64, count=len(weights))
+        vector = model.fold_in(idx, np.fromiter(weights.values(), dtype=np.float64, count=len(weights)))
+    else:
+        vector = None
+    return _Profile(vector, last_purchase, purchase_weight, known=row is not None or live)
+
+
+def session_seeds(model: ModelRuntime, state: CustomerState | None, query: RecommendQuery,
+                  half_life: float) -> dict[int, float]:
+    """Live signals as item index -> weight; the newest counts most."""
+    ordered: list[str] = []
+    if state is not None:
+        ordered.extend(item for item, _kind, _ts in state.recent)
+        ordered.extend(state.cart)
+    ordered.extend(query.cart_item_ids)
+    if query.current_item_id:
+        ordered.append(query.current_item_id)
+    seeds: dict[int, float] = {}
+    for age, item_id in enumerate(reversed(ordered)):
+        i = model.item_index.get(item_id)
+        if i is not None:
+            seeds[i] = max(seeds.get(i, 0.0), 0.5 ** (age / half_life))
+    return seeds
+
+
+def covisitation_candidates(model: ModelRuntime, seeds: dict[int, float]) -> tuple[np.ndarray, np.ndarray]:
+    if not seeds:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    seed_idx = np.fromiter(seeds.keys(), dtype=np.int64)
+    seed_w = np.fromiter(seeds.values(), dtype=np.float64)
+    neighbours = model.covis_idx[seed_idx]                     # [s, m]
+    weights = model.covis_w[seed_idx].astype(np.float64) * seed_w[:, None]
+    valid = neighbours >= 0
+    flat_idx, flat_w = neighbours[valid].astype(np.int64), weights[valid]
+    if flat_idx.size == 0:
+        return flat_idx, flat_w
+    unique, inverse = np.unique(flat_idx, return_inverse=True)
+    return unique, np.bincount(inverse, weights=flat_w)
+
+
+def repurchase_candidates(profile: _Profile, now_ms: int) -> tuple[np.ndarray, np.ndarray]:
+    if not profile.last_purchase_ms:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    idx = np.fromiter(profile.last_purchase_ms.keys(), dtype=np.int64)
+    last = np.fromiter(profile.last_purchase_ms.values(), dtype=np.float64)
+    count = np.array([profile.purchase_weight.get(i, 1.0) for i in idx.tolist()])
+    age_days = np.maximum(now_ms - last, 0) / DAY_MS
+    return idx, np.log1p(count) * 0.5 ** (age_days / REPURCHASE_HALF_LIFE_DAYS)
+
+
+def _resolve(model: ModelRuntime, ids) -> set[int]:
+    return {model.item_index[i] for i in ids if i in model.item_index}
+
+
+def _rules_mask(model: ModelRuntime, candidate_idx: np.ndarray, filters: Filters, excluded: set[int]) -> np.ndarray:
+    include = _resolve(model, filters.include_item_ids) if filters.include_item_ids else None
+    return allowed_mask(candidate_idx, excluded=excluded | _resolve(model, filters.exclude_item_ids),
+                        include_only=include, prices=model.item_price, min_price=filters.min_price,
+                        max_price=filters.max_price, recommendable=model.recommendable)
+
+
+def _to_items(model: ModelRuntime, ranked) -> tuple[ScoredItem, ...]:
+    return tuple(ScoredItem(str(model.item_ids[i]), round(score, 6), reasons, str(model.item_names[i]))
+                 for i, score, reasons in ranked)
+
+
+def recommend(model: ModelRuntime, state: CustomerState | None, query: RecommendQuery,
+              config: RankingConfig, now_ms: int) -> Recommendations:
+    """Top-k for one customer now."""
+    profile = _profile(model, query.customer_id, state)
+    n = max(config.candidates_per_source, query.k * 3)
+    policy = query.filters.repurchase_policy or config.repurchase_policy
+    window = query.filters.repurchase_window_days
+    window = config.repurchase_window_days if window is None else window
+
+    sources: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if profile.vector is not None:
+        sources["als"] = model.index.search(profile.vector, n)
+    seeds = session_seeds(model, state, query, config.session_half_life)
+    sources["session"] = covisitation_candidates(model, seeds)
+    if policy != "exclude_always":
+        sources["repurchase"] = repurchase_candidates(profile, now_ms)
+    # Enough popular items that k survive any exclusion.
+    popular = model.popular_order[: n + len(profile.last_purchase_ms) + len(seeds)]
+    sources["popular"] = (popular, model.popularity[popular])
+
+    excluded = purchased_to_exclude(policy, profile.last_purchase_ms, now_ms, window)
+    cart = set(query.cart_item_ids) | (set(state.cart) if state is not None else set())
+    excluded |= _resolve(model, cart)
+    if state is not None:
+        excluded |= _resolve(model, state.returned)
+
+    blended = blend(sources, config.weights.as_dict())
+    ranked = top_k(blended, _rules_mask(model, blended.idx, query.filters, excluded), query.k)
+    personal = any(len(sources.get(s, ((),))[0]) for s in ("als", "session", "repurchase"))
+    reasons: tuple[str, ...] = ()
+    if not personal:
+        reasons = ("unknown_customer",) if not profile.known else ("no_personal_signal",)
+        ranked = [(i, s, ("popular", "cold_start")) for i, s, _r in ranked]
+    return Recommendations(_to_items(model, ranked), personal, reasons, model.version)
+
+
+def similar_items(model: ModelRuntime, query: SimilarQuery, state: CustomerState | None,
+                  weights: dict[str, float] | None = None, n: int = 200) -> Recommendations:
+    """Items like ``query.item_id``: co-visitation neighbours blended with factor cosine."""
+    i = model.item_index.get(query.item_id)
+    if i is None:
+        return Recommendations((), False, ("unknown_item",), model.version)
+    neighbours = model.covis_idx[i]
+    valid = neighbours >= 0
+    vector = model.item_factors[i] / model.item_norms[i]
+    cos_idx, cos_scores = model.index.search(vector, n)
+    cosine = cos_scores / model.item_norms[cos_idx]
+    sources = {"co_visitation": (neighbours[valid].astype(np.int64), model.covis_w[i][valid]),
+               "similar": (cos_idx, cosine)}
+    blended = blend(sources, weights or {"co_visitation": 1.0, "similar": 0.7})
+    excluded = {i}
+    if state is not None:
+        excluded |= _resolve(model, state.cart)
+    ranked = top_k(blended, _rules_mask(model, blended.idx, query.filters, excluded), query.k)
+    return Recommendations(_to_items(model, ranked), False, (), model.version)

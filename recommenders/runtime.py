@@ -1,0 +1,77 @@
+"""A model bundle made ready for scoring: id maps, the FAISS index, precomputed matrices.
+
+Built once per shard from the arrays the Ray object store hands over (read-only, zero-copy
+numpy views); only the id maps, the Gram matrix and the FAISS index are per-process.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from recommenders.index import ItemIndex
+
+
+def confidence(weight: np.ndarray | float, alpha: float) -> np.ndarray:
+    """Implicit-feedback confidence from summed event weights (training and fold-in alike)."""
+    return alpha * np.log1p(np.asarray(weight, dtype=np.float64))
+
+
+class ModelRuntime:
+    """Everything candidate generation needs from one model version."""
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], manifest: Mapping[str, Any]):
+        self.manifest = manifest
+        self.version: str = str(manifest["version"])
+        params = manifest["params"]
+        self.alpha = float(params["alpha"])
+        self.regularization = float(params["regularization"])
+        self.item_ids: np.ndarray = arrays["item_ids"]
+        self.item_names: np.ndarray = arrays["item_names"]
+        self.item_index: dict[str, int] = {item: i for i, item in enumerate(self.item_ids.tolist())}
+        self.user_index: dict[str, int] = {user: i for i, user in enumerate(arrays["user_ids"].tolist())}
+        self.item_factors: np.ndarray = arrays["item_factors"]
+        self.user_factors: np.ndarray = arrays["user_factors"]
+        self.item_price: np.ndarray = arrays["item_price"]
+        self.recommendable: np.ndarray = arrays["recommendable"]
+        self.popularity: np.ndarray = arrays["popularity"]
+        self.covis_idx: np.ndarray = arrays["covis_idx"]
+        self.covis_w: np.ndarray = arrays["covis_w"]
+        self.hist_indptr = arrays["hist_indptr"]
+        self.hist_items = arrays["hist_items"]
+        self.hist_weight = arrays["hist_weight"]
+        self.hist_last_purchase_ms = arrays["hist_last_purchase_ms"]
+        factors = self.item_factors.astype(np.float64)
+        self.gram = factors.T @ factors
+        self.index = ItemIndex.from_bytes(arrays["faiss_index"])
+        norms = np.linalg.norm(self.item_factors, axis=1)
+        self.item_norms = np.where(norms > 0, norms, 1.0).astype(np.float32)
+        order = np.argsort(-self.popularity, kind="stable")
+        self.popular_order = order[self.recommendable[order]]
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def dim(self) -> int:
+        return self.item_factors.shape[1]
+
+    def history(self, user_row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Training history of a known customer: item indices, weights, last purchase (ms, 0 = none)."""
+        lo, hi = self.hist_indptr[user_row], self.hist_indptr[user_row + 1]
+        return self.hist_items[lo:hi], self.hist_weight[lo:hi], self.hist_last_purchase_ms[lo:hi]
+
+    def fold_in(self, items: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
+        """The ALS customer vector that best explains ``items`` with these weights.
+
+        Solves (YtY + Yᵢᵀ(Cᵢ - I)Yᵢ + λI) x = Yᵢᵀ Cᵢ 1, the exact ALS user step, so a customer
+        the model never saw gets a vector from live events alone.
+        """
+        if len(items) == 0:
+            return None
+        y = self.item_factors[items].astype(np.float64)
+        c = confidence(weights, self.alpha)
+        a = self.gram + (y.T * (c - 1.0)) @ y + self.regularization * np.eye(self.dim)
+        b = y.T @ c
+        return np.linalg.solve(a, b).astype(np.float32)

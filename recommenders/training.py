@@ -1,0 +1,271 @@
+"""Training: events -> a model bundle (ALS + FAISS, co-visitation, popularity, histories).
+
+    bundle = train(dataset, TrainParams())
+    save_bundle(bundle, "models")
+
+The bundle's manifest records an offline check made here: the same pipeline is trained on all
+but the last ``holdout_fraction`` of the time range and scored (HR@10, Recall@10) on what
+known customers bought in that last stretch, next to a popularity baseline.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from engine.config import RankingConfig
+from engine.events import EVENT_WEIGHTS
+from engine.queries import Filters, RecommendQuery
+from recommenders.bundle import ModelBundle
+from recommenders.index import ItemIndex
+from recommenders.loaders import Dataset
+from recommenders.recommend import recommend
+from recommenders.runtime import ModelRuntime, confidence
+
+DAY_MS = 86_400_000
+_CONSUMED = ("purchase", "rate")
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Hyper-parameters; every one is recorded in the bundle's manifest."""
+
+    factors: int = 64
+    regularization: float = 0.05
+    alpha: float = 10.0
+    iterations: int = 15
+    seed: int = 42
+    covis_neighbours: int = 50
+    max_basket_items: int = 100
+    popularity_half_life_days: float = 30.0
+    holdout_fraction: float = 0.1
+    eval_customers: int = 2000
+    evaluate: bool = True
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """Aggregated (customer, item) interactions in index space."""
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    matrix: sp.csr_matrix            # summed event weights
+    last_purchase_ms: sp.csr_matrix  # same pattern, ms of last purchase (0 = never bought)
+    last_ms: sp.csr_matrix           # same pattern, ms of last interaction
+
+
+def fingerprint(events: pd.DataFrame) -> str:
+    """Order-independent hash of the events a model was trained on."""
+    hashed = pd.util.hash_pandas_object(
+        events[["customer_id", "item_id", "event_type", "timestamp_ms"]], index=False).to_numpy()
+    return hashlib.sha256(np.sort(hashed).tobytes()).hexdigest()
+
+
+def usable_events(dataset: Dataset) -> pd.DataFrame:
+    """Events that say something positive about taste, on recommendable items only."""
+    events = dataset.events
+    recommendable = set(dataset.items.loc[dataset.items["recommendable"], "item_id"])
+    weight = events["event_type"].map(EVENT_WEIGHTS).fillna(0.0)
+    keep = (weight > 0) & events["item_id"].isin(recommendable)
+    return events[keep].assign(weight=weight[keep])
+
+
+def aggregate(events: pd.DataFrame, item_ids: np.ndarray | None = None) -> Interactions:
+    if item_ids is None:
+        item_ids = np.sort(events["item_id"].unique()).astype(str)
+    user_ids = np.sort(events["customer_id"].unique()).astype(str)
+    bought = events["event_type"].isin(_CONSUMED)
+    frame = pd.DataFrame({
+        "u": np.searchsorted(user_ids, events["customer_id"].to_numpy().astype(str)),
+        "i": np.searchsorted(item_ids, events["item_id"].to_numpy().astype(str)),
+        "w": events["weight"].to_numpy(),
+        "t": events["timestamp_ms"].to_numpy(),
+        "p": np.where(bought, events["timestamp_ms"].to_numpy(), 0),
+    })
+    grouped = frame.groupby(["u", "i"], sort=True).agg(w=("w", "sum"), t=("t", "max"), p=("p", "max")).reset_index()
+    shape = (len(user_ids), len(item_ids))
+    rows, cols = grouped["u"].to_numpy(), grouped["i"].to_numpy()
+
+    def csr(values) -> sp.csr_matrix:
+        return sp.csr_matrix((values, (rows, cols)), shape=shape)
+
+    return Interactions(user_ids, item_ids, csr(grouped["w"].to_numpy(np.float32)),
+                        csr(grouped["p"].to_numpy(np.int64)), csr(grouped["t"].to_numpy(np.int64)))
+
+
+def fit_als(matrix: sp.csr_matrix, params: TrainParams, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    weighted = matrix.copy()
+    weighted.data = confidence(weighted.data, params.alpha).astype(np.float32)
+    # implicit runs its own threads; BLAS threads on top of them only fight for the cores
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(factors=params.factors, regularization=params.regularization,
+                                        alpha=1.0, iterations=params.iterations, random_state=params.seed,
+                                        num_threads=params.threads)
+        model.fit(weighted, show_progress=progress)
+    return (np.ascontiguousarray(model.user_factors, dtype=np.float32),
+            np.ascontiguousarray(model.item_factors, dtype=np.float32))
+
+
+def covisitation(events: pd.DataFrame, item_ids: np.ndarray, params: TrainParams,
+                 progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Top-M co-occurring items per item over baskets/sessions, cosine-normalised."""
+    session = events["session_id"].astype(str)
+    day = (events["timestamp_ms"] // DAY_MS).astype(str)
+    session = session.where(session != "", events["customer_id"].astype(str) + "@" + day)
+    basket_codes, basket_index = np.unique(session.to_numpy(), return_inverse=True)
+    items = np.searchsorted(item_ids, events["item_id"].to_numpy().astype(str))
+    b = sp.csr_matrix((np.ones(len(items), dtype=np.float32), (basket_index, items)),
+                      shape=(len(basket_codes), len(item_ids)))
+    b.data[:] = 1.0
+    b.sum_duplicates()
+    b.data[:] = 1.0
+    size = np.asarray(b.sum(axis=1)).ravel()
+    # one-item baskets say nothing about pairs; huge baskets (wholesale restocks) say little
+    usable = (size >= 2) & (size <= params.max_basket_items)
+    row_weight = np.where(usable, 1.0 / np.log2(1.0 + size), 0.0).astype(np.float32)
+    c = (b.T @ sp.diags(row_weight) @ b).tocsr()
+    c.setdiag(0)
+    c.eliminate_zeros()
+    counts = np.asarray((b.T @ sp.diags(row_weight)).sum(axis=1)).ravel()
+    norm = np.sqrt(np.maximum(counts, 1e-9))
+    c = sp.diags(1.0 / norm) @ c @ sp.diags(1.0 / norm)
+    c = c.tocsr()
+    m = params.covis_neighbours
+    idx = np.full((len(item_ids), m), -1, dtype=np.int32)
+    weights = np.zeros((len(item_ids), m), dtype=np.float32)
+    for row in tqdm(range(len(item_ids)), desc="co-visitation", disable=not progress, mininterval=1.0):
+        lo, hi = c.indptr[row], c.indptr[row + 1]
+        if lo == hi:
+            continue
+        cols, vals = c.indices[lo:hi], c.data[lo:hi]
+        take = min(m, hi - lo)
+        top = np.argpartition(-vals, take - 1)[:take]
+        top = top[np.lexsort((cols[top], -vals[top]))]
+        idx[row, :take] = cols[top]
+        weights[row, :take] = vals[top]
+    return idx, weights
+
+
+def popularity(inter: Interactions, params: TrainParams, now_ms: int) -> np.ndarray:
+    """Customers per item, each weighted by how recently they touched it (half-life decay)."""
+    last = inter.last_ms.tocoo()
+    decay = 0.5 ** ((now_ms - last.data) / DAY_MS / params.popularity_half_life_days)
+    return np.bincount(last.col, weights=decay, minlength=len(inter.item_ids)).astype(np.float32)
+
+
+def item_prices(events: pd.DataFrame, item_ids: np.ndarray) -> np.ndarray:
+    priced = events[events["price"].notna() & (events["price"] > 0)]
+    median = priced.groupby("item_id")["price"].median()
+    return pd.Series(item_ids).map(median).to_numpy(dtype=np.float32, na_value=np.nan)
+
+
+def _version(fp: str) -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ") + "-" + fp[:8]
+
+
+def build_bundle(dataset: Dataset, params: TrainParams, progress: bool = True) -> ModelBundle:
+    """Train every model on ``dataset`` (no offline evaluation) and assemble the bundle."""
+    started = time.perf_counter()
+    events = usable_events(dataset)
+    if events.empty:
+        from engine.errors import InvalidArgument
+        raise InvalidArgument("no usable events to train on (need purchases, carts, views or ratings)")
+    inter = aggregate(events)
+    now_ms = int(events["timestamp_ms"].max())
+    user_factors, item_factors = fit_als(inter.matrix, params, progress)
+    covis_idx, covis_w = covisitation(events, inter.item_ids, params, progress)
+    names = dataset.items.set_index("item_id")["name"]
+    hist = inter.matrix
+    hist_last = inter.last_purchase_ms
+    fp = fingerprint(events)
+    arrays = {
+        "item_ids": inter.item_ids.astype(str),
+        "item_names": pd.Series(inter.item_ids).map(names).fillna("").to_numpy().astype(str),
+        "item_factors": item_factors,
+        "item_price": item_prices(events, inter.item_ids),
+        "recommendable": np.ones(len(inter.item_ids), dtype=bool),
+        "popularity": popularity(inter, params, now_ms),
+        "covis_idx": covis_idx,
+        "covis_w": covis_w,
+        "user_ids": inter.user_ids.astype(str),
+        "user_factors": user_factors,
+        "hist_indptr": hist.indptr.astype(np.int64),
+        "hist_items": hist.indices.astype(np.int32),
+        "hist_weight": hist.data.astype(np.float32),
+        "hist_last_purchase_ms": hist_last.data.astype(np.int64),
+        "faiss_index": ItemIndex.build(item_factors).to_bytes(),
+    }
+    if not np.array_equal(hist.indices, hist_last.indices):
+        raise AssertionError("interaction matrices lost alignment")
+    manifest = {
+        "version": _version(fp),
+        "created_at": datetime.now(timezone.utc).isoformat(),
+        "source": dataset.source,
+        "data_fingerprint": fp,
+        "params": asdict(params),
+        "counts": {"events": int(len(events)), "customers": int(len(inter.user_ids)),
+                   "items": int(len(inter.item_ids)), "interactions": int(hist.nnz),
+                   "data_end_ms": now_ms},
+        "training_seconds": round(time.perf_counter() - started, 3),
+    }
+    return ModelBundle(manifest, arrays)
+
+
+def holdout_metrics(dataset: Dataset, params: TrainParams, progress: bool = True, k: int = 10) -> dict:
+    """Train on the first part of the time range, score the last part (see module doc)."""
+    events = dataset.events
+    cut = int(np.quantile(events["timestamp_ms"], 1.0 - params.holdout_fraction))
+    past = Dataset(events[events["timestamp_ms"] < cut], dataset.items, dataset.source)
+    bundle = build_bundle(past, replace(params, evaluate=False), progress=False)
+    model = ModelRuntime(bundle.arrays, bundle.manifest)
+    future = usable_events(Dataset(events[events["timestamp_ms"] >= cut], dataset.items, dataset.source))
+    future = future[future["event_type"].isin(_CONSUMED) & future["customer_id"].isin(model.user_index)
+                    & future["item_id"].isin(model.item_index)]
+    truth = future.groupby("customer_id")["item_id"].agg(lambda s: set(s))
+    customers = truth.index.to_numpy()
+    rng = np.random.default_rng(params.seed)
+    if len(customers) > params.eval_customers:
+        customers = rng.choice(customers, params.eval_customers, replace=False)
+    config = RankingConfig(repurchase_policy="exclude_never")
+    popular = {str(model.item_ids[i]) for i in model.popular_order[:k]}
+    hits = recall = pop_hits = pop_recall = 0.0
+    for customer in tqdm(customers, desc="offline check", disable=not progress, mininterval=1.0):
+        query = RecommendQuery(customer_id=str(customer), channel="web", k=k,
+                               filters=Filters(repurchase_policy="exclude_never"))
+        got = {item.item_id for item in recommend(model, None, query, config, cut).items}
+        relevant = truth[customer]
+        hits += bool(got & relevant)
+        recall += len(got & relevant) / len(relevant)
+        pop_hits += bool(popular & relevant)
+        pop_recall += len(popular & relevant) / len(relevant)
+    n = max(len(customers), 1)
+    return {
+        "protocol": f"temporal holdout: last {params.holdout_fraction:.0%} of the time range, "
+                    "known customers, consumed items, repurchases count",
+        "customers": int(len(customers)),
+        f"hr@{k}": round(hits / n, 4), f"recall@{k}": round(recall / n, 4),
+        f"popularity_hr@{k}": round(pop_hits / n, 4), f"popularity_recall@{k}": round(pop_recall / n, 4),
+    }
+
+
+def train(dataset: Dataset, params: TrainParams = TrainParams(), progress: bool = True) -> ModelBundle:
+    """Train on all of ``dataset``; when ``params.evaluate``, add the holdout check to the manifest."""
+    started = time.perf_counter()
+    metrics = holdout_metrics(dataset, params, progress) if params.evaluate else {}
+    bundle = build_bundle(dataset, params, progress)
+    manifest = dict(bundle.manifest)
+    manifest["offline_metrics"] = metrics
+    manifest["training_seconds"] = round(time.perf_counter() - started, 3)
+    manifest["threads"] = params.threads or os.cpu_count()
+    return ModelBundle(manifest, bundle.arrays)
