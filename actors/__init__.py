@@ -1,0 +1,1 @@
+"""The only layer that calls ray.*: customer shard actors and how they are started."""

@@ -1,0 +1,45 @@
+"""Starting the shard actors and finding them again.
+
+Shards are named actors (``recsys-shard-<i>`` in namespace ``recsys``) so that any ingress
+replica on any node finds them by name. The model arrays are put into the object store once
+and every shard maps them from there.
+"""
+from __future__ import annotations
+
+import ray
+
+from engine.config import RankingConfig
+from recommenders.bundle import ModelBundle
+
+NAMESPACE = "recsys"
+
+
+def shard_name(index: int) -> str:
+    return f"recsys-shard-{index}"
+
+
+def start_shards(bundle: ModelBundle, num_shards: int, ranking: RankingConfig) -> list:
+    """Create ``num_shards`` shard actors sharing ``bundle``'s arrays; wait until they answer."""
+    from actors.shard import CustomerShard
+
+    model_ref = ray.put(dict(bundle.arrays))
+    shards = [
+        CustomerShard.options(name=shard_name(i), namespace=NAMESPACE, get_if_exists=False,
+                              scheduling_strategy="SPREAD")
+        .remote(i, [model_ref], dict(bundle.manifest), ranking)
+        for i in range(num_shards)
+    ]
+    ray.get([s.ping.remote() for s in shards])
+    return shards
+
+
+def find_shards(num_shards: int) -> list:
+    return [ray.get_actor(shard_name(i), namespace=NAMESPACE) for i in range(num_shards)]
+
+
+def stop_shards(num_shards: int) -> None:
+    for i in range(num_shards):
+        try:
+            ray.kill(ray.get_actor(shard_name(i), namespace=NAMESPACE))
+        except ValueError:
+            pass

@@ -1,0 +1,1 @@
+"""Ray Serve deployments: gRPC and HTTP ingress, mapping, validation, error -> status."""

@@ -1,0 +1,90 @@
+"""Edge mapping: protobuf messages and JSON bodies <-> plain mappings and domain values.
+
+Requests become plain mappings (the shape of the JSON body, snake_case as in the .proto) so
+that one parser in engine/ validates gRPC and HTTP alike. Responses are built from domain
+values here, never in engine/.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from recsys.v1 import recsys_pb2 as pb
+from recommenders.recommend import Recommendations
+
+
+def _filters(msg: pb.Filters) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "exclude_item_ids": list(msg.exclude_item_ids),
+        "include_item_ids": list(msg.include_item_ids),
+        "repurchase_policy": msg.repurchase_policy,
+    }
+    for name in ("min_price", "max_price", "repurchase_window_days"):
+        if msg.HasField(name):
+            out[name] = getattr(msg, name)
+    return out
+
+
+def recommend_request(msg: pb.RecommendRequest) -> dict[str, Any]:
+    out: dict[str, Any] = {"customer_id": msg.customer_id, "channel": msg.channel,
+                           "store_id": msg.store_id, "request_id": msg.request_id}
+    if msg.k != 0:  # proto3 cannot tell 0 from unset: 0 means "the default"
+        out["k"] = msg.k
+    if msg.HasField("context"):
+        ctx = msg.context
+        out["context"] = {"current_item_id": ctx.current_item_id, "cart_item_ids": list(ctx.cart_item_ids),
+                          "session_id": ctx.session_id, "country": ctx.country}
+    if msg.HasField("filters"):
+        out["filters"] = _filters(msg.filters)
+    return out
+
+
+def similar_request(msg: pb.SimilarItemsRequest) -> dict[str, Any]:
+    out: dict[str, Any] = {"item_id": msg.item_id, "channel": msg.channel, "customer_id": msg.customer_id,
+                           "request_id": msg.request_id}
+    if msg.k != 0:
+        out["k"] = msg.k
+    if msg.HasField("filters"):
+        out["filters"] = _filters(msg.filters)
+    return out
+
+
+def event(msg: pb.Event) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "event_id": msg.event_id, "customer_id": msg.customer_id, "session_id": msg.session_id,
+        "event_type": msg.event_type, "item_id": msg.item_id, "channel": msg.channel,
+        "store_id": msg.store_id, "timestamp_ms": msg.timestamp_ms,
+    }
+    for name in ("quantity", "price"):
+        if msg.HasField(name):
+            out[name] = getattr(msg, name)
+    if msg.attributes:
+        out["attributes"] = dict(msg.attributes)
+    return out
+
+
+def recommendations_proto(result: Recommendations, request_id: str) -> pb.RecommendResponse:
+    return pb.RecommendResponse(
+        items=[pb.ScoredItem(item_id=i.item_id, score=i.score, reasons=list(i.reasons), name=i.name)
+               for i in result.items],
+        model_version=result.model_version, personalized=result.personalized,
+        reasons=list(result.reasons), request_id=request_id)
+
+
+def similar_proto(result: Recommendations, request_id: str) -> pb.SimilarItemsResponse:
+    return pb.SimilarItemsResponse(
+        items=[pb.ScoredItem(item_id=i.item_id, score=i.score, reasons=list(i.reasons), name=i.name)
+               for i in result.items],
+        model_version=result.model_version, request_id=request_id)
+
+
+def recommendations_json(result: Recommendations, request_id: str, *, similar: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "items": [{"item_id": i.item_id, "score": i.score, "reasons": list(i.reasons), "name": i.name}
+                  for i in result.items],
+        "model_version": result.model_version,
+        "request_id": request_id,
+    }
+    if not similar:
+        body["personalized"] = result.personalized
+        body["reasons"] = list(result.reasons)
+    return body

@@ -1,0 +1,218 @@
+"""The ingress: one Ray Serve deployment answering gRPC (recsys.v1.Personalization,
+grpc.health.v1.Health) and HTTP/JSON on the same replicas.
+
+Each request is validated here, mapped to a domain query and sent straight to the owning
+shard actor (one hop). Errors become statuses in one place (gateway/status_map.py).
+"""
+# No `from __future__ import annotations` here: FastAPI needs the real Request annotation.
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+import grpc
+import orjson
+import ray
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from grpc_health.v1 import health_pb2
+from ray import serve
+
+from actors.cluster import find_shards
+from engine.errors import InvalidArgument, PayloadTooLarge, RecsysError, Unavailable
+from engine.events import Event, parse_batch
+from engine.queries import parse_recommend, parse_similar
+from engine.sharding import shard_for
+from gateway import codec
+from gateway.status_map import statuses
+from recsys.v1 import recsys_pb2 as pb
+
+log = logging.getLogger("recsys.gateway")
+
+app = FastAPI(title="recsys", docs_url=None, redoc_url=None, openapi_url=None)
+
+SHARD_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class IngressSettings:
+    num_shards: int
+    max_k: int
+    max_body_bytes: int
+    max_events_per_request: int
+
+
+def group_by_shard(events: list[Event], num_shards: int) -> dict[int, list[Event]]:
+    groups: dict[int, list[Event]] = {}
+    for event in events:
+        groups.setdefault(shard_for(event.customer_id, num_shards), []).append(event)
+    return groups
+
+
+def _request_id(given: str) -> str:
+    return given or uuid.uuid4().hex
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
+@serve.ingress(app)
+class Ingress:
+    def __init__(self, settings: IngressSettings):
+        self.settings = settings
+        self.shards = find_shards(settings.num_shards)
+
+    # -- the operations, shared by gRPC and HTTP -------------------------------------------
+
+    async def _call(self, ref) -> Any:
+        try:
+            return await asyncio.wait_for(ref, SHARD_TIMEOUT_S)
+        except RecsysError:
+            raise
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, asyncio.TimeoutError) as exc:
+            raise Unavailable(f"customer shard unavailable, retry: {type(exc).__name__}") from exc
+
+    async def recommend(self, raw: Any) -> dict[str, Any]:
+        query = parse_recommend(raw, self.settings.max_k)
+        shard = self.shards[shard_for(query.customer_id, self.settings.num_shards)]
+        result = await self._call(shard.recommend.remote(query, _now_ms()))
+        return {"result": result, "request_id": _request_id(query.request_id)}
+
+    async def similar(self, raw: Any) -> dict[str, Any]:
+        query = parse_similar(raw, self.settings.max_k)
+        key = query.customer_id or query.item_id
+        shard = self.shards[shard_for(key, self.settings.num_shards)]
+        result = await self._call(shard.similar.remote(query))
+        return {"result": result, "request_id": _request_id(query.request_id)}
+
+    async def track(self, raw_events: Any) -> tuple[int, int]:
+        # The whole batch is validated before any shard sees it: a bad event rejects all.
+        events = parse_batch(raw_events, _now_ms(), self.settings.max_events_per_request)
+        groups = group_by_shard(events, self.settings.num_shards)
+        results = await asyncio.gather(*[self._call(self.shards[s].track.remote(batch))
+                                         for s, batch in groups.items()])
+        return sum(r[0] for r in results), sum(r[1] for r in results)
+
+    async def healthy(self) -> str:
+        versions = await asyncio.wait_for(asyncio.gather(*[s.ping.remote() for s in self.shards]), 5.0)
+        return versions[0]
+
+    # -- gRPC: methods named after the RPCs ----------------------------------------------------
+
+    async def _grpc(self, request, grpc_context, empty, work: Callable[[], Awaitable[Any]]):
+        if request.ByteSize() > self.settings.max_body_bytes:
+            error: RecsysError = PayloadTooLarge(f"request is {request.ByteSize()} bytes; the limit is "
+                                                 f"{self.settings.max_body_bytes}")
+        else:
+            try:
+                return await work()
+            except RecsysError as exc:
+                error = exc
+        code, _ = statuses(error)
+        grpc_context.set_code(code)
+        grpc_context.set_details(error.message)
+        log.info("grpc request rejected: %s %s", code.name, error.message)
+        return empty
+
+    async def Recommend(self, request: pb.RecommendRequest, grpc_context=None) -> pb.RecommendResponse:
+        async def work():
+            out = await self.recommend(codec.recommend_request(request))
+            return codec.recommendations_proto(out["result"], out["request_id"])
+        return await self._grpc(request, grpc_context, pb.RecommendResponse(), work)
+
+    async def SimilarItems(self, request: pb.SimilarItemsRequest, grpc_context=None) -> pb.SimilarItemsResponse:
+        async def work():
+            out = await self.similar(codec.similar_request(request))
+            return codec.similar_proto(out["result"], out["request_id"])
+        return await self._grpc(request, grpc_context, pb.SimilarItemsResponse(), work)
+
+    async def TrackEvents(self, request: pb.TrackEventsRequest, grpc_context=None) -> pb.TrackEventsResponse:
+        async def work():
+            accepted, duplicates = await self.track([codec.event(e) for e in request.events])
+            return pb.TrackEventsResponse(accepted=accepted, duplicates=duplicates,
+                                          request_id=_request_id(request.request_id))
+        return await self._grpc(request, grpc_context, pb.TrackEventsResponse(), work)
+
+    async def Check(self, request: health_pb2.HealthCheckRequest, grpc_context=None) -> health_pb2.HealthCheckResponse:
+        if request.service not in ("", "recsys.v1.Personalization"):
+            grpc_context.set_code(grpc.StatusCode.NOT_FOUND)
+            grpc_context.set_details(f"unknown service {request.service!r}")
+            return health_pb2.HealthCheckResponse()
+        try:
+            await self.healthy()
+            status = health_pb2.HealthCheckResponse.SERVING
+        except Exception:  # any shard not answering means not serving
+            status = health_pb2.HealthCheckResponse.NOT_SERVING
+        return health_pb2.HealthCheckResponse(status=status)
+
+    # -- HTTP/JSON mirrors ------------------------------------------------------------------------
+
+    async def _read_json(self, request: Request) -> Any:
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"body is {declared} bytes; the limit is {limit}")
+        body = bytearray()
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > limit:
+                raise PayloadTooLarge(f"body is larger than the limit of {limit} bytes")
+        if not body:
+            raise InvalidArgument("body: a JSON object is required")
+        try:
+            return orjson.loads(bytes(body))
+        except orjson.JSONDecodeError as exc:
+            raise InvalidArgument(f"body: malformed JSON ({exc})") from exc
+
+    async def _http(self, request: Request, work: Callable[[Any], Awaitable[dict[str, Any]]]) -> Response:
+        try:
+            payload = await work(await self._read_json(request))
+            return Response(orjson.dumps(payload), media_type="application/json")
+        except RecsysError as exc:
+            _, status = statuses(exc)
+            log.info("http request rejected: %s %s", status, exc.message)
+            return Response(orjson.dumps({"error": {"code": exc.kind, "message": exc.message}}),
+                            status_code=status, media_type="application/json")
+
+    @app.post("/v1/recommend")
+    async def http_recommend(self, request: Request) -> Response:
+        async def work(raw):
+            out = await self.recommend(raw)
+            return codec.recommendations_json(out["result"], out["request_id"])
+        return await self._http(request, work)
+
+    @app.post("/v1/similar-items")
+    async def http_similar(self, request: Request) -> Response:
+        async def work(raw):
+            out = await self.similar(raw)
+            return codec.recommendations_json(out["result"], out["request_id"], similar=True)
+        return await self._http(request, work)
+
+    @app.post("/v1/events")
+    async def http_events(self, request: Request) -> Response:
+        async def work(raw):
+            if not isinstance(raw, dict):
+                raise InvalidArgument("body: must be an object with an 'events' list")
+            unknown = set(raw) - {"events", "request_id"}
+            if unknown:
+                raise InvalidArgument(f"body: unknown field(s) {', '.join(sorted(unknown))}")
+            accepted, duplicates = await self.track(raw.get("events"))
+            request_id = raw.get("request_id")
+            return {"accepted": accepted, "duplicates": duplicates,
+                    "request_id": _request_id(request_id if isinstance(request_id, str) else "")}
+        return await self._http(request, work)
+
+    @app.get("/healthz")
+    async def http_health(self) -> Response:
+        try:
+            version = await self.healthy()
+        except Exception as exc:  # any shard not answering means not serving
+            return Response(orjson.dumps({"status": "unavailable", "error": type(exc).__name__}),
+                            status_code=503, media_type="application/json")
+        return Response(orjson.dumps({"status": "ok", "model_version": version,
+                                      "shards": self.settings.num_shards}), media_type="application/json")

@@ -1,0 +1,21 @@
+"""The one table from engine errors to gRPC status codes and HTTP statuses."""
+from __future__ import annotations
+
+import grpc
+
+from engine.errors import InvalidArgument, NotFound, PayloadTooLarge, RecsysError, Unavailable
+
+_TABLE: dict[type, tuple[grpc.StatusCode, int]] = {
+    PayloadTooLarge: (grpc.StatusCode.INVALID_ARGUMENT, 413),
+    InvalidArgument: (grpc.StatusCode.INVALID_ARGUMENT, 400),
+    NotFound: (grpc.StatusCode.NOT_FOUND, 404),
+    Unavailable: (grpc.StatusCode.UNAVAILABLE, 503),
+}
+
+
+def statuses(error: RecsysError) -> tuple[grpc.StatusCode, int]:
+    """(gRPC code, HTTP status) for ``error``: the most specific entry in its class hierarchy."""
+    for cls in type(error).__mro__:
+        if cls in _TABLE:
+            return _TABLE[cls]
+    return grpc.StatusCode.INTERNAL, 500
