@@ -26,6 +26,7 @@ from engine.errors import InvalidArgument, PayloadTooLarge, RecsysError, Unavail
 from engine.events import Event, parse_batch
 from engine.queries import parse_recommend, parse_similar
 from engine.sharding import shard_for
+from engine.validation import require_id
 from gateway import codec
 from gateway.status_map import statuses
 from recsys.v1 import recsys_pb2 as pb
@@ -90,13 +91,14 @@ class Ingress:
         result = await self._call(shard.similar.remote(query))
         return {"result": result, "request_id": _request_id(query.request_id)}
 
-    async def track(self, raw_events: Any) -> tuple[int, int]:
+    async def track(self, raw_events: Any, request_id: Any = "") -> tuple[int, int, str]:
         # The whole batch is validated before any shard sees it: a bad event rejects all.
+        request_id = require_id(request_id, "request_id", required=False)
         events = parse_batch(raw_events, _now_ms(), self.settings.max_events_per_request)
         groups = group_by_shard(events, self.settings.num_shards)
         results = await asyncio.gather(*[self._call(self.shards[s].track.remote(batch))
                                          for s, batch in groups.items()])
-        return sum(r[0] for r in results), sum(r[1] for r in results)
+        return sum(r[0] for r in results), sum(r[1] for r in results), _request_id(request_id)
 
     async def healthy(self) -> str:
         versions = await asyncio.wait_for(asyncio.gather(*[s.ping.remote() for s in self.shards]), 5.0)
@@ -133,9 +135,9 @@ class Ingress:
 
     async def TrackEvents(self, request: pb.TrackEventsRequest, grpc_context=None) -> pb.TrackEventsResponse:
         async def work():
-            accepted, duplicates = await self.track([codec.event(e) for e in request.events])
-            return pb.TrackEventsResponse(accepted=accepted, duplicates=duplicates,
-                                          request_id=_request_id(request.request_id))
+            accepted, duplicates, request_id = await self.track([codec.event(e) for e in request.events],
+                                                                request.request_id)
+            return pb.TrackEventsResponse(accepted=accepted, duplicates=duplicates, request_id=request_id)
         return await self._grpc(request, grpc_context, pb.TrackEventsResponse(), work)
 
     async def Check(self, request: health_pb2.HealthCheckRequest, grpc_context=None) -> health_pb2.HealthCheckResponse:
@@ -201,10 +203,8 @@ class Ingress:
             unknown = set(raw) - {"events", "request_id"}
             if unknown:
                 raise InvalidArgument(f"body: unknown field(s) {', '.join(sorted(unknown))}")
-            accepted, duplicates = await self.track(raw.get("events"))
-            request_id = raw.get("request_id")
-            return {"accepted": accepted, "duplicates": duplicates,
-                    "request_id": _request_id(request_id if isinstance(request_id, str) else "")}
+            accepted, duplicates, request_id = await self.track(raw.get("events"), raw.get("request_id"))
+            return {"accepted": accepted, "duplicates": duplicates, "request_id": request_id}
         return await self._http(request, work)
 
     @app.get("/healthz")

@@ -1,0 +1,98 @@
+"""The real app over HTTP/JSON with a real client."""
+import uuid
+
+import orjson
+import pytest
+
+
+def uid():
+    return f"h-{uuid.uuid4().hex[:10]}"
+
+
+def event(customer, kind, item, **extra):
+    return {"event_id": uuid.uuid4().hex, "customer_id": customer, "event_type": kind, "item_id": item,
+            "channel": "web", **extra}
+
+
+def test_healthz(http, synthetic_bundle, service):
+    body = http.get("/healthz").json()
+    assert body == {"status": "ok", "model_version": synthetic_bundle.version, "shards": service.config.num_shards}
+
+
+def test_recommend_events_round_trip(http):
+    customer = uid()
+    first = http.post("/v1/recommend", json={"customer_id": customer, "k": 5})
+    assert first.status_code == 200
+    body = first.json()
+    assert body["personalized"] is False and body["reasons"] == ["unknown_customer"]
+    assert set(body["items"][0]) == {"item_id", "score", "reasons", "name"}
+    top = body["items"][0]["item_id"]
+    ack = http.post("/v1/events", json={"events": [event(customer, "add_to_cart", top, quantity=2, price=4.0)]})
+    assert ack.status_code == 200 and ack.json()["accepted"] == 1
+    after = http.post("/v1/recommend", json={"customer_id": customer, "k": 5}).json()
+    assert after["personalized"] is True
+    assert top not in [i["item_id"] for i in after["items"]]
+
+
+def test_similar_items(http):
+    response = http.post("/v1/similar-items", json={"item_id": "i0050", "k": 3})
+    assert response.status_code == 200
+    items = response.json()["items"]
+    assert len(items) == 3 and all(int(i["item_id"][1:]) // 20 == 2 for i in items)
+
+
+@pytest.mark.parametrize("path,body,status,needle", [
+    ("/v1/recommend", b"{not json", 400, "malformed JSON"),
+    ("/v1/recommend", b"", 400, "required"),
+    ("/v1/recommend", b"[1,2]", 400, "request"),
+    ("/v1/recommend", b'{"customer_id": 7}', 400, "customer_id"),
+    ("/v1/recommend", b'{"customer_id": "c", "k": 0}', 400, "k"),
+    ("/v1/recommend", b'{"customer_id": "c", "k": -5}', 400, "k"),
+    ("/v1/recommend", b'{"customer_id": "c", "k": 99999999}', 400, "k"),
+    ("/v1/recommend", b'{"customer_id": "c", "k": "ten"}', 400, "k"),
+    ("/v1/recommend", b'{"customer_id": "c", "channel": "smoke-signal"}', 400, "channel"),
+    ("/v1/recommend", b'{"k": 3}', 400, "customer_id"),
+    ("/v1/recommend", b'{"customer_id": "c", "filters": {"min_price": "cheap"}}', 400, "min_price"),
+    ("/v1/recommend", b'\xff\xfe{"customer_id": "c"}', 400, "malformed JSON"),
+    ("/v1/recommend", b"[" * 5000 + b"]" * 5000, 400, "malformed JSON"),
+    ("/v1/similar-items", b'{"k": 3}', 400, "item_id"),
+    ("/v1/events", b'{"events": "lots"}', 400, "events"),
+    ("/v1/events", b'{"events": [{"event_id": "a", "customer_id": "c", "event_type": "levitate", '
+                   b'"item_id": "i0001", "channel": "web"}]}', 400, "event_type"),
+    ("/v1/events", b'{"events": [], "colour": "red"}', 400, "unknown field"),
+])
+def test_bad_input_is_4xx_with_message(http, path, body, status, needle):
+    response = http.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert needle in error["message"] and error["code"]
+
+
+def test_oversized_body_is_413(http, service):
+    big = orjson.dumps({"customer_id": "c", "context": {"cart_item_ids": ["x" * 100] * 3000}})
+    assert len(big) > service.config.max_body_bytes
+    response = http.post("/v1/recommend", content=big)
+    assert response.status_code == 413 and "limit" in response.json()["error"]["message"]
+
+
+def test_bad_batch_applies_nothing(http):
+    customer = uid()
+    good = event(customer, "view", "i0002")
+    bad = event(customer, "purchase", "i0003", quantity=float("inf"))
+    response = http.post("/v1/events", content=orjson.dumps({"events": [good]})[:-2] + b',{"x":1}]}')
+    assert response.status_code == 400
+    response = http.post("/v1/events", json={"events": [good, {**bad, "quantity": -1}]})
+    assert response.status_code == 400 and "events[1].quantity" in response.json()["error"]["message"]
+    assert http.post("/v1/events", json={"events": [good]}).json()["accepted"] == 1
+
+
+def test_unknown_route_and_method(http):
+    assert http.get("/v1/nothing-here").status_code == 404
+    assert http.get("/v1/recommend").status_code == 405
+
+
+def test_still_serving_after_bad_input(http):
+    for _ in range(5):
+        http.post("/v1/recommend", content=b"garbage")
+    assert http.get("/healthz").status_code == 200
+    assert http.post("/v1/recommend", json={"customer_id": "c2", "k": 3}).status_code == 200
