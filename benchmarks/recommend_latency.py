@@ -1,0 +1,126 @@
+"""Latency of one Recommend, end to end, on this machine.
+
+    .venv/bin/python benchmarks/recommend_latency.py [--model-dir models] [--requests 2000]
+
+Starts a local Ray (2 CPUs) and the service with the model in --model-dir (training one on
+Online Retail if there is none), then, from one client, sends sequential requests for known
+customers: the scoring function in-process, the shard actor called directly (no Serve), gRPC
+Recommend, HTTP POST /v1/recommend, and, for scale, a no-op Serve HTTP deployment. Prints p50/p90/p99 in milliseconds.
+"""
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _summary(name: str, seconds: list[float]) -> str:
+    ms = np.array(seconds) * 1000
+    return (f"{name:<28} n={len(ms):>5}  p50 {np.percentile(ms, 50):6.2f} ms  p90 {np.percentile(ms, 90):6.2f} ms"
+            f"  p99 {np.percentile(ms, 99):6.2f} ms  mean {ms.mean():6.2f} ms")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model-dir", default="models")
+    parser.add_argument("--data-dir", default="../shared/data")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--shards", type=int, default=2)
+    args = parser.parse_args()
+
+    import grpc
+    import httpx
+    import ray
+    from ray import serve
+
+    from actors.cluster import find_shards
+    from engine.config import ServeConfig
+    from engine.queries import RecommendQuery
+    from engine.sharding import shard_for
+    from gateway.server import start_service
+    from recsys.v1 import recsys_pb2 as pb, recsys_pb2_grpc
+    from scripts.cli import _ensure_bundle
+
+    config = ServeConfig(http_port=_port(), grpc_port=_port(), num_shards=args.shards,
+                         model_dir=args.model_dir, data_dir=args.data_dir)
+    bundle = _ensure_bundle(config, None)
+    customers = [c for c in bundle.arrays["user_ids"].tolist() if not c.startswith("guest-")]
+    rng = np.random.default_rng(0)
+    sample = rng.choice(customers, size=args.requests).tolist()
+    ray.init(num_cpus=2, include_dashboard=False, namespace="recsys", log_to_driver=False)
+    service = start_service(config, bundle)
+    try:
+        print(f"model {bundle.version}: {len(bundle.arrays['item_ids'])} items, {len(customers)} customers; "
+              f"{args.requests} sequential requests per line, one client, 2-CPU Ray")
+        from engine.config import RankingConfig
+        from recommenders.recommend import recommend
+        from recommenders.runtime import ModelRuntime
+
+        model = ModelRuntime(bundle.arrays, bundle.manifest)
+        now_ms = bundle.manifest["counts"]["data_end_ms"]
+        timings = []
+        for customer in sample:
+            started = time.perf_counter()
+            recommend(model, None, RecommendQuery(customer_id=customer, channel="web", k=10), RankingConfig(), now_ms)
+            timings.append(time.perf_counter() - started)
+        print(_summary("scoring in-process (no Ray)", timings[50:]))
+        shards = find_shards(config.num_shards)
+        timings = []
+        for customer in sample:
+            shard = shards[shard_for(customer, config.num_shards)]
+            started = time.perf_counter()
+            ray.get(shard.recommend.remote(RecommendQuery(customer_id=customer, channel="web", k=10)))
+            timings.append(time.perf_counter() - started)
+        print(_summary("shard actor call (no Serve)", timings[50:]))
+
+        with grpc.insecure_channel(f"127.0.0.1:{config.grpc_port}") as channel:
+            stub = recsys_pb2_grpc.PersonalizationStub(channel)
+            timings = []
+            for customer in sample:
+                started = time.perf_counter()
+                stub.Recommend(pb.RecommendRequest(customer_id=customer, channel="web", k=10))
+                timings.append(time.perf_counter() - started)
+        print(_summary("gRPC Recommend", timings[50:]))
+
+        with httpx.Client(base_url=f"http://127.0.0.1:{config.http_port}") as client:
+            timings = []
+            for customer in sample:
+                started = time.perf_counter()
+                response = client.post("/v1/recommend", json={"customer_id": customer, "k": 10})
+                timings.append(time.perf_counter() - started)
+                assert response.status_code == 200
+        print(_summary("HTTP POST /v1/recommend", timings[50:]))
+
+        @serve.deployment(ray_actor_options={"num_cpus": 0})
+        class Noop:
+            async def __call__(self, request):
+                return {}
+
+        serve.run(Noop.bind(), name="noop", route_prefix="/noop")
+        with httpx.Client(base_url=f"http://127.0.0.1:{config.http_port}") as client:
+            timings = []
+            for _ in sample:
+                started = time.perf_counter()
+                client.post("/noop", json={})
+                timings.append(time.perf_counter() - started)
+        print(_summary("HTTP no-op Serve deployment", timings[50:]))
+    finally:
+        service.stop()
+        ray.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
