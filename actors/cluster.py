@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ray
 
-from engine.config import RankingConfig
+from engine.config import ServeConfig
 from recommenders.bundle import ModelBundle
 
 NAMESPACE = "recsys"
@@ -18,15 +18,17 @@ def shard_name(index: int) -> str:
     return f"recsys-shard-{index}"
 
 
-def start_shards(bundle: ModelBundle, num_shards: int, ranking: RankingConfig) -> list:
-    """Create ``num_shards`` shard actors sharing ``bundle``'s arrays; wait until they answer."""
+def start_shards(bundle: ModelBundle, config: ServeConfig, actor_options: dict | None = None) -> list:
+    """Create the shard actors sharing ``bundle``'s arrays; wait until they have recovered."""
     from actors.shard import CustomerShard
 
     model_ref = ray.put(dict(bundle.arrays))
+    num_shards = config.num_shards
+    options = {"scheduling_strategy": "SPREAD", **(actor_options or {})}
     shards = [
-        CustomerShard.options(name=shard_name(i), namespace=NAMESPACE, get_if_exists=False,
-                              scheduling_strategy="SPREAD")
-        .remote(i, [model_ref], dict(bundle.manifest), ranking)
+        CustomerShard.options(name=shard_name(i), namespace=NAMESPACE, **options)
+        .remote(i, [model_ref], dict(bundle.manifest), config.ranking, config.store_url, num_shards,
+                config.snapshot_every_events)
         for i in range(num_shards)
     ]
     ray.get([s.ping.remote() for s in shards])

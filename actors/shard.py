@@ -1,20 +1,32 @@
 """A customer shard: the live state of many customers and the scoring next to it.
 
 One Ray actor per shard, not per customer (virtual actors, as Orleans grains): customers are
-mapped to shards by a stable hash. Ray runs one method at a time per actor, so every update
-of a customer's state and every read of it is serialised without locks.
+mapped to shards by a stable hash. State changes go through the durable store first:
+
+    TrackEvents -> queue -> one transaction for everything queued (group commit)
+                -> apply the newly stored events to memory -> acknowledge
+
+so an acknowledged event is on disk, and a shard that restarts rebuilds its customers from
+its latest snapshot plus the events logged after it.
 """
 from __future__ import annotations
 
+import asyncio
+import os
 import time
-from typing import Any, Mapping
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Mapping, Sequence
 
+import orjson
 import ray
 
 from engine.config import RankingConfig
-from engine.events import Event
+from engine.errors import NotFound, Unavailable
+from engine.events import Event, event_to_dict
 from engine.queries import RecommendQuery, SimilarQuery
-from engine.state import CustomerState, apply_event
+from engine.state import CustomerState, apply_event, state_from_dict, state_to_dict
+from actors.store import SqlEventStore, open_store
 from recommenders.recommend import Recommendations, recommend, similar_items
 from recommenders.runtime import ModelRuntime
 
@@ -26,12 +38,73 @@ def _now_ms() -> int:
 class CustomerShardLogic:
     """The shard's behaviour without Ray, so it can be unit-tested and replayed."""
 
-    def __init__(self, shard_id: int, model: ModelRuntime, ranking: RankingConfig):
+    def __init__(self, shard_id: int, model: ModelRuntime, ranking: RankingConfig,
+                 store: SqlEventStore, snapshot_every: int = 10_000):
         self.shard_id = shard_id
         self.model = model
         self.ranking = ranking
+        self.store = store
+        self.snapshot_every = snapshot_every
         self.customers: dict[str, CustomerState] = {}
+        self.last_seq = 0
+        self.since_snapshot = 0
 
+    # -- durability -------------------------------------------------------------------------------
+    def recover(self) -> dict[str, Any]:
+        """Rebuild every customer of this shard from the latest snapshot plus the log after it."""
+        started = time.perf_counter()
+        self.customers.clear()
+        self.last_seq = 0
+        snapshot = self.store.latest_snapshot(self.shard_id)
+        if snapshot is not None:
+            self.last_seq, payload = snapshot
+            for data in orjson.loads(zlib.decompress(payload))["customers"]:
+                state = state_from_dict(data)
+                self.customers[state.customer_id] = state
+        replayed = 0
+        for seq, event in self.store.events_since(self.shard_id, self.last_seq):
+            self._apply(event)
+            self.last_seq = seq
+            replayed += 1
+        self.since_snapshot = replayed
+        return {"customers": len(self.customers), "replayed": replayed, "from_snapshot": snapshot is not None,
+                "seconds": round(time.perf_counter() - started, 4)}
+
+    def snapshot_payload(self) -> tuple[int, bytes]:
+        body = {"customers": [state_to_dict(s) for s in self.customers.values()]}
+        return self.last_seq, zlib.compress(orjson.dumps(body), 1)
+
+    def write_snapshot(self) -> None:
+        seq, payload = self.snapshot_payload()
+        self.store.write_snapshot(self.shard_id, seq, payload)
+        self.since_snapshot = 0
+
+    def _apply(self, event: Event) -> bool:
+        state = self.customers.get(event.customer_id)
+        if state is None:
+            state = self.customers[event.customer_id] = CustomerState(event.customer_id)
+        return apply_event(state, event)
+
+    def apply_committed(self, events: Sequence[Event], seqs: Sequence[int | None]) -> list[bool]:
+        """Apply the events the store took as new (seq not None); the rest are re-deliveries."""
+        applied = []
+        for event, seq in zip(events, seqs):
+            if seq is None:
+                applied.append(False)
+                continue
+            applied.append(self._apply(event))
+            self.last_seq = max(self.last_seq, seq)
+            self.since_snapshot += 1
+        return applied
+
+    def track(self, events: Sequence[Event]) -> tuple[int, int]:
+        """Store, then apply, then report (accepted, duplicates): the synchronous path."""
+        applied = self.apply_committed(events, self.store.append(self.shard_id, events))
+        if self.since_snapshot >= self.snapshot_every:
+            self.write_snapshot()
+        return sum(applied), len(applied) - sum(applied)
+
+    # -- reads ----------------------------------------------------------------------------------------
     def recommend(self, query: RecommendQuery, now_ms: int) -> Recommendations:
         return recommend(self.model, self.customers.get(query.customer_id), query, self.ranking, now_ms)
 
@@ -39,45 +112,129 @@ class CustomerShardLogic:
         state = self.customers.get(query.customer_id) if query.customer_id else None
         return similar_items(self.model, query, state)
 
-    def track(self, events: list[Event]) -> tuple[int, int]:
-        accepted = duplicates = 0
-        for event in events:
-            state = self.customers.get(event.customer_id)
-            if state is None:
-                state = self.customers[event.customer_id] = CustomerState(event.customer_id)
-            if apply_event(state, event):
-                accepted += 1
-            else:
-                duplicates += 1
-        return accepted, duplicates
+    # -- privacy ------------------------------------------------------------------------------------------
+    # Each operation is split into store steps (blocking I/O) and memory steps, so that the actor
+    # can run the first on its store thread and the second on its event loop.
+    def forget_live(self, customer_id: str) -> bool:
+        return self.customers.pop(customer_id, None) is not None
+
+    def forget(self, customer_id: str, principal: str) -> dict[str, Any]:
+        """Erase the customer: stored events, live state, and every snapshot that held them."""
+        deleted = self.store.forget_customer(customer_id)
+        had_state = self.forget_live(customer_id)
+        self.write_snapshot()
+        return self.audit_forget(customer_id, principal, deleted, had_state)
+
+    def audit_forget(self, customer_id: str, principal: str, deleted: int, had_state: bool) -> dict[str, Any]:
+        self.store.audit(principal, "forget_customer", customer_id,
+                         {"events_deleted": deleted, "had_live_state": had_state, "shard": self.shard_id})
+        return {"customer_id": customer_id, "events_deleted": deleted, "live_state_erased": had_state}
+
+    def live_state(self, customer_id: str) -> dict[str, Any] | None:
+        state = self.customers.get(customer_id)
+        return None if state is None else state_to_dict(state)
+
+    def export(self, customer_id: str, principal: str) -> dict[str, Any]:
+        """Everything held about the customer, as JSON-able data."""
+        return self.export_with(customer_id, principal, self.live_state(customer_id))
+
+    def export_with(self, customer_id: str, principal: str, state: dict[str, Any] | None) -> dict[str, Any]:
+        events = self.store.customer_events(customer_id)
+        if state is None and not events:
+            raise NotFound(f"customer {customer_id!r}: nothing is held about this customer")
+        self.store.audit(principal, "export_customer", customer_id, {"events": len(events), "shard": self.shard_id})
+        return {"customer_id": customer_id, "state": state, "events": [event_to_dict(e) for e in events]}
 
     def stats(self) -> dict[str, Any]:
-        return {"shard_id": self.shard_id, "customers": len(self.customers),
+        return {"shard_id": self.shard_id, "customers": len(self.customers), "last_seq": self.last_seq,
                 "model_version": self.model.version}
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 class CustomerShard:
-    """Ray actor wrapper around CustomerShardLogic. Model arrays arrive through the object store."""
+    """Ray actor around CustomerShardLogic: group commit, recovery on (re)start.
 
-    def __init__(self, shard_id: int, model_refs: list, manifest: Mapping[str, Any], ranking: RankingConfig):
+    An async actor: requests interleave on one event loop, the store runs on one dedicated
+    thread, and every mutation of customer state happens on the loop, so no locks are needed.
+    """
+
+    def __init__(self, shard_id: int, model_refs: list, manifest: Mapping[str, Any], ranking: RankingConfig,
+                 store_url: str, num_shards: int, snapshot_every: int = 10_000):
         # model_refs = [ObjectRef]: wrapped in a list so Ray hands us the reference and we keep
         # it alive; ray.get returns read-only numpy arrays mapped from shared memory (no copy).
         self._model_ref = model_refs[0]
         model = ModelRuntime(ray.get(self._model_ref), manifest)
-        self._logic = CustomerShardLogic(shard_id, model, ranking)
+        store = open_store(store_url)
+        store.check_layout(num_shards)
+        self._logic = CustomerShardLogic(shard_id, model, ranking, store, snapshot_every)
+        self._recovery = self._logic.recover()
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"shard-{shard_id}-store")
+        self._pending: list[tuple[list[Event], asyncio.Future]] = []
+        self._wake: asyncio.Event | None = None
+        self._writer: asyncio.Task | None = None
 
-    def recommend(self, query: RecommendQuery, now_ms: int | None = None) -> Recommendations:
+    async def _io_call(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
+
+    async def track(self, events: list[Event]) -> tuple[int, int]:
+        if self._writer is None:
+            self._wake = asyncio.Event()
+            self._writer = asyncio.create_task(self._write_loop())
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((events, future))
+        self._wake.set()
+        return await future
+
+    async def _write_loop(self) -> None:
+        logic = self._logic
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            if not batch:
+                continue
+            events = [e for chunk, _ in batch for e in chunk]
+            try:
+                seqs = await self._io_call(logic.store.append, logic.shard_id, events)
+            except Exception as exc:  # nothing was committed: every caller in the group may retry
+                for _, future in batch:
+                    future.set_exception(Unavailable(f"store write failed, retry: {type(exc).__name__}: {exc}"))
+                continue
+            applied = logic.apply_committed(events, seqs)
+            start = 0
+            for chunk, future in batch:
+                mine = applied[start:start + len(chunk)]
+                start += len(chunk)
+                future.set_result((sum(mine), len(mine) - sum(mine)))
+            if logic.since_snapshot >= logic.snapshot_every:
+                await self._snapshot()
+
+    async def recommend(self, query: RecommendQuery, now_ms: int | None = None) -> Recommendations:
         return self._logic.recommend(query, now_ms or _now_ms())
 
-    def similar(self, query: SimilarQuery) -> Recommendations:
+    async def similar(self, query: SimilarQuery) -> Recommendations:
         return self._logic.similar(query)
 
-    def track(self, events: list[Event]) -> tuple[int, int]:
-        return self._logic.track(events)
+    async def forget(self, customer_id: str, principal: str) -> dict[str, Any]:
+        logic = self._logic
+        deleted = await self._io_call(logic.store.forget_customer, customer_id)
+        had_state = logic.forget_live(customer_id)
+        await self._snapshot()
+        return await self._io_call(logic.audit_forget, customer_id, principal, deleted, had_state)
 
-    def stats(self) -> dict[str, Any]:
-        return self._logic.stats()
+    async def export(self, customer_id: str, principal: str) -> dict[str, Any]:
+        state = self._logic.live_state(customer_id)
+        return await self._io_call(self._logic.export_with, customer_id, principal, state)
 
-    def ping(self) -> str:
+    async def _snapshot(self) -> None:
+        # serialise on the loop (a consistent view), write on the store thread
+        seq, payload = self._logic.snapshot_payload()
+        self._logic.since_snapshot = 0
+        await self._io_call(self._logic.store.write_snapshot, self._logic.shard_id, seq, payload)
+
+    async def stats(self) -> dict[str, Any]:
+        return {**self._logic.stats(), "recovery": self._recovery, "pid": os.getpid(),
+                "node_id": ray.get_runtime_context().get_node_id()}
+
+    async def ping(self) -> str:
         return self._logic.model.version

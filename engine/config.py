@@ -38,6 +38,9 @@ class RankingConfig:
     # Recency decay of live session signals, in events: the newest view counts 1, one
     # `session_half_life` events older counts 0.5.
     session_half_life: float = 4.0
+    # Consent for personalisation when a customer has never said: True treats it as
+    # legitimate interest; set False where the law asks for opt-in.
+    default_personalization_consent: bool = True
 
     def __post_init__(self) -> None:
         if self.repurchase_policy not in REPURCHASE_POLICIES:
@@ -64,11 +67,17 @@ class ServeConfig:
     ray_address: str | None = None
     num_cpus: int | None = None
     ingress_replicas: int = 1
+    # The durable store: sqlite:///PATH (embedded default) or postgresql://... (a cluster).
+    store_url: str = "sqlite:///var/recsys.db"
+    # A shard writes a snapshot of its customers after this many new events.
+    snapshot_every_events: int = 10_000
     ranking: RankingConfig = field(default_factory=RankingConfig)
 
     def __post_init__(self) -> None:
         if not 1 <= self.num_shards <= 4096:
             raise InvalidArgument("num_shards: must be between 1 and 4096")
+        if self.snapshot_every_events < 1:
+            raise InvalidArgument("snapshot_every_events: must be >= 1")
         for name in ("http_port", "grpc_port"):
             port = getattr(self, name)
             if not 0 < port < 65536:
@@ -90,6 +99,14 @@ def _build(cls, data: dict[str, Any], where: str):
     return cls(**kwargs)
 
 
+def absolute_store_url(url: str, base: Path | None = None) -> str:
+    """Make a relative SQLite path absolute, so every process (Ray workers too) opens the same file."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url[len(prefix):].startswith("/"):
+        return prefix + str(((base or Path.cwd()) / url[len(prefix):]).resolve())
+    return url
+
+
 def load_serve_config(path: str | Path | None = None, **overrides: Any) -> ServeConfig:
     """Read a TOML file (optional), then apply overrides that are not None."""
     config = ServeConfig()
@@ -97,4 +114,5 @@ def load_serve_config(path: str | Path | None = None, **overrides: Any) -> Serve
         with open(path, "rb") as handle:
             config = _build(ServeConfig, tomllib.load(handle), str(path))
     clean = {k: v for k, v in overrides.items() if v is not None}
-    return replace(config, **clean) if clean else config
+    config = replace(config, **clean) if clean else config
+    return replace(config, store_url=absolute_store_url(config.store_url))

@@ -12,7 +12,12 @@ from typing import Any, Mapping
 from engine.errors import InvalidArgument, PayloadTooLarge
 from engine.validation import require_choice, require_id, require_int, require_number
 
-EVENT_TYPES = frozenset({"view", "add_to_cart", "remove_from_cart", "purchase", "return", "rate"})
+ITEM_EVENT_TYPES = frozenset({"view", "add_to_cart", "remove_from_cart", "purchase", "return", "rate"})
+# A consent event carries no item: attributes {"personalization": "granted"|"denied",
+# "marketing": "granted"|"denied"} (either or both).
+EVENT_TYPES = ITEM_EVENT_TYPES | {"consent"}
+CONSENT_PURPOSES = frozenset({"personalization", "marketing"})
+CONSENT_VALUES = frozenset({"granted", "denied"})
 CHANNELS = frozenset({"web", "app", "pos", "email", "push", "call_center", "kiosk"})
 
 # How much one event says about a customer's taste, as implicit-feedback confidence.
@@ -25,6 +30,7 @@ EVENT_WEIGHTS: Mapping[str, float] = {
     "purchase": 1.0,
     "return": 0.0,
     "rate": 1.0,
+    "consent": 0.0,
 }
 
 MAX_QUANTITY = 1_000_000.0
@@ -78,19 +84,35 @@ def parse_event(raw: Any, now_ms: int, where: str = "event") -> Event:
     else:
         timestamp_ms = require_int(timestamp_ms, f"{where}.timestamp_ms",
                                    low=MIN_TIMESTAMP_MS, high=now_ms + MAX_FUTURE_SKEW_MS)
+    attributes = _parse_attributes(raw.get("attributes"), f"{where}.attributes")
+    is_consent = event_type == "consent"
+    if is_consent:
+        _check_consent(attributes, raw.get("item_id"), where)
     return Event(
         event_id=require_id(raw.get("event_id"), f"{where}.event_id"),
         customer_id=require_id(raw.get("customer_id"), f"{where}.customer_id"),
         session_id=require_id(raw.get("session_id"), f"{where}.session_id", required=False),
         event_type=event_type,
-        item_id=require_id(raw.get("item_id"), f"{where}.item_id"),
+        item_id=require_id(raw.get("item_id"), f"{where}.item_id", required=not is_consent),
         channel=require_choice(raw.get("channel"), f"{where}.channel", CHANNELS),
         store_id=require_id(raw.get("store_id"), f"{where}.store_id", required=False),
         quantity=quantity,
         price=price,
         timestamp_ms=timestamp_ms,
-        attributes=_parse_attributes(raw.get("attributes"), f"{where}.attributes"),
+        attributes=attributes,
     )
+
+
+def _check_consent(attributes: tuple[tuple[str, str], ...], item_id: Any, where: str) -> None:
+    if item_id not in (None, ""):
+        raise InvalidArgument(f"{where}.item_id: a consent event carries no item")
+    given = dict(attributes)
+    if not given or set(given) - CONSENT_PURPOSES:
+        raise InvalidArgument(f"{where}.attributes: a consent event needs one or both of "
+                              f"{sorted(CONSENT_PURPOSES)}, and nothing else")
+    for purpose, value in given.items():
+        if value not in CONSENT_VALUES:
+            raise InvalidArgument(f"{where}.attributes.{purpose}: must be 'granted' or 'denied'")
 
 
 def _parse_attributes(raw: Any, where: str) -> tuple[tuple[str, str], ...]:
@@ -119,3 +141,20 @@ def parse_batch(raw_events: Any, now_ms: int, max_events: int) -> list[Event]:
     if len(raw_events) > max_events:
         raise PayloadTooLarge(f"events: at most {max_events} per request, got {len(raw_events)}")
     return [parse_event(raw, now_ms, f"events[{i}]") for i, raw in enumerate(raw_events)]
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """JSON-able form of an event (what the durable store keeps)."""
+    return {
+        "event_id": event.event_id, "customer_id": event.customer_id, "event_type": event.event_type,
+        "item_id": event.item_id, "channel": event.channel, "timestamp_ms": event.timestamp_ms,
+        "session_id": event.session_id, "store_id": event.store_id, "quantity": event.quantity,
+        "price": event.price, "attributes": dict(event.attributes),
+    }
+
+
+def event_from_dict(data: Mapping[str, Any]) -> Event:
+    """Inverse of event_to_dict, for events that were validated before they were stored."""
+    fields_ = dict(data)
+    fields_["attributes"] = tuple(sorted(fields_.get("attributes", {}).items()))
+    return Event(**fields_)

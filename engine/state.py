@@ -40,6 +40,8 @@ class CustomerState:
     last_event_ms: int = 0
     event_count: int = 0
     seen_event_ids: OrderedDict = field(default_factory=OrderedDict)
+    # purpose -> granted; a purpose never mentioned falls back to the configured default
+    consent: dict[str, bool] = field(default_factory=dict)
 
     def has_seen(self, event_id: str) -> bool:
         return event_id in self.seen_event_ids
@@ -54,7 +56,10 @@ def apply_event(state: CustomerState, event: Event) -> bool:
         state.seen_event_ids.popitem(last=False)
 
     item, kind, ts = event.item_id, event.event_type, event.timestamp_ms
-    if kind == "add_to_cart":
+    if kind == "consent":
+        for purpose, value in event.attributes:
+            state.consent[purpose] = value == "granted"
+    elif kind == "add_to_cart":
         state.cart[item] = state.cart.get(item, 0.0) + event.quantity
     elif kind == "remove_from_cart":
         left = state.cart.get(item, 0.0) - event.quantity
@@ -81,3 +86,42 @@ def apply_event(state: CustomerState, event: Event) -> bool:
     state.last_event_ms = max(state.last_event_ms, ts)
     state.event_count += 1
     return True
+
+
+def consents(state: CustomerState | None, purpose: str, default: bool) -> bool:
+    """Whether the customer allows ``purpose`` (personalization, marketing)."""
+    if state is None:
+        return default
+    return state.consent.get(purpose, default)
+
+
+def state_to_dict(state: CustomerState) -> dict:
+    """A JSON-able snapshot of ``state`` (the inverse of state_from_dict)."""
+    return {
+        "customer_id": state.customer_id,
+        "recent": [list(r) for r in state.recent],
+        "cart": state.cart,
+        "purchases": {item: [p.count, p.last_ms] for item, p in state.purchases.items()},
+        "returned": sorted(state.returned),
+        "interactions": state.interactions,
+        "channels": state.channels,
+        "last_event_ms": state.last_event_ms,
+        "event_count": state.event_count,
+        "seen_event_ids": list(state.seen_event_ids),
+        "consent": state.consent,
+    }
+
+
+def state_from_dict(data: dict) -> CustomerState:
+    state = CustomerState(data["customer_id"])
+    state.recent.extend(tuple(r) for r in data["recent"])
+    state.cart = dict(data["cart"])
+    state.purchases = {item: Purchase(count, last) for item, (count, last) in data["purchases"].items()}
+    state.returned = set(data["returned"])
+    state.interactions = dict(data["interactions"])
+    state.channels = dict(data["channels"])
+    state.last_event_ms = data["last_event_ms"]
+    state.event_count = data["event_count"]
+    state.seen_event_ids = OrderedDict((e, None) for e in data["seen_event_ids"])
+    state.consent = dict(data.get("consent", {}))
+    return state

@@ -32,9 +32,9 @@ class RunningService:
         self.shards.clear()
 
 
-def start_service(config: ServeConfig, bundle: ModelBundle) -> RunningService:
+def start_service(config: ServeConfig, bundle: ModelBundle, shard_options: dict | None = None) -> RunningService:
     """Start shards and the ingress on the Ray this process is connected to."""
-    shards = start_shards(bundle, config.num_shards, config.ranking)
+    shards = start_shards(bundle, config, shard_options)
     serve.start(
         http_options=HTTPOptions(host=config.http_host, port=config.http_port),
         grpc_options=gRPCOptions(port=config.grpc_port, grpc_servicer_functions=GRPC_SERVICERS),

@@ -15,7 +15,7 @@ from engine.config import RankingConfig
 from engine.queries import Filters, RecommendQuery, SimilarQuery
 from engine.ranking import ScoredItem, blend, top_k
 from engine.rules import DAY_MS, allowed_mask, purchased_to_exclude
-from engine.state import CustomerState
+from engine.state import CustomerState, consents
 from recommenders.runtime import ModelRuntime
 
 REPURCHASE_HALF_LIFE_DAYS = 60.0
@@ -138,6 +138,8 @@ def _to_items(model: ModelRuntime, ranked) -> tuple[ScoredItem, ...]:
 def recommend(model: ModelRuntime, state: CustomerState | None, query: RecommendQuery,
               config: RankingConfig, now_ms: int) -> Recommendations:
     """Top-k for one customer now."""
+    if not consents(state, "personalization", config.default_personalization_consent):
+        return _without_personalisation(model, state, query, now_ms)
     profile = _profile(model, query.customer_id, state)
     n = max(config.candidates_per_source, query.k * 3)
     policy = query.filters.repurchase_policy or config.repurchase_policy
@@ -169,6 +171,22 @@ def recommend(model: ModelRuntime, state: CustomerState | None, query: Recommend
         reasons = ("unknown_customer",) if not profile.known else ("no_personal_signal",)
         ranked = [(i, s, ("popular", "cold_start")) for i, s, _r in ranked]
     return Recommendations(_to_items(model, ranked), personal, reasons, model.version)
+
+
+def _without_personalisation(model: ModelRuntime, state: CustomerState | None, query: RecommendQuery,
+                             now_ms: int) -> Recommendations:
+    """The customer said no to personalisation: popular items, nothing learnt about them.
+
+    The cart is still excluded (showing what is in the basket helps no one); nothing from the
+    customer's history, live session or the trained model's view of them is used.
+    """
+    n = query.k + len(query.cart_item_ids) + (len(state.cart) if state is not None else 0)
+    popular = model.popular_order[: n + 50]
+    blended = blend({"popular": (popular, model.popularity[popular])}, {"popular": 1.0})
+    cart = set(query.cart_item_ids) | (set(state.cart) if state is not None else set())
+    ranked = top_k(blended, _rules_mask(model, blended.idx, query.filters, _resolve(model, cart)), query.k)
+    ranked = [(i, s, ("popular",)) for i, s, _r in ranked]
+    return Recommendations(_to_items(model, ranked), False, ("no_personalization_consent",), model.version)
 
 
 def similar_items(model: ModelRuntime, query: SimilarQuery, state: CustomerState | None,

@@ -35,3 +35,18 @@ def synthetic_model(synthetic_bundle):
     from recommenders.runtime import ModelRuntime
 
     return ModelRuntime(synthetic_bundle.arrays, synthetic_bundle.manifest)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory):
+    """A real PostgreSQL server (binaries from the pgserver wheel), for the session."""
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    uri = server.get_uri()
+    import psycopg
+
+    with psycopg.connect(uri, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE recsys_test")
+    yield uri.replace("/postgres?", "/recsys_test?")
+    server.cleanup()

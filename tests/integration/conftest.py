@@ -31,12 +31,13 @@ def ray_session():
 
 
 @pytest.fixture(scope="session")
-def service(ray_session, synthetic_bundle):
+def service(ray_session, synthetic_bundle, tmp_path_factory):
     from engine.config import ServeConfig
     from gateway.server import start_service
 
     config = ServeConfig(http_port=free_port(), grpc_port=free_port(), num_shards=3,
-                         max_body_bytes=200_000, max_events_per_request=100)
+                         max_body_bytes=200_000, max_events_per_request=100,
+                         store_url=f"sqlite:///{tmp_path_factory.mktemp('store')}/recsys.db")
     running = start_service(config, synthetic_bundle)
     yield Endpoints(f"http://127.0.0.1:{config.http_port}", f"127.0.0.1:{config.grpc_port}", config)
     running.stop()

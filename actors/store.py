@@ -1,0 +1,296 @@
+"""The durable store behind the shard actors: an event log, snapshots, erasure, an audit log.
+
+Two backends with one schema and one behaviour (the same tests run against both):
+
+- ``sqlite:///path/recsys.db``: the embedded default (WAL, synchronous=FULL). One machine.
+- ``postgresql://...``: for a cluster, a server every node reaches. PostgreSQL rather than Redis
+  because an append must be atomic over a whole batch, idempotent per (customer, event id) and
+  durable at commit, and erasure must delete a customer's rows everywhere in one transaction:
+  that is a unique index, ON CONFLICT DO NOTHING and synchronous_commit, out of the box.
+
+The store calls are blocking; the shard actor runs them on one dedicated thread.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import orjson
+
+from engine.errors import InvalidArgument
+from engine.events import Event, event_from_dict, event_to_dict
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class SqlEventStore:
+    """Behaviour shared by both backends; subclasses supply the dialect."""
+
+    placeholder = "?"
+    serial = "INTEGER PRIMARY KEY AUTOINCREMENT"
+    blob = "BLOB"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        with self._lock:
+            self._create_schema()
+
+    # -- dialect hooks -----------------------------------------------------------------------
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+    def _commit(self) -> None: ...
+    def _rollback(self) -> None: ...
+    def _insert_events(self, rows: list[tuple]) -> list[int | None]: ...
+    def close(self) -> None: ...
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", self.placeholder)
+
+    def _create_schema(self) -> None:
+        statements = [
+            f"""CREATE TABLE IF NOT EXISTS events (
+                    seq {self.serial}, shard INTEGER NOT NULL, customer_id TEXT NOT NULL,
+                    event_id TEXT NOT NULL, stored_ms BIGINT NOT NULL, payload {self.blob} NOT NULL,
+                    UNIQUE (customer_id, event_id))""",
+            "CREATE INDEX IF NOT EXISTS events_by_shard ON events (shard, seq)",
+            f"""CREATE TABLE IF NOT EXISTS snapshots (
+                    shard INTEGER PRIMARY KEY, seq BIGINT NOT NULL, created_ms BIGINT NOT NULL,
+                    payload {self.blob} NOT NULL)""",
+            "CREATE TABLE IF NOT EXISTS forgotten (customer_id TEXT PRIMARY KEY, forgotten_ms BIGINT NOT NULL)",
+            f"""CREATE TABLE IF NOT EXISTS audit (
+                    id {self.serial}, ts_ms BIGINT NOT NULL, principal TEXT NOT NULL,
+                    action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL)""",
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        ]
+        try:
+            for statement in statements:
+                self._execute(statement)
+            self._append_only_audit()
+            self._commit()
+        except Exception:
+            self._rollback()
+            raise
+
+    def _append_only_audit(self) -> None:
+        """Refuse UPDATE and DELETE on the audit table at the database level."""
+
+    # -- layout ---------------------------------------------------------------------------------
+    def check_layout(self, num_shards: int) -> None:
+        """Events are filed by shard: a store written with N shards is served with N shards."""
+        with self._lock:
+            row = self._execute(self._sql("SELECT value FROM meta WHERE key = ?"), ("num_shards",)).fetchone()
+            if row is None:
+                self._execute(self._sql("INSERT INTO meta (key, value) VALUES (?, ?)"), ("num_shards", str(num_shards)))
+                self._commit()
+            elif int(row[0]) != num_shards:
+                raise InvalidArgument(f"the store was written with {row[0]} shards; serve it with "
+                                      f"--shards {row[0]} (resharding is not supported)")
+
+    # -- the event log ----------------------------------------------------------------------------
+    def append(self, shard: int, events: Sequence[Event]) -> list[int | None]:
+        """Commit ``events`` durably, in one transaction. Per event: its sequence number, or None
+        when (customer_id, event_id) was stored before (a retried delivery)."""
+        now = _now_ms()
+        rows = [(shard, e.customer_id, e.event_id, now, orjson.dumps(event_to_dict(e))) for e in events]
+        with self._lock:
+            try:
+                seqs = self._insert_events(rows)
+                self._commit()
+            except Exception:
+                self._rollback()
+                raise
+        return seqs
+
+    def events_since(self, shard: int, seq: int) -> Iterator[tuple[int, Event]]:
+        with self._lock:
+            rows = self._execute(self._sql("SELECT seq, payload FROM events WHERE shard = ? AND seq > ? ORDER BY seq"),
+                                 (shard, seq)).fetchall()
+            self._commit()
+        for row_seq, payload in rows:
+            yield int(row_seq), event_from_dict(orjson.loads(bytes(payload)))
+
+    def customer_events(self, customer_id: str) -> list[Event]:
+        with self._lock:
+            rows = self._execute(self._sql("SELECT payload FROM events WHERE customer_id = ? ORDER BY seq"),
+                                 (customer_id,)).fetchall()
+            self._commit()
+        return [event_from_dict(orjson.loads(bytes(p))) for (p,) in rows]
+
+    def export_events(self, batch: int = 10_000) -> Iterator[Event]:
+        """Every stored event of customers who were not forgotten, in commit order."""
+        last = 0
+        while True:
+            with self._lock:
+                rows = self._execute(self._sql(
+                    "SELECT seq, payload FROM events WHERE seq > ? AND customer_id NOT IN "
+                    "(SELECT customer_id FROM forgotten) ORDER BY seq LIMIT ?"), (last, batch)).fetchall()
+                self._commit()
+            if not rows:
+                return
+            for seq, payload in rows:
+                yield event_from_dict(orjson.loads(bytes(payload)))
+            last = int(rows[-1][0])
+
+    # -- snapshots ----------------------------------------------------------------------------------
+    def write_snapshot(self, shard: int, seq: int, payload: bytes) -> None:
+        with self._lock:
+            try:
+                self._execute(self._sql("DELETE FROM snapshots WHERE shard = ?"), (shard,))
+                self._execute(self._sql("INSERT INTO snapshots (shard, seq, created_ms, payload) VALUES (?, ?, ?, ?)"),
+                              (shard, seq, _now_ms(), payload))
+                self._commit()
+            except Exception:
+                self._rollback()
+                raise
+
+    def latest_snapshot(self, shard: int) -> tuple[int, bytes] | None:
+        with self._lock:
+            row = self._execute(self._sql("SELECT seq, payload FROM snapshots WHERE shard = ?"), (shard,)).fetchone()
+            self._commit()
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
+    # -- privacy and audit ----------------------------------------------------------------------------
+    def forget_customer(self, customer_id: str) -> int:
+        """Delete every stored event of the customer and mark them forgotten. Returns rows deleted."""
+        with self._lock:
+            try:
+                deleted = self._execute(self._sql("DELETE FROM events WHERE customer_id = ?"), (customer_id,)).rowcount
+                self._execute(self._sql("DELETE FROM forgotten WHERE customer_id = ?"), (customer_id,))
+                self._execute(self._sql("INSERT INTO forgotten (customer_id, forgotten_ms) VALUES (?, ?)"),
+                              (customer_id, _now_ms()))
+                self._commit()
+            except Exception:
+                self._rollback()
+                raise
+        return int(deleted)
+
+    def forgotten_customers(self) -> set[str]:
+        with self._lock:
+            rows = self._execute("SELECT customer_id FROM forgotten").fetchall()
+            self._commit()
+        return {r[0] for r in rows}
+
+    def audit(self, principal: str, action: str, target: str, detail: dict | None = None) -> None:
+        with self._lock:
+            try:
+                self._execute(self._sql("INSERT INTO audit (ts_ms, principal, action, target, detail) "
+                                        "VALUES (?, ?, ?, ?, ?)"),
+                              (_now_ms(), principal, action, target, orjson.dumps(detail or {}).decode()))
+                self._commit()
+            except Exception:
+                self._rollback()
+                raise
+
+    def audit_log(self) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._execute("SELECT id, ts_ms, principal, action, target, detail FROM audit ORDER BY id").fetchall()
+            self._commit()
+        return [{"id": r[0], "ts_ms": r[1], "principal": r[2], "action": r[3], "target": r[4],
+                 "detail": orjson.loads(r[5])} for r in rows]
+
+
+class SqliteEventStore(SqlEventStore):
+    """The embedded default: one file, WAL journal, fsync at every commit (synchronous=FULL)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level="DEFERRED",
+                                     check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA busy_timeout=30000")
+        super().__init__()
+
+    def _execute(self, sql, params=()):
+        return self._conn.execute(sql, params)
+
+    def _commit(self):
+        self._conn.commit()
+
+    def _rollback(self):
+        self._conn.rollback()
+
+    def _append_only_audit(self):
+        for op in ("UPDATE", "DELETE"):
+            self._execute(f"""CREATE TRIGGER IF NOT EXISTS audit_no_{op.lower()} BEFORE {op} ON audit
+                              BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""")
+
+    def _insert_events(self, rows):
+        seqs = []
+        for row in rows:
+            cursor = self._conn.execute(
+                "INSERT OR IGNORE INTO events (shard, customer_id, event_id, stored_ms, payload) VALUES (?, ?, ?, ?, ?)",
+                row)
+            seqs.append(cursor.lastrowid if cursor.rowcount == 1 else None)
+        return seqs
+
+    def close(self):
+        self._conn.close()
+
+
+class PostgresEventStore(SqlEventStore):
+    """A PostgreSQL server shared by every node; commits are durable (synchronous_commit on)."""
+
+    placeholder = "%s"
+    serial = "BIGSERIAL PRIMARY KEY"
+    blob = "BYTEA"
+
+    def __init__(self, url: str):
+        import psycopg
+
+        self.url = url
+        self._conn = psycopg.connect(url, autocommit=False)
+        self._conn.execute("SET synchronous_commit TO on")
+        self._conn.commit()
+        super().__init__()
+
+    def _execute(self, sql, params=()):
+        return self._conn.execute(sql, params)
+
+    def _commit(self):
+        self._conn.commit()
+
+    def _rollback(self):
+        self._conn.rollback()
+
+    def _create_schema(self):
+        # concurrent shards starting together must not race on CREATE TABLE
+        self._execute("SELECT pg_advisory_xact_lock(727274)")
+        super()._create_schema()
+
+    def _append_only_audit(self):
+        self._execute("""CREATE OR REPLACE FUNCTION recsys_audit_append_only() RETURNS trigger AS $$
+                         BEGIN RAISE EXCEPTION 'the audit log is append-only'; END; $$ LANGUAGE plpgsql""")
+        self._execute("DROP TRIGGER IF EXISTS audit_append_only ON audit")
+        self._execute("""CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit
+                         FOR EACH ROW EXECUTE FUNCTION recsys_audit_append_only()""")
+
+    def _insert_events(self, rows):
+        seqs: list[int | None] = []
+        with self._conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO events (shard, customer_id, event_id, stored_ms, payload) VALUES (%s, %s, %s, %s, %s) "
+                "ON CONFLICT (customer_id, event_id) DO NOTHING RETURNING seq", rows, returning=True)
+            while True:
+                row = cursor.fetchone()
+                seqs.append(None if row is None else int(row[0]))
+                if not cursor.nextset():
+                    break
+        return seqs
+
+    def close(self):
+        self._conn.close()
+
+
+def open_store(url: str) -> SqlEventStore:
+    """``sqlite:///relative/or/absolute.db`` or ``postgresql://...``."""
+    if url.startswith("sqlite:///"):
+        return SqliteEventStore(url[len("sqlite:///"):])
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresEventStore(url)
+    raise InvalidArgument(f"store_url: expected sqlite:///PATH or postgresql://...; got {url!r}")

@@ -1,0 +1,75 @@
+"""One contract every store backend passes (as implicit's model tests share one mixin)."""
+import pytest
+
+from engine.errors import InvalidArgument
+from engine.events import parse_event
+
+NOW = 1_800_000_000_000
+
+
+def ev(n, customer="c1", kind="view", item="i1"):
+    return parse_event({"event_id": f"e{n}", "customer_id": customer, "event_type": kind, "item_id": item,
+                        "channel": "web", "attributes": {"k": "v"}, "price": 2.5}, NOW)
+
+
+class StoreContract:
+    append_only_error: type = Exception
+
+    def test_append_is_idempotent_per_customer_and_event_id(self, store):
+        seqs = store.append(0, [ev(1), ev(2), ev(1)])
+        assert seqs[0] is not None and seqs[1] is not None and seqs[2] is None
+        assert store.append(0, [ev(2)]) == [None]
+        # the same event id from another customer is another event
+        assert store.append(0, [ev(2, customer="c2")])[0] is not None
+
+    def test_events_since_in_order_and_by_shard(self, store):
+        store.append(0, [ev(1), ev(2)])
+        store.append(1, [ev(3, customer="other")])
+        events = list(store.events_since(0, 0))
+        assert [e.event_id for _, e in events] == ["e1", "e2"]
+        assert events[0][1] == ev(1)  # every field survives the round trip
+        assert list(store.events_since(0, events[0][0]))[0][1].event_id == "e2"
+        assert [e.event_id for _, e in store.events_since(1, 0)] == ["e3"]
+
+    def test_durable_across_connections(self, store, reopen):
+        store.append(0, [ev(1)])
+        store.write_snapshot(0, 7, b"snapshot-bytes")
+        other = reopen()
+        try:
+            assert [e.event_id for _, e in other.events_since(0, 0)] == ["e1"]
+            assert other.latest_snapshot(0) == (7, b"snapshot-bytes")
+        finally:
+            other.close()
+
+    def test_snapshot_replaced(self, store):
+        assert store.latest_snapshot(3) is None
+        store.write_snapshot(3, 1, b"a")
+        store.write_snapshot(3, 5, b"b")
+        assert store.latest_snapshot(3) == (5, b"b")
+
+    def test_forget_and_export(self, store):
+        store.append(0, [ev(1, customer="gone"), ev(2, customer="kept"), ev(3, customer="gone")])
+        assert store.forget_customer("gone") == 2
+        assert store.customer_events("gone") == []
+        assert [e.customer_id for e in store.export_events()] == ["kept"]
+        assert store.forgotten_customers() == {"gone"}
+        # forgetting twice is harmless
+        assert store.forget_customer("gone") == 0
+
+    def test_audit_is_append_only(self, store):
+        store.audit("key-1", "forget_customer", "c9", {"n": 1})
+        log = store.audit_log()
+        assert log[-1]["principal"] == "key-1" and log[-1]["detail"] == {"n": 1}
+        with pytest.raises(self.append_only_error):
+            store._execute("DELETE FROM audit")
+        store._rollback()
+        with pytest.raises(self.append_only_error):
+            store._execute("UPDATE audit SET action = 'nothing'")
+        store._rollback()
+        assert len(store.audit_log()) == len(log)
+
+    def test_layout_is_checked(self, store):
+        store.check_layout(4)
+        store.check_layout(4)
+        with pytest.raises(InvalidArgument, match="--shards 4"):
+            store.check_layout(8)
