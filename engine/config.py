@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from engine.auth import ApiKey, AuthConfig
 from engine.errors import InvalidArgument
 
 REPURCHASE_POLICIES = frozenset({"exclude_always", "exclude_never", "exclude_within_window"})
@@ -71,6 +72,11 @@ class ServeConfig:
     store_url: str = "sqlite:///var/recsys.db"
     # A shard writes a snapshot of its customers after this many new events.
     snapshot_every_events: int = 10_000
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    # TLS: PEM files; when set, HTTP is HTTPS and gRPC is served with TLS on grpc_port (see
+    # gateway/tls_front.py) while Serve's own gRPC proxy listens on loopback only.
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
     ranking: RankingConfig = field(default_factory=RankingConfig)
 
     def __post_init__(self) -> None:
@@ -95,6 +101,10 @@ def _build(cls, data: dict[str, Any], where: str):
             value = _build(RankingConfig, value, f"{where}.ranking")
         elif name == "weights":
             value = _build(BlendWeights, value, f"{where}.weights")
+        elif name == "auth":
+            value = _build(AuthConfig, value, f"{where}.auth")
+        elif name == "keys":
+            value = tuple(_build(ApiKey, k, f"{where}.keys[{i}]") for i, k in enumerate(value))
         kwargs[name] = value
     return cls(**kwargs)
 

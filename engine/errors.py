@@ -37,3 +37,21 @@ class Unavailable(RecsysError):
     """A dependency (a shard, the model) is not ready; the caller may retry."""
 
     kind = "unavailable"
+
+
+class Unauthenticated(RecsysError):
+    """No API key, or one that is not known."""
+
+    kind = "unauthenticated"
+
+
+class PermissionDenied(RecsysError):
+    """A known key without the scope this call needs."""
+
+    kind = "permission_denied"
+
+
+class RateLimited(RecsysError):
+    """The key sent more requests than its rate allows; retry later."""
+
+    kind = "rate_limited"

@@ -22,6 +22,7 @@ from grpc_health.v1 import health_pb2
 from ray import serve
 
 from actors.cluster import find_shards
+from engine.auth import ApiKey, AuthConfig, Authenticator
 from engine.errors import InvalidArgument, PayloadTooLarge, RecsysError, Unavailable
 from engine.events import Event, parse_batch
 from engine.queries import parse_recommend, parse_similar
@@ -44,6 +45,7 @@ class IngressSettings:
     max_k: int
     max_body_bytes: int
     max_events_per_request: int
+    auth: AuthConfig = AuthConfig(enabled=False)
 
 
 def group_by_shard(events: list[Event], num_shards: int) -> dict[int, list[Event]]:
@@ -57,6 +59,10 @@ def _request_id(given: str) -> str:
     return given or uuid.uuid4().hex
 
 
+def _principal(key: ApiKey | None) -> str:
+    return key.name if key is not None else "auth-disabled"
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -67,6 +73,19 @@ class Ingress:
     def __init__(self, settings: IngressSettings):
         self.settings = settings
         self.shards = find_shards(settings.num_shards)
+        self.auth = Authenticator(settings.auth)
+
+    def _shard(self, customer_id: str):
+        return self.shards[shard_for(customer_id, self.settings.num_shards)]
+
+    def _admit(self, authorization: str | None, scope: str, size: int | None) -> ApiKey | None:
+        """Authenticate, authorise, meter; then check the size against the key's limit."""
+        key = self.auth.authenticate(authorization)
+        self.auth.authorize(key, scope, time.monotonic())
+        limit = self.auth.body_limit(key, self.settings.max_body_bytes)
+        if size is not None and size > limit:
+            raise PayloadTooLarge(f"request is {size} bytes; the limit is {limit}")
+        return key
 
     # -- the operations, shared by gRPC and HTTP -------------------------------------------
 
@@ -80,15 +99,12 @@ class Ingress:
 
     async def recommend(self, raw: Any) -> dict[str, Any]:
         query = parse_recommend(raw, self.settings.max_k)
-        shard = self.shards[shard_for(query.customer_id, self.settings.num_shards)]
-        result = await self._call(shard.recommend.remote(query, _now_ms()))
+        result = await self._call(self._shard(query.customer_id).recommend.remote(query, _now_ms()))
         return {"result": result, "request_id": _request_id(query.request_id)}
 
     async def similar(self, raw: Any) -> dict[str, Any]:
         query = parse_similar(raw, self.settings.max_k)
-        key = query.customer_id or query.item_id
-        shard = self.shards[shard_for(key, self.settings.num_shards)]
-        result = await self._call(shard.similar.remote(query))
+        result = await self._call(self._shard(query.customer_id or query.item_id).similar.remote(query))
         return {"result": result, "request_id": _request_id(query.request_id)}
 
     async def track(self, raw_events: Any, request_id: Any = "") -> tuple[int, int, str]:
@@ -100,45 +116,66 @@ class Ingress:
                                          for s, batch in groups.items()])
         return sum(r[0] for r in results), sum(r[1] for r in results), _request_id(request_id)
 
+    async def forget(self, customer_id: Any, key: ApiKey | None) -> dict[str, Any]:
+        customer_id = require_id(customer_id, "customer_id")
+        return await self._call(self._shard(customer_id).forget.remote(customer_id, _principal(key)))
+
+    async def export(self, customer_id: Any, key: ApiKey | None) -> dict[str, Any]:
+        customer_id = require_id(customer_id, "customer_id")
+        return await self._call(self._shard(customer_id).export.remote(customer_id, _principal(key)))
+
     async def healthy(self) -> str:
         versions = await asyncio.wait_for(asyncio.gather(*[s.ping.remote() for s in self.shards]), 5.0)
         return versions[0]
 
     # -- gRPC: methods named after the RPCs ----------------------------------------------------
 
-    async def _grpc(self, request, grpc_context, empty, work: Callable[[], Awaitable[Any]]):
-        if request.ByteSize() > self.settings.max_body_bytes:
-            error: RecsysError = PayloadTooLarge(f"request is {request.ByteSize()} bytes; the limit is "
-                                                 f"{self.settings.max_body_bytes}")
-        else:
-            try:
-                return await work()
-            except RecsysError as exc:
-                error = exc
-        code, _ = statuses(error)
-        grpc_context.set_code(code)
-        grpc_context.set_details(error.message)
-        log.info("grpc request rejected: %s %s", code.name, error.message)
-        return empty
+    async def _grpc(self, request, grpc_context, empty, scope: str,
+                    work: Callable[[ApiKey | None], Awaitable[Any]]):
+        try:
+            metadata = dict(grpc_context.invocation_metadata()) if grpc_context is not None else {}
+            key = self._admit(metadata.get("authorization"), scope, request.ByteSize())
+            return await work(key)
+        except RecsysError as error:
+            code, _ = statuses(error)
+            grpc_context.set_code(code)
+            grpc_context.set_details(error.message)
+            log.info("grpc request rejected: %s %s", code.name, error.message)
+            return empty
 
     async def Recommend(self, request: pb.RecommendRequest, grpc_context=None) -> pb.RecommendResponse:
-        async def work():
+        async def work(_key):
             out = await self.recommend(codec.recommend_request(request))
             return codec.recommendations_proto(out["result"], out["request_id"])
-        return await self._grpc(request, grpc_context, pb.RecommendResponse(), work)
+        return await self._grpc(request, grpc_context, pb.RecommendResponse(), "recommend", work)
 
     async def SimilarItems(self, request: pb.SimilarItemsRequest, grpc_context=None) -> pb.SimilarItemsResponse:
-        async def work():
+        async def work(_key):
             out = await self.similar(codec.similar_request(request))
             return codec.similar_proto(out["result"], out["request_id"])
-        return await self._grpc(request, grpc_context, pb.SimilarItemsResponse(), work)
+        return await self._grpc(request, grpc_context, pb.SimilarItemsResponse(), "recommend", work)
 
     async def TrackEvents(self, request: pb.TrackEventsRequest, grpc_context=None) -> pb.TrackEventsResponse:
-        async def work():
+        async def work(_key):
             accepted, duplicates, request_id = await self.track([codec.event(e) for e in request.events],
                                                                 request.request_id)
             return pb.TrackEventsResponse(accepted=accepted, duplicates=duplicates, request_id=request_id)
-        return await self._grpc(request, grpc_context, pb.TrackEventsResponse(), work)
+        return await self._grpc(request, grpc_context, pb.TrackEventsResponse(), "events", work)
+
+    async def ForgetCustomer(self, request: pb.ForgetCustomerRequest, grpc_context=None) -> pb.ForgetCustomerResponse:
+        async def work(key):
+            request_id = _request_id(require_id(request.request_id, "request_id", required=False))
+            out = await self.forget(request.customer_id, key)
+            return pb.ForgetCustomerResponse(request_id=request_id, **out)
+        return await self._grpc(request, grpc_context, pb.ForgetCustomerResponse(), "admin", work)
+
+    async def ExportCustomer(self, request: pb.ExportCustomerRequest, grpc_context=None) -> pb.ExportCustomerResponse:
+        async def work(key):
+            request_id = _request_id(require_id(request.request_id, "request_id", required=False))
+            out = await self.export(request.customer_id, key)
+            return pb.ExportCustomerResponse(customer_id=out["customer_id"], export_json=orjson.dumps(out).decode(),
+                                             request_id=request_id)
+        return await self._grpc(request, grpc_context, pb.ExportCustomerResponse(), "admin", work)
 
     async def Check(self, request: health_pb2.HealthCheckRequest, grpc_context=None) -> health_pb2.HealthCheckResponse:
         if request.service not in ("", "recsys.v1.Personalization"):
@@ -154,11 +191,7 @@ class Ingress:
 
     # -- HTTP/JSON mirrors ------------------------------------------------------------------------
 
-    async def _read_json(self, request: Request) -> Any:
-        limit = self.settings.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"body is {declared} bytes; the limit is {limit}")
+    async def _read_json(self, request: Request, limit: int) -> Any:
         body = bytearray()
         async for chunk in request.stream():
             body.extend(chunk)
@@ -171,33 +204,38 @@ class Ingress:
         except orjson.JSONDecodeError as exc:
             raise InvalidArgument(f"body: malformed JSON ({exc})") from exc
 
-    async def _http(self, request: Request, work: Callable[[Any], Awaitable[dict[str, Any]]]) -> Response:
+    async def _http(self, request: Request, scope: str, work: Callable[[Any, ApiKey | None], Awaitable[Any]],
+                    *, body: bool = True) -> Response:
         try:
-            payload = await work(await self._read_json(request))
-            return Response(orjson.dumps(payload), media_type="application/json")
+            declared = request.headers.get("content-length")
+            size = int(declared) if declared is not None and declared.isdigit() else None
+            key = self._admit(request.headers.get("authorization"), scope, size)
+            raw = await self._read_json(request, self.auth.body_limit(key, self.settings.max_body_bytes)) if body else None
+            return Response(orjson.dumps(await work(raw, key)), media_type="application/json")
         except RecsysError as exc:
             _, status = statuses(exc)
             log.info("http request rejected: %s %s", status, exc.message)
+            headers = {"www-authenticate": "Bearer"} if status == 401 else None
             return Response(orjson.dumps({"error": {"code": exc.kind, "message": exc.message}}),
-                            status_code=status, media_type="application/json")
+                            status_code=status, media_type="application/json", headers=headers)
 
     @app.post("/v1/recommend")
     async def http_recommend(self, request: Request) -> Response:
-        async def work(raw):
+        async def work(raw, _key):
             out = await self.recommend(raw)
             return codec.recommendations_json(out["result"], out["request_id"])
-        return await self._http(request, work)
+        return await self._http(request, "recommend", work)
 
     @app.post("/v1/similar-items")
     async def http_similar(self, request: Request) -> Response:
-        async def work(raw):
+        async def work(raw, _key):
             out = await self.similar(raw)
             return codec.recommendations_json(out["result"], out["request_id"], similar=True)
-        return await self._http(request, work)
+        return await self._http(request, "recommend", work)
 
     @app.post("/v1/events")
     async def http_events(self, request: Request) -> Response:
-        async def work(raw):
+        async def work(raw, _key):
             if not isinstance(raw, dict):
                 raise InvalidArgument("body: must be an object with an 'events' list")
             unknown = set(raw) - {"events", "request_id"}
@@ -205,7 +243,19 @@ class Ingress:
                 raise InvalidArgument(f"body: unknown field(s) {', '.join(sorted(unknown))}")
             accepted, duplicates, request_id = await self.track(raw.get("events"), raw.get("request_id"))
             return {"accepted": accepted, "duplicates": duplicates, "request_id": request_id}
-        return await self._http(request, work)
+        return await self._http(request, "events", work)
+
+    @app.delete("/v1/customers/{customer_id}")
+    async def http_forget(self, customer_id: str, request: Request) -> Response:
+        async def work(_raw, key):
+            return await self.forget(customer_id, key)
+        return await self._http(request, "admin", work, body=False)
+
+    @app.get("/v1/customers/{customer_id}/export")
+    async def http_export(self, customer_id: str, request: Request) -> Response:
+        async def work(_raw, key):
+            return await self.export(customer_id, key)
+        return await self._http(request, "admin", work, body=False)
 
     @app.get("/healthz")
     async def http_health(self) -> Response:

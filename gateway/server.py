@@ -41,7 +41,7 @@ def start_service(config: ServeConfig, bundle: ModelBundle, shard_options: dict 
     )
     settings = IngressSettings(num_shards=config.num_shards, max_k=config.ranking.max_k,
                                max_body_bytes=config.max_body_bytes,
-                               max_events_per_request=config.max_events_per_request)
+                               max_events_per_request=config.max_events_per_request, auth=config.auth)
     serve.run(Ingress.options(num_replicas=config.ingress_replicas).bind(settings),
               name=APP_NAME, route_prefix="/", blocking=False)
     return RunningService(config, shards)

@@ -3,16 +3,20 @@
     recsys serve [--http-port 8000] [--grpc-port 9000] [--shards 2] [--model-dir models]
     recsys train [--data PATH] [--format auto|online-retail|movielens|events] [--model-dir models]
     recsys import --format online-retail INPUT --output events.csv
+    recsys keys create --name storefront --scopes recommend,events
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
-from dataclasses import fields
+from dataclasses import fields, replace
+from pathlib import Path
 
+from engine.auth import SCOPES, ApiKey, AuthConfig, generate_key, hash_key
 from engine.config import ServeConfig, load_serve_config
 from engine.errors import RecsysError
 
@@ -77,6 +81,47 @@ def _ensure_bundle(config: ServeConfig, version: str | None):
     return load_bundle(path)
 
 
+DEMO_KEY_FILE = Path("var") / "demo-api-key"
+
+
+def _demo_key() -> str:
+    """The demo's key, made once and kept (readable by this user only) so every run prints the same."""
+    if DEMO_KEY_FILE.exists():
+        return DEMO_KEY_FILE.read_text().strip()
+    DEMO_KEY_FILE.parent.mkdir(parents=True, exist_ok=True)
+    key = generate_key()
+    fd = os.open(DEMO_KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key
+
+
+def _with_auth(config: ServeConfig, no_auth: bool) -> tuple[ServeConfig, str | None]:
+    """Auth is on unless asked off; with no keys configured, the demo makes one with every scope."""
+    if no_auth:
+        return replace(config, auth=AuthConfig(enabled=False)), None
+    if config.auth.enabled and not config.auth.keys:
+        key = _demo_key()
+        demo = ApiKey("demo", hash_key(key), SCOPES)
+        return replace(config, auth=AuthConfig(enabled=True, keys=(demo,))), key
+    return config, None
+
+
+def cmd_keys(args) -> int:
+    scopes = frozenset(s.strip() for s in args.scopes.split(",") if s.strip())
+    key = generate_key()
+    ApiKey(args.name, hash_key(key), scopes, rate_per_second=args.rate)  # validates
+    print(f"# key for {args.name!r}: give it to the client once; it is not stored anywhere")
+    print(f"# {key}")
+    print("[[auth.keys]]")
+    print(f'name = "{args.name}"')
+    print(f'sha256 = "{hash_key(key)}"')
+    print("scopes = [" + ", ".join(f'"{s}"' for s in sorted(scopes)) + "]")
+    if args.rate is not None:
+        print(f"rate_per_second = {args.rate}")
+    return 0
+
+
 def cmd_serve(args) -> int:
     import ray
 
@@ -85,7 +130,8 @@ def cmd_serve(args) -> int:
     config = load_serve_config(
         args.config, http_host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
         num_shards=args.shards, model_dir=args.model_dir, data_dir=args.data_dir,
-        ray_address=args.address, num_cpus=args.num_cpus)
+        ray_address=args.address, num_cpus=args.num_cpus, store_url=args.store)
+    config, demo_key = _with_auth(config, args.no_auth)
     bundle = _ensure_bundle(config, args.model)
     if config.ray_address:
         ray.init(address=config.ray_address, namespace="recsys")
@@ -93,15 +139,24 @@ def cmd_serve(args) -> int:
         ray.init(num_cpus=config.num_cpus, namespace="recsys", include_dashboard=False)
     service = start_service(config, bundle)
     host = config.http_host
+    auth_line, auth_header = "auth: off (--no-auth)", ""
+    if demo_key:
+        auth_line = f"API key (demo, every scope; kept in {DEMO_KEY_FILE}): {demo_key}"
+        auth_header = f" -H 'authorization: Bearer {demo_key}'"
+    elif config.auth.enabled:
+        auth_line = f"auth: on, {len(config.auth.keys)} configured key(s)"
+        auth_header = " -H 'authorization: Bearer $RECSYS_KEY'"
     print(f"""
 recsys is serving model {bundle.version}
   HTTP  http://{host}:{config.http_port}   gRPC {host}:{config.grpc_port} (recsys.v1.Personalization, grpc.health.v1.Health)
+  store {config.store_url}
+  {auth_line}
 
 Try:
   curl -s http://{host}:{config.http_port}/healthz
-  curl -s -X POST http://{host}:{config.http_port}/v1/recommend -H 'content-type: application/json' \\
+  curl -s -X POST http://{host}:{config.http_port}/v1/recommend{auth_header} \\
        -d '{{"customer_id": "17850", "channel": "web", "k": 5}}'
-  curl -s -X POST http://{host}:{config.http_port}/v1/events -H 'content-type: application/json' \\
+  curl -s -X POST http://{host}:{config.http_port}/v1/events{auth_header} \\
        -d '{{"events": [{{"event_id": "e1", "customer_id": "17850", "event_type": "add_to_cart", "item_id": "22423", "channel": "web"}}]}}'
 Ctrl-C stops it.
 """, flush=True)
@@ -132,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", help=f"real data sets, for the demo model (default {defaults.data_dir})")
     serve.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     serve.add_argument("--num-cpus", type=int, help="CPUs for the local Ray (default: all)")
+    serve.add_argument("--store", help=f"durable store URL (default {defaults.store_url})")
+    serve.add_argument("--no-auth", action="store_true", help="serve without API keys (development only)")
     serve.set_defaults(func=cmd_serve)
 
     train = sub.add_parser("train", help="train a model bundle")
@@ -148,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-promote", action="store_true", help="do not make it models/CURRENT")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(func=cmd_train)
+
+    keys = sub.add_parser("keys", help="make an API key and print its config entry (the key is shown once)")
+    keys.add_argument("action", choices=["create"])
+    keys.add_argument("--name", required=True)
+    keys.add_argument("--scopes", default="recommend", help="comma-separated: recommend, events, offers, admin")
+    keys.add_argument("--rate", type=float, help="requests per second for this key (token bucket)")
+    keys.set_defaults(func=cmd_keys)
 
     imp = sub.add_parser("import", help="convert a data set to the generic events CSV")
     imp.add_argument("input")

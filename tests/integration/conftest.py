@@ -8,11 +8,39 @@ import grpc
 import pytest
 
 
+from engine.auth import ApiKey, AuthConfig, generate_key, hash_key
+
+KEYS = {name: generate_key() for name in ("admin", "reader", "limited", "small")}
+AUTH = AuthConfig(enabled=True, keys=(
+    ApiKey("admin", hash_key(KEYS["admin"]), frozenset({"recommend", "events", "offers", "admin"})),
+    ApiKey("reader", hash_key(KEYS["reader"]), frozenset({"recommend"})),
+    ApiKey("limited", hash_key(KEYS["limited"]), frozenset({"recommend"}), rate_per_second=0.5, burst=3),
+    ApiKey("small", hash_key(KEYS["small"]), frozenset({"recommend", "events"}), max_body_bytes=2_000),
+))
+
+
 @dataclass(frozen=True)
 class Endpoints:
     http: str
     grpc_target: str
     config: object
+
+
+class _AddMetadata(grpc.UnaryUnaryClientInterceptor):
+    """Sends `authorization: Bearer <key>` with every call, as a client application would."""
+
+    def __init__(self, key: str):
+        self._metadata = (("authorization", f"Bearer {key}"),)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        details = details._replace(metadata=tuple(details.metadata or ()) + self._metadata)
+        return continuation(details, request)
+
+
+def authed_stub(channel, key: str):
+    from recsys.v1 import recsys_pb2_grpc
+
+    return recsys_pb2_grpc.PersonalizationStub(grpc.intercept_channel(channel, _AddMetadata(key)))
 
 
 def free_port() -> int:
@@ -37,7 +65,7 @@ def service(ray_session, synthetic_bundle, tmp_path_factory):
 
     config = ServeConfig(http_port=free_port(), grpc_port=free_port(), num_shards=3,
                          max_body_bytes=200_000, max_events_per_request=100,
-                         store_url=f"sqlite:///{tmp_path_factory.mktemp('store')}/recsys.db")
+                         store_url=f"sqlite:///{tmp_path_factory.mktemp('store')}/recsys.db", auth=AUTH)
     running = start_service(config, synthetic_bundle)
     yield Endpoints(f"http://127.0.0.1:{config.http_port}", f"127.0.0.1:{config.grpc_port}", config)
     running.stop()
@@ -52,14 +80,14 @@ def channel(service):
 
 @pytest.fixture(scope="session")
 def stub(channel):
-    from recsys.v1 import recsys_pb2_grpc
-
-    return recsys_pb2_grpc.PersonalizationStub(channel)
+    """A client with the admin key (every scope)."""
+    return authed_stub(channel, KEYS["admin"])
 
 
 @pytest.fixture(scope="session")
 def http(service):
     import httpx
 
-    with httpx.Client(base_url=service.http, timeout=30) as client:
+    with httpx.Client(base_url=service.http, timeout=30,
+                      headers={"authorization": f"Bearer {KEYS['admin']}"}) as client:
         yield client

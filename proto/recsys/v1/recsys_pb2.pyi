@@ -154,3 +154,41 @@ class TrackEventsResponse(_message.Message):
     duplicates: int
     request_id: str
     def __init__(self, accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ForgetCustomerRequest(_message.Message):
+    __slots__ = ("customer_id", "request_id")
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    customer_id: str
+    request_id: str
+    def __init__(self, customer_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ForgetCustomerResponse(_message.Message):
+    __slots__ = ("customer_id", "events_deleted", "live_state_erased", "request_id")
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_DELETED_FIELD_NUMBER: _ClassVar[int]
+    LIVE_STATE_ERASED_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    customer_id: str
+    events_deleted: int
+    live_state_erased: bool
+    request_id: str
+    def __init__(self, customer_id: _Optional[str] = ..., events_deleted: _Optional[int] = ..., live_state_erased: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ExportCustomerRequest(_message.Message):
+    __slots__ = ("customer_id", "request_id")
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    customer_id: str
+    request_id: str
+    def __init__(self, customer_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ExportCustomerResponse(_message.Message):
+    __slots__ = ("customer_id", "export_json", "request_id")
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    customer_id: str
+    export_json: str
+    request_id: str
+    def __init__(self, customer_id: _Optional[str] = ..., export_json: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...

@@ -49,6 +49,16 @@ class PersonalizationStub:
                 request_serializer=recsys_dot_v1_dot_recsys__pb2.TrackEventsRequest.SerializeToString,
                 response_deserializer=recsys_dot_v1_dot_recsys__pb2.TrackEventsResponse.FromString,
                 _registered_method=True)
+        self.ForgetCustomer = channel.unary_unary(
+                '/recsys.v1.Personalization/ForgetCustomer',
+                request_serializer=recsys_dot_v1_dot_recsys__pb2.ForgetCustomerRequest.SerializeToString,
+                response_deserializer=recsys_dot_v1_dot_recsys__pb2.ForgetCustomerResponse.FromString,
+                _registered_method=True)
+        self.ExportCustomer = channel.unary_unary(
+                '/recsys.v1.Personalization/ExportCustomer',
+                request_serializer=recsys_dot_v1_dot_recsys__pb2.ExportCustomerRequest.SerializeToString,
+                response_deserializer=recsys_dot_v1_dot_recsys__pb2.ExportCustomerResponse.FromString,
+                _registered_method=True)
 
 
 class PersonalizationServicer:
@@ -75,6 +85,20 @@ class PersonalizationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ForgetCustomer(self, request, context):
+        """Erase a customer (GDPR art. 17): live state, stored events, snapshots; audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportCustomer(self, request, context):
+        """Everything held about a customer (GDPR art. 15), as a JSON document; audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PersonalizationServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +116,16 @@ def add_PersonalizationServicer_to_server(servicer, server):
                     servicer.TrackEvents,
                     request_deserializer=recsys_dot_v1_dot_recsys__pb2.TrackEventsRequest.FromString,
                     response_serializer=recsys_dot_v1_dot_recsys__pb2.TrackEventsResponse.SerializeToString,
+            ),
+            'ForgetCustomer': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForgetCustomer,
+                    request_deserializer=recsys_dot_v1_dot_recsys__pb2.ForgetCustomerRequest.FromString,
+                    response_serializer=recsys_dot_v1_dot_recsys__pb2.ForgetCustomerResponse.SerializeToString,
+            ),
+            'ExportCustomer': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportCustomer,
+                    request_deserializer=recsys_dot_v1_dot_recsys__pb2.ExportCustomerRequest.FromString,
+                    response_serializer=recsys_dot_v1_dot_recsys__pb2.ExportCustomerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +209,60 @@ class Personalization:
             '/recsys.v1.Personalization/TrackEvents',
             recsys_dot_v1_dot_recsys__pb2.TrackEventsRequest.SerializeToString,
             recsys_dot_v1_dot_recsys__pb2.TrackEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForgetCustomer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recsys.v1.Personalization/ForgetCustomer',
+            recsys_dot_v1_dot_recsys__pb2.ForgetCustomerRequest.SerializeToString,
+            recsys_dot_v1_dot_recsys__pb2.ForgetCustomerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportCustomer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recsys.v1.Personalization/ExportCustomer',
+            recsys_dot_v1_dot_recsys__pb2.ExportCustomerRequest.SerializeToString,
+            recsys_dot_v1_dot_recsys__pb2.ExportCustomerResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,62 @@
+import pytest
+
+from engine.auth import ApiKey, AuthConfig, Authenticator, generate_key, hash_key
+from engine.config import load_serve_config
+from engine.errors import InvalidArgument, PermissionDenied, RateLimited, Unauthenticated
+
+
+def test_keys_scopes_and_rate_with_a_given_clock():
+    key = generate_key()
+    auth = Authenticator(AuthConfig(keys=(ApiKey("pos", hash_key(key), {"recommend"}, rate_per_second=2, burst=2),)))
+    found = auth.authenticate(f"Bearer {key}")
+    assert found.name == "pos"
+    for header in (None, "", "Bearer", f"Basic {key}", "Bearer wrong"):
+        with pytest.raises(Unauthenticated):
+            auth.authenticate(header)
+    with pytest.raises(PermissionDenied):
+        auth.authorize(found, "admin", now=0.0)
+    auth.authorize(found, "recommend", now=0.0)
+    auth.authorize(found, "recommend", now=0.0)
+    with pytest.raises(RateLimited):
+        auth.authorize(found, "recommend", now=0.1)
+    auth.authorize(found, "recommend", now=0.6)  # one token back after 0.5 s at 2/s
+
+
+def test_disabled_auth_lets_everyone_in():
+    auth = Authenticator(AuthConfig(enabled=False))
+    assert auth.authenticate(None) is None
+    auth.authorize(None, "admin", now=0.0)
+
+
+def test_bad_key_config_is_refused():
+    with pytest.raises(InvalidArgument, match="scope"):
+        ApiKey("x", "0" * 64, {"everything"})
+    with pytest.raises(InvalidArgument, match="sha256"):
+        ApiKey("x", "not-a-hash", {"recommend"})
+
+
+def test_toml_config_with_keys(tmp_path):
+    key = generate_key()
+    path = tmp_path / "recsys.toml"
+    path.write_text(f"""
+num_shards = 4
+store_url = "sqlite:///state/recsys.db"
+[ranking]
+repurchase_policy = "exclude_never"
+[ranking.weights]
+session = 1.5
+[auth]
+[[auth.keys]]
+name = "storefront"
+sha256 = "{hash_key(key)}"
+scopes = ["recommend", "events"]
+rate_per_second = 50
+""")
+    config = load_serve_config(path, http_port=8080)
+    assert config.num_shards == 4 and config.http_port == 8080
+    assert config.ranking.repurchase_policy == "exclude_never" and config.ranking.weights.session == 1.5
+    assert config.auth.enabled and config.auth.keys[0].scopes == {"recommend", "events"}
+    assert config.store_url.startswith("sqlite:////") and config.store_url.endswith("state/recsys.db")
+    path.write_text("num_shard = 4\n")
+    with pytest.raises(InvalidArgument, match="unknown key"):
+        load_serve_config(path)
