@@ -39,9 +39,20 @@ def find_shards(num_shards: int) -> list:
     return [ray.get_actor(shard_name(i), namespace=NAMESPACE) for i in range(num_shards)]
 
 
-def stop_shards(num_shards: int) -> None:
+def stop_shards(num_shards: int, timeout_s: float = 30.0) -> None:
+    """Kill the shard actors and wait until their names are free again (so a restart can reuse them)."""
+    import time
+
     for i in range(num_shards):
         try:
-            ray.kill(ray.get_actor(shard_name(i), namespace=NAMESPACE))
+            ray.kill(ray.get_actor(shard_name(i), namespace=NAMESPACE), no_restart=True)
         except ValueError:
             pass
+    deadline = time.monotonic() + timeout_s
+    for i in range(num_shards):
+        while time.monotonic() < deadline:
+            try:
+                ray.get_actor(shard_name(i), namespace=NAMESPACE)
+            except ValueError:
+                break
+            time.sleep(0.1)

@@ -19,11 +19,24 @@ AUTH = AuthConfig(enabled=True, keys=(
 ))
 
 
-@dataclass(frozen=True)
+@dataclass
 class Endpoints:
     http: str
     grpc_target: str
     config: object
+    bundle: object
+    running: object = None
+
+    def restart(self) -> float:
+        """Stop the whole service (Serve and every shard) and start it again; returns seconds."""
+        import time
+
+        from gateway.server import start_service
+
+        started = time.perf_counter()
+        self.running.stop()
+        self.running = start_service(self.config, self.bundle)
+        return time.perf_counter() - started
 
 
 class _AddMetadata(grpc.UnaryUnaryClientInterceptor):
@@ -66,9 +79,10 @@ def service(ray_session, synthetic_bundle, tmp_path_factory):
     config = ServeConfig(http_port=free_port(), grpc_port=free_port(), num_shards=3,
                          max_body_bytes=200_000, max_events_per_request=100,
                          store_url=f"sqlite:///{tmp_path_factory.mktemp('store')}/recsys.db", auth=AUTH)
-    running = start_service(config, synthetic_bundle)
-    yield Endpoints(f"http://127.0.0.1:{config.http_port}", f"127.0.0.1:{config.grpc_port}", config)
-    running.stop()
+    endpoints = Endpoints(f"http://127.0.0.1:{config.http_port}", f"127.0.0.1:{config.grpc_port}", config,
+                          synthetic_bundle, start_service(config, synthetic_bundle))
+    yield endpoints
+    endpoints.running.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,20 @@
+"""Multi-node: remove the node that holds a shard; it comes back elsewhere with its state
+(possible because the store is a shared PostgreSQL server)."""
+import json
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def test_shard_moves_to_another_node_with_its_state(postgres_url):
+    result = subprocess.run([sys.executable, str(ROOT / "tests" / "integration" / "multinode_scenario.py"),
+                             postgres_url], capture_output=True, text=True, timeout=480, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["node_after"] is not None, "the shard never answered after its node was removed"
+    assert report["node_after"] != report["node_before"]
+    assert report["recovery"]["customers"] >= report["customers"]
+    assert report["state_equal"]
+    assert report["seconds_to_answer"] < 120
+    print(report)
