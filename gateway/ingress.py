@@ -29,6 +29,7 @@ from engine.queries import parse_recommend, parse_similar
 from engine.sharding import shard_for
 from engine.validation import require_id
 from gateway import codec
+from gateway.grpc_registration import MalformedMessage
 from gateway.status_map import statuses
 from recsys.v1 import recsys_pb2 as pb
 
@@ -135,6 +136,8 @@ class Ingress:
         try:
             metadata = dict(grpc_context.invocation_metadata()) if grpc_context is not None else {}
             key = self._admit(metadata.get("authorization"), scope, request.ByteSize())
+            if isinstance(request, MalformedMessage):
+                raise InvalidArgument(f"malformed {request.type_name}: {request.error}")
             return await work(key)
         except RecsysError as error:
             code, _ = statuses(error)

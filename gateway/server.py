@@ -13,7 +13,7 @@ from recommenders.bundle import ModelBundle
 
 APP_NAME = "recsys"
 GRPC_SERVICERS = [
-    "recsys.v1.recsys_pb2_grpc.add_PersonalizationServicer_to_server",
+    "gateway.grpc_registration.add_personalization_to_server",
     "grpc_health.v1.health_pb2_grpc.add_HealthServicer_to_server",
 ]
 
