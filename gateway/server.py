@@ -1,13 +1,18 @@
 """Bring the service up on a running Ray: shard actors, then Serve with HTTP and gRPC."""
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
+from pathlib import Path
 
+import ray
 from ray import serve
 from ray.serve.config import HTTPOptions, gRPCOptions
 
 from actors.cluster import start_shards, stop_shards
 from engine.config import ServeConfig
+from engine.errors import InvalidArgument
+from gateway.tls import GrpcTlsFront
 from gateway.ingress import Ingress, IngressSettings
 from recommenders.bundle import ModelBundle
 
@@ -25,23 +30,47 @@ class RunningService:
 
     config: ServeConfig
     shards: list
+    tls_front: object = None
 
     def stop(self) -> None:
+        if self.tls_front is not None:
+            ray.get(self.tls_front.stop.remote())
+            ray.kill(self.tls_front, no_restart=True)
+            self.tls_front = None
         serve.shutdown()
         stop_shards(self.config.num_shards)
         self.shards.clear()
 
 
+def _free_loopback_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def start_service(config: ServeConfig, bundle: ModelBundle, shard_options: dict | None = None) -> RunningService:
     """Start shards and the ingress on the Ray this process is connected to."""
     shards = start_shards(bundle, config, shard_options)
-    serve.start(
-        http_options=HTTPOptions(host=config.http_host, port=config.http_port),
-        grpc_options=gRPCOptions(port=config.grpc_port, grpc_servicer_functions=GRPC_SERVICERS),
-    )
+    tls = config.tls_certfile is not None
+    if tls != (config.tls_keyfile is not None):
+        raise InvalidArgument("tls_certfile and tls_keyfile go together")
+    http_options = HTTPOptions(host=config.http_host, port=config.http_port)
+    if tls:
+        http_options = HTTPOptions(host=config.http_host, port=config.http_port,
+                                   ssl_certfile=config.tls_certfile, ssl_keyfile=config.tls_keyfile)
+    # With TLS, Serve's plaintext gRPC proxy moves to a loopback port behind the TLS front.
+    serve_grpc_port = _free_loopback_port() if tls else config.grpc_port
+    serve.start(http_options=http_options,
+                grpc_options=gRPCOptions(port=serve_grpc_port, grpc_servicer_functions=GRPC_SERVICERS))
     settings = IngressSettings(num_shards=config.num_shards, max_k=config.ranking.max_k,
                                max_body_bytes=config.max_body_bytes,
                                max_events_per_request=config.max_events_per_request, auth=config.auth)
     serve.run(Ingress.options(num_replicas=config.ingress_replicas).bind(settings),
               name=APP_NAME, route_prefix="/", blocking=False)
-    return RunningService(config, shards)
+    front = None
+    if tls:
+        front = GrpcTlsFront.options(name="recsys-grpc-tls-front", namespace="recsys").remote(
+            f"{config.http_host}:{config.grpc_port}", f"127.0.0.1:{serve_grpc_port}",
+            Path(config.tls_certfile).read_bytes(), Path(config.tls_keyfile).read_bytes())
+        ray.get(front.start.remote())
+    return RunningService(config, shards, front)

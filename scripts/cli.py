@@ -122,6 +122,15 @@ def cmd_keys(args) -> int:
     return 0
 
 
+def cmd_tls(args) -> int:
+    from gateway.tls import write_self_signed
+
+    cert, key = write_self_signed(args.out, tuple(args.host))
+    print(f"wrote {cert} and {key} (self-signed, for {', '.join(args.host)}); serve with "
+          f"--tls-cert {cert} --tls-key {key}")
+    return 0
+
+
 def cmd_serve(args) -> int:
     import ray
 
@@ -130,7 +139,8 @@ def cmd_serve(args) -> int:
     config = load_serve_config(
         args.config, http_host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
         num_shards=args.shards, model_dir=args.model_dir, data_dir=args.data_dir,
-        ray_address=args.address, num_cpus=args.num_cpus, store_url=args.store)
+        ray_address=args.address, num_cpus=args.num_cpus, store_url=args.store,
+        tls_certfile=args.tls_cert, tls_keyfile=args.tls_key)
     config, demo_key = _with_auth(config, args.no_auth)
     bundle = _ensure_bundle(config, args.model)
     if config.ray_address:
@@ -146,17 +156,18 @@ def cmd_serve(args) -> int:
     elif config.auth.enabled:
         auth_line = f"auth: on, {len(config.auth.keys)} configured key(s)"
         auth_header = " -H 'authorization: Bearer $RECSYS_KEY'"
+    scheme = "https" if config.tls_certfile else "http"
     print(f"""
 recsys is serving model {bundle.version}
-  HTTP  http://{host}:{config.http_port}   gRPC {host}:{config.grpc_port} (recsys.v1.Personalization, grpc.health.v1.Health)
+  HTTP  {scheme}://{host}:{config.http_port}   gRPC {host}:{config.grpc_port} (recsys.v1.Personalization, grpc.health.v1.Health)
   store {config.store_url}
   {auth_line}
 
 Try:
-  curl -s http://{host}:{config.http_port}/healthz
-  curl -s -X POST http://{host}:{config.http_port}/v1/recommend{auth_header} \\
+  curl -s {scheme}://{host}:{config.http_port}/healthz
+  curl -s -X POST {scheme}://{host}:{config.http_port}/v1/recommend{auth_header} \\
        -d '{{"customer_id": "17850", "channel": "web", "k": 5}}'
-  curl -s -X POST http://{host}:{config.http_port}/v1/events{auth_header} \\
+  curl -s -X POST {scheme}://{host}:{config.http_port}/v1/events{auth_header} \\
        -d '{{"events": [{{"event_id": "e1", "customer_id": "17850", "event_type": "add_to_cart", "item_id": "22423", "channel": "web"}}]}}'
 Ctrl-C stops it.
 """, flush=True)
@@ -189,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--num-cpus", type=int, help="CPUs for the local Ray (default: all)")
     serve.add_argument("--store", help=f"durable store URL (default {defaults.store_url})")
     serve.add_argument("--no-auth", action="store_true", help="serve without API keys (development only)")
+    serve.add_argument("--tls-cert", help="PEM certificate: HTTPS, and gRPC over TLS")
+    serve.add_argument("--tls-key", help="PEM private key for --tls-cert")
     serve.set_defaults(func=cmd_serve)
 
     train = sub.add_parser("train", help="train a model bundle")
@@ -213,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--rate", type=float, help="requests per second for this key (token bucket)")
     keys.set_defaults(func=cmd_keys)
 
+    tls = sub.add_parser("tls-cert", help="write a self-signed certificate and key (development, tests)")
+    tls.add_argument("--out", default="var/tls")
+    tls.add_argument("--host", action="append", default=None, help="host name or IP (repeatable)")
+    tls.set_defaults(func=cmd_tls)
+
     imp = sub.add_parser("import", help="convert a data set to the generic events CSV")
     imp.add_argument("input")
     imp.add_argument("--format", default="auto", help="auto, online-retail, movielens, events")
@@ -223,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "command", None) == "tls-cert" and not args.host:
+        args.host = ["localhost", "127.0.0.1"]
     try:
         return args.func(args)
     except RecsysError as exc:
