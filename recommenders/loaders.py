@@ -46,7 +46,8 @@ def is_product_code(code: str) -> bool:
 def _items_from_events(events: pd.DataFrame, names: pd.Series | None = None) -> pd.DataFrame:
     ids = pd.Index(events["item_id"].unique())
     items = pd.DataFrame({"item_id": ids.astype(str)})
-    items["name"] = "" if names is None else items["item_id"].map(names).fillna("").astype(str)
+    lookup = {} if names is None else names.to_dict()
+    items["name"] = [str(lookup.get(item, "")) for item in items["item_id"]]
     items["recommendable"] = True
     return items
 
@@ -199,6 +200,16 @@ def write_events_csv(dataset: Dataset, path: str | Path) -> int:
     })
     out.to_csv(path, index=False)
     return len(out)
+
+
+def dataset_from_events(events, source: str = "store") -> Dataset:
+    """A Dataset from engine Events (what the durable store exports)."""
+    rows = [(e.event_id, e.timestamp_ms, e.customer_id, e.session_id, e.item_id, e.event_type, e.quantity,
+             np.nan if e.price is None else e.price, e.channel, e.store_id, dict(e.attributes).get("country", ""))
+            for e in events if e.item_id]
+    frame = pd.DataFrame(rows, columns=["event_id", "timestamp_ms", "customer_id", "session_id", "item_id",
+                                        "event_type", "quantity", "price", "channel", "store_id", "country"])
+    return Dataset(frame, _items_from_events(frame), source)
 
 
 FORMATS = {"online-retail": load_online_retail, "movielens": load_movielens, "events": load_events_csv}

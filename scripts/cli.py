@@ -4,6 +4,7 @@
     recsys train [--data PATH] [--format auto|online-retail|movielens|events] [--model-dir models]
     recsys import --format online-retail INPUT --output events.csv
     recsys keys create --name storefront --scopes recommend,events
+    recsys export-events --store sqlite:///var/recsys.db --output events.csv
 """
 from __future__ import annotations
 
@@ -66,6 +67,22 @@ def cmd_import(args) -> int:
     rows = write_events_csv(dataset, args.output)
     print(f"wrote {rows} events ({dataset.events['customer_id'].nunique()} customers, "
           f"{dataset.events['item_id'].nunique()} items) to {args.output}")
+    return 0
+
+
+def cmd_export_events(args) -> int:
+    from actors.store import open_store
+    from engine.config import absolute_store_url
+    from recommenders.loaders import dataset_from_events, write_events_csv
+
+    store = open_store(absolute_store_url(args.store))
+    try:
+        dataset = dataset_from_events(store.export_events(), source="store")
+    finally:
+        store.close()
+    rows = write_events_csv(dataset, args.output)
+    print(f"wrote {rows} events of {dataset.events['customer_id'].nunique()} customers to {args.output} "
+          "(forgotten customers left out; consent events, which carry no item, too)")
     return 0
 
 
@@ -230,6 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     tls.add_argument("--out", default="var/tls")
     tls.add_argument("--host", action="append", default=None, help="host name or IP (repeatable)")
     tls.set_defaults(func=cmd_tls)
+
+    export = sub.add_parser("export-events", help="write the stored events as a generic events CSV")
+    export.add_argument("--store", default=defaults.store_url)
+    export.add_argument("--output", required=True)
+    export.set_defaults(func=cmd_export_events)
 
     imp = sub.add_parser("import", help="convert a data set to the generic events CSV")
     imp.add_argument("input")
