@@ -33,6 +33,10 @@ test-integration: $(STAMP)
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py
 
+## The full offline evaluation (MovieLens 5 seeds + Online Retail): docs/evaluation/
+evaluate: $(STAMP)
+	$(BIN)/recsys evaluate $(ARGS)
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/recommend_latency.py $(ARGS)
 

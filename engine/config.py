@@ -17,6 +17,7 @@ class BlendWeights:
     """Weight of each candidate source in the blended score (each source is scaled to [0, 1])."""
 
     als: float = 1.0
+    history: float = 1.0
     session: float = 1.0
     repurchase: float = 0.6
     popular: float = 0.15

@@ -12,7 +12,7 @@ from typing import Mapping
 
 import numpy as np
 
-SOURCES = ("als", "session", "repurchase", "popular")
+SOURCES = ("als", "history", "session", "repurchase", "popular")
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,10 +23,10 @@ import numpy as np
 
 from engine.errors import InvalidArgument
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 ARRAY_NAMES = (
     "item_ids", "item_names", "item_factors", "item_price", "recommendable", "popularity",
-    "covis_idx", "covis_w", "user_ids", "user_factors", "hist_indptr", "hist_items",
+    "covis_idx", "covis_w", "ii_idx", "ii_w", "user_ids", "user_factors", "hist_indptr", "hist_items",
     "hist_weight", "hist_last_purchase_ms", "faiss_index",
 )
 
@@ -121,7 +121,7 @@ def check_shapes(arrays: Mapping[str, np.ndarray], where: str) -> None:
     n_items = len(arrays["item_ids"])
     n_users = len(arrays["user_ids"])
     problems = []
-    for name in ("item_names", "item_price", "recommendable", "popularity", "covis_idx", "covis_w"):
+    for name in ("item_names", "item_price", "recommendable", "popularity", "covis_idx", "covis_w", "ii_idx", "ii_w"):
         if len(arrays[name]) != n_items:
             problems.append(f"{name} has {len(arrays[name])} rows, expected {n_items}")
     if arrays["item_factors"].shape[0] != n_items:

@@ -34,6 +34,7 @@ class _Profile:
     """What the customer's history says, in item-index space."""
 
     vector: np.ndarray | None
+    weights: dict[int, float]
     last_purchase_ms: dict[int, int]
     purchase_weight: dict[int, float]
     known: bool
@@ -73,7 +74,7 @@ def _profile(model: ModelRuntime, customer_id: str, state: CustomerState | None)
         vector = model.fold_in(idx, np.fromiter(weights.values(), dtype=np.float64, count=len(weights)))
     else:
         vector = None
-    return _Profile(vector, last_purchase, purchase_weight, known=row is not None or live)
+    return _Profile(vector, weights, last_purchase, purchase_weight, known=row is not None or live)
 
 
 def session_seeds(model: ModelRuntime, state: CustomerState | None, query: RecommendQuery,
@@ -94,13 +95,15 @@ def session_seeds(model: ModelRuntime, state: CustomerState | None, query: Recom
     return seeds
 
 
-def covisitation_candidates(model: ModelRuntime, seeds: dict[int, float]) -> tuple[np.ndarray, np.ndarray]:
+def neighbour_candidates(neighbour_idx: np.ndarray, neighbour_w: np.ndarray,
+                         seeds: dict[int, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Sum of the seeds' neighbour weights (co-visitation or item-item lists), seed-weighted."""
     if not seeds:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
     seed_idx = np.fromiter(seeds.keys(), dtype=np.int64)
     seed_w = np.fromiter(seeds.values(), dtype=np.float64)
-    neighbours = model.covis_idx[seed_idx]                     # [s, m]
-    weights = model.covis_w[seed_idx].astype(np.float64) * seed_w[:, None]
+    neighbours = neighbour_idx[seed_idx]                     # [s, m]
+    weights = neighbour_w[seed_idx].astype(np.float64) * seed_w[:, None]
     valid = neighbours >= 0
     flat_idx, flat_w = neighbours[valid].astype(np.int64), weights[valid]
     if flat_idx.size == 0:
@@ -146,12 +149,18 @@ def recommend(model: ModelRuntime, state: CustomerState | None, query: Recommend
     window = query.filters.repurchase_window_days
     window = config.repurchase_window_days if window is None else window
 
+    weights = config.weights.as_dict()
     sources: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    if profile.vector is not None:
+    # a source with weight 0 cannot change the ranking: do not compute it
+    if profile.vector is not None and weights["als"] > 0:
         sources["als"] = model.index.search(profile.vector, n)
+    if weights["history"] > 0:
+        # everything the customer ever touched, through the item-item model (binary, as it was fitted)
+        sources["history"] = neighbour_candidates(model.ii_idx, model.ii_w, dict.fromkeys(profile.weights, 1.0))
     seeds = session_seeds(model, state, query, config.session_half_life)
-    sources["session"] = covisitation_candidates(model, seeds)
-    if policy != "exclude_always":
+    if weights["session"] > 0:
+        sources["session"] = neighbour_candidates(model.covis_idx, model.covis_w, seeds)
+    if policy != "exclude_always" and weights["repurchase"] > 0:
         sources["repurchase"] = repurchase_candidates(profile, now_ms)
     # Enough popular items that k survive any exclusion.
     popular = model.popular_order[: n + len(profile.last_purchase_ms) + len(seeds)]
@@ -163,9 +172,9 @@ def recommend(model: ModelRuntime, state: CustomerState | None, query: Recommend
     if state is not None:
         excluded |= _resolve(model, state.returned)
 
-    blended = blend(sources, config.weights.as_dict())
+    blended = blend(sources, weights)
     ranked = top_k(blended, _rules_mask(model, blended.idx, query.filters, excluded), query.k)
-    personal = any(len(sources.get(s, ((),))[0]) for s in ("als", "session", "repurchase"))
+    personal = any(len(sources.get(s, ((),))[0]) for s in ("als", "history", "session", "repurchase"))
     reasons: tuple[str, ...] = ()
     if not personal:
         reasons = ("unknown_customer",) if not profile.known else ("no_personal_signal",)

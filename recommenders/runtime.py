@@ -37,6 +37,8 @@ class ModelRuntime:
         self.popularity: np.ndarray = arrays["popularity"]
         self.covis_idx: np.ndarray = arrays["covis_idx"]
         self.covis_w: np.ndarray = arrays["covis_w"]
+        self.ii_idx: np.ndarray = arrays["ii_idx"]
+        self.ii_w: np.ndarray = arrays["ii_w"]
         self.hist_indptr = arrays["hist_indptr"]
         self.hist_items = arrays["hist_items"]
         self.hist_weight = arrays["hist_weight"]

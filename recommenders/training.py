@@ -25,6 +25,7 @@ from engine.events import EVENT_WEIGHTS
 from engine.queries import Filters, RecommendQuery
 from recommenders.bundle import ModelBundle
 from recommenders.index import ItemIndex
+from recommenders.item_item import empty_neighbours, fit_ease, top_neighbours
 from recommenders.loaders import Dataset
 from recommenders.recommend import recommend
 from recommenders.runtime import ModelRuntime, confidence
@@ -43,6 +44,10 @@ class TrainParams:
     iterations: int = 15
     seed: int = 42
     covis_neighbours: int = 50
+    # EASE item-item model (skipped above ease_max_items: it is dense in the catalogue size)
+    ease_regularization: float = 500.0
+    ease_neighbours: int = 200
+    ease_max_items: int = 20_000
     max_basket_items: int = 100
     popularity_half_life_days: float = 30.0
     holdout_fraction: float = 0.1
@@ -185,6 +190,10 @@ def build_bundle(dataset: Dataset, params: TrainParams, progress: bool = True) -
     now_ms = int(events["timestamp_ms"].max())
     user_factors, item_factors = fit_als(inter.matrix, params, progress)
     covis_idx, covis_w = covisitation(events, inter.item_ids, params, progress)
+    if len(inter.item_ids) <= params.ease_max_items:
+        ii_idx, ii_w = top_neighbours(fit_ease(inter.matrix, params.ease_regularization), params.ease_neighbours)
+    else:
+        ii_idx, ii_w = empty_neighbours(len(inter.item_ids))
     names = dataset.items.set_index("item_id")["name"]
     hist = inter.matrix
     hist_last = inter.last_purchase_ms
@@ -198,6 +207,8 @@ def build_bundle(dataset: Dataset, params: TrainParams, progress: bool = True) -
         "popularity": popularity(inter, params, now_ms),
         "covis_idx": covis_idx,
         "covis_w": covis_w,
+        "ii_idx": ii_idx,
+        "ii_w": ii_w,
         "user_ids": inter.user_ids.astype(str),
         "user_factors": user_factors,
         "hist_indptr": hist.indptr.astype(np.int64),

@@ -86,6 +86,34 @@ def cmd_export_events(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from recommenders.evaluation import (evaluate_movielens, evaluate_online_retail, movielens_grid,
+                                         retail_grid)
+    from recommenders.evaluation_report import movielens_table, retail_table, write_reports
+    from recommenders.loaders import load_movielens, load_online_retail
+    from recommenders.training import TrainParams
+
+    data = Path(args.data_dir)
+    results = {}
+    if args.dataset in ("movielens", "all"):
+        grid = movielens_grid()[: 4 if args.fast else None]
+        dataset = load_movielens(data / "movielens-100k")
+        params = TrainParams(evaluate=False, factors=args.factors, ease_neighbours=args.ease_neighbours)
+        results["movielens"] = evaluate_movielens(dataset, range(1, args.seeds + 1), params, grid=grid)
+        print(movielens_table(results["movielens"]))
+    if args.dataset in ("online-retail", "all"):
+        dataset = load_online_retail(data / "online-retail" / "online_retail.csv.gz")
+        grid = retail_grid()[: 3 if args.fast else None]
+        results["online_retail"] = evaluate_online_retail(dataset, TrainParams(evaluate=False),
+                                                          max_customers=args.max_customers, grid=grid)
+        print(retail_table(results["online_retail"]))
+    command = "recsys evaluate " + " ".join(args.argv)
+    written = write_reports(results, Path(args.output_json) if args.output_json else None, Path(args.report_dir),
+                            command.strip())
+    print("wrote " + ", ".join(str(p) for p in written.values()))
+    return 0
+
+
 def _ensure_bundle(config: ServeConfig, version: str | None):
     from recommenders.bundle import load_bundle, resolve_bundle_path, save_bundle
     from recommenders.training import TrainParams, train
@@ -248,6 +276,19 @@ def build_parser() -> argparse.ArgumentParser:
     tls.add_argument("--host", action="append", default=None, help="host name or IP (repeatable)")
     tls.set_defaults(func=cmd_tls)
 
+    evaluate = sub.add_parser("evaluate", help="offline evaluation through the serving pipeline")
+    evaluate.add_argument("--dataset", choices=["movielens", "online-retail", "all"], default="all")
+    evaluate.add_argument("--data-dir", default=defaults.data_dir)
+    evaluate.add_argument("--seeds", type=int, default=5, help="MovieLens seeds")
+    evaluate.add_argument("--max-customers", type=int, help="Online Retail: a random subset of test customers")
+    evaluate.add_argument("--factors", type=int, default=24, help="MovieLens: ALS factors")
+    evaluate.add_argument("--ease-neighbours", type=int, default=2000,
+                          help="MovieLens: item-item neighbours kept per item (2000 = all)")
+    evaluate.add_argument("--fast", action="store_true", help="small blend grids (the test suite's version)")
+    evaluate.add_argument("--output-json", help="metrics JSON (default REPORT_DIR/evaluation.json)")
+    evaluate.add_argument("--report-dir", default="docs/evaluation")
+    evaluate.set_defaults(func=cmd_evaluate)
+
     export = sub.add_parser("export-events", help="write the stored events as a generic events CSV")
     export.add_argument("--store", default=defaults.store_url)
     export.add_argument("--output", required=True)
@@ -263,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)[1:]
     if getattr(args, "command", None) == "tls-cert" and not args.host:
         args.host = ["localhost", "127.0.0.1"]
     try:

@@ -1,0 +1,30 @@
+"""The fast offline evaluation on the real data sets (the full one is `make evaluate`).
+
+Relative assertions on the same split: the engine's pipeline beats popularity and plain ALS.
+"""
+import json
+
+import pytest
+
+from scripts.cli import main
+from tests.conftest import DATA_DIR
+
+
+@pytest.mark.slow
+def test_engine_beats_popularity_and_plain_als(tmp_path):
+    assert (DATA_DIR / "movielens-100k" / "u.data").exists(), f"real data expected under {DATA_DIR}"
+    out = tmp_path / "metrics.json"
+    assert main(["evaluate", "--fast", "--seeds", "1", "--max-customers", "200", "--data-dir", str(DATA_DIR),
+                 "--output-json", str(out), "--report-dir", str(tmp_path / "report")]) == 0
+    results = json.loads(out.read_text())
+    ml = results["movielens"]["methods"]
+    engine = ml["engine (tuned blend)"]["ndcg@10"]["mean"]
+    assert engine > ml["plain ALS"]["ndcg@10"]["mean"]
+    assert engine > ml["popularity"]["ndcg@10"]["mean"]
+    retail = results["online_retail"]["methods"]
+    mine = retail["engine (tuned blend, live state)"]
+    for baseline in ("popularity", "plain ALS (no live state)"):
+        for task in ("next_basket", "basket_completion"):
+            assert mine[task]["hr@10"] > retail[baseline][task]["hr@10"], (baseline, task)
+    assert (tmp_path / "report" / "evaluation.png").stat().st_size > 10_000
+    assert "MovieLens" in (tmp_path / "report" / "evaluation.md").read_text()
