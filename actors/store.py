@@ -40,12 +40,22 @@ class SqlEventStore:
         with self._lock:
             self._create_schema()
 
-    # -- dialect hooks -----------------------------------------------------------------------
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
-    def _commit(self) -> None: ...
-    def _rollback(self) -> None: ...
+    # -- the connection (both drivers are DB-API: self._conn) and dialect hooks ----------------
+    _conn: Any
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._conn.execute(sql, params)
+
+    def _commit(self) -> None:
+        self._conn.commit()
+
+    def _rollback(self) -> None:
+        self._conn.rollback()
+
+    def close(self) -> None:
+        self._conn.close()
+
     def _insert_events(self, rows: list[tuple]) -> list[int | None]: ...
-    def close(self) -> None: ...
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", self.placeholder)
@@ -206,15 +216,6 @@ class SqliteEventStore(SqlEventStore):
         self._conn.execute("PRAGMA busy_timeout=30000")
         super().__init__()
 
-    def _execute(self, sql, params=()):
-        return self._conn.execute(sql, params)
-
-    def _commit(self):
-        self._conn.commit()
-
-    def _rollback(self):
-        self._conn.rollback()
-
     def _append_only_audit(self):
         for op in ("UPDATE", "DELETE"):
             self._execute(f"""CREATE TRIGGER IF NOT EXISTS audit_no_{op.lower()} BEFORE {op} ON audit
@@ -228,9 +229,6 @@ class SqliteEventStore(SqlEventStore):
                 row)
             seqs.append(cursor.lastrowid if cursor.rowcount == 1 else None)
         return seqs
-
-    def close(self):
-        self._conn.close()
 
 
 class PostgresEventStore(SqlEventStore):
@@ -248,15 +246,6 @@ class PostgresEventStore(SqlEventStore):
         self._conn.execute("SET synchronous_commit TO on")
         self._conn.commit()
         super().__init__()
-
-    def _execute(self, sql, params=()):
-        return self._conn.execute(sql, params)
-
-    def _commit(self):
-        self._conn.commit()
-
-    def _rollback(self):
-        self._conn.rollback()
 
     def _create_schema(self):
         # concurrent shards starting together must not race on CREATE TABLE
@@ -282,9 +271,6 @@ class PostgresEventStore(SqlEventStore):
                 if not cursor.nextset():
                     break
         return seqs
-
-    def close(self):
-        self._conn.close()
 
 
 def open_store(url: str) -> SqlEventStore:

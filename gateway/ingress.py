@@ -30,10 +30,14 @@ from engine.sharding import shard_for
 from engine.validation import require_id
 from gateway import codec
 from gateway.grpc_registration import MalformedMessage
+from gateway.metrics import Metrics
 from gateway.status_map import statuses
 from recsys.v1 import recsys_pb2 as pb
 
-log = logging.getLogger("recsys.gateway")
+# Serve's logger: with the JSON logging config (gateway/server.py) every line carries the
+# request id, route and replica, so a client that sends x-request-id (HTTP) or request_id
+# (gRPC metadata) can find its request's lines again.
+log = logging.getLogger("ray.serve")
 
 app = FastAPI(title="recsys", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -57,7 +61,13 @@ def group_by_shard(events: list[Event], num_shards: int) -> dict[int, list[Event
 
 
 def _request_id(given: str) -> str:
-    return given or uuid.uuid4().hex
+    """The caller's request id (body field), else the one Serve carries (x-request-id header or
+    request_id metadata), else a new one."""
+    if given:
+        return given
+    from ray.serve.context import _get_serve_request_context
+
+    return _get_serve_request_context().request_id or uuid.uuid4().hex
 
 
 def _principal(key: ApiKey | None) -> str:
@@ -75,6 +85,7 @@ class Ingress:
         self.settings = settings
         self.shards = find_shards(settings.num_shards)
         self.auth = Authenticator(settings.auth)
+        self.metrics = Metrics()
 
     def _shard(self, customer_id: str):
         return self.shards[shard_for(customer_id, self.settings.num_shards)]
@@ -115,6 +126,8 @@ class Ingress:
         groups = group_by_shard(events, self.settings.num_shards)
         results = await asyncio.gather(*[self._call(self.shards[s].track.remote(batch))
                                          for s, batch in groups.items()])
+        self.metrics.events.labels("accepted").inc(sum(r[0] for r in results))
+        self.metrics.events.labels("duplicate").inc(sum(r[1] for r in results))
         return sum(r[0] for r in results), sum(r[1] for r in results), _request_id(request_id)
 
     async def forget(self, customer_id: Any, key: ApiKey | None) -> dict[str, Any]:
@@ -133,17 +146,22 @@ class Ingress:
 
     async def _grpc(self, request, grpc_context, empty, scope: str,
                     work: Callable[[ApiKey | None], Awaitable[Any]]):
+        started = time.perf_counter()
+        rpc = type(empty).__name__.removesuffix("Response")
         try:
             metadata = dict(grpc_context.invocation_metadata()) if grpc_context is not None else {}
             key = self._admit(metadata.get("authorization"), scope, request.ByteSize())
             if isinstance(request, MalformedMessage):
                 raise InvalidArgument(f"malformed {request.type_name}: {request.error}")
-            return await work(key)
+            response = await work(key)
+            self.metrics.observe(rpc, "grpc", "OK", time.perf_counter() - started)
+            return response
         except RecsysError as error:
             code, _ = statuses(error)
             grpc_context.set_code(code)
             grpc_context.set_details(error.message)
-            log.info("grpc request rejected: %s %s", code.name, error.message)
+            self.metrics.observe(rpc, "grpc", code.name, time.perf_counter() - started)
+            log.info("grpc %s rejected: %s %s", rpc, code.name, error.message)
             return empty
 
     async def Recommend(self, request: pb.RecommendRequest, grpc_context=None) -> pb.RecommendResponse:
@@ -207,17 +225,21 @@ class Ingress:
         except orjson.JSONDecodeError as exc:
             raise InvalidArgument(f"body: malformed JSON ({exc})") from exc
 
-    async def _http(self, request: Request, scope: str, work: Callable[[Any, ApiKey | None], Awaitable[Any]],
-                    *, body: bool = True) -> Response:
+    async def _http(self, request: Request, rpc: str, scope: str,
+                    work: Callable[[Any, ApiKey | None], Awaitable[Any]], *, body: bool = True) -> Response:
+        started = time.perf_counter()
         try:
             declared = request.headers.get("content-length")
             size = int(declared) if declared is not None and declared.isdigit() else None
             key = self._admit(request.headers.get("authorization"), scope, size)
             raw = await self._read_json(request, self.auth.body_limit(key, self.settings.max_body_bytes)) if body else None
-            return Response(orjson.dumps(await work(raw, key)), media_type="application/json")
+            response = Response(orjson.dumps(await work(raw, key)), media_type="application/json")
+            self.metrics.observe(rpc, "http", "200", time.perf_counter() - started)
+            return response
         except RecsysError as exc:
             _, status = statuses(exc)
-            log.info("http request rejected: %s %s", status, exc.message)
+            self.metrics.observe(rpc, "http", str(status), time.perf_counter() - started)
+            log.info("http %s rejected: %s %s", rpc, status, exc.message)
             headers = {"www-authenticate": "Bearer"} if status == 401 else None
             return Response(orjson.dumps({"error": {"code": exc.kind, "message": exc.message}}),
                             status_code=status, media_type="application/json", headers=headers)
@@ -227,14 +249,14 @@ class Ingress:
         async def work(raw, _key):
             out = await self.recommend(raw)
             return codec.recommendations_json(out["result"], out["request_id"])
-        return await self._http(request, "recommend", work)
+        return await self._http(request, "Recommend", "recommend", work)
 
     @app.post("/v1/similar-items")
     async def http_similar(self, request: Request) -> Response:
         async def work(raw, _key):
             out = await self.similar(raw)
             return codec.recommendations_json(out["result"], out["request_id"], similar=True)
-        return await self._http(request, "recommend", work)
+        return await self._http(request, "SimilarItems", "recommend", work)
 
     @app.post("/v1/events")
     async def http_events(self, request: Request) -> Response:
@@ -246,19 +268,29 @@ class Ingress:
                 raise InvalidArgument(f"body: unknown field(s) {', '.join(sorted(unknown))}")
             accepted, duplicates, request_id = await self.track(raw.get("events"), raw.get("request_id"))
             return {"accepted": accepted, "duplicates": duplicates, "request_id": request_id}
-        return await self._http(request, "events", work)
+        return await self._http(request, "TrackEvents", "events", work)
 
     @app.delete("/v1/customers/{customer_id}")
     async def http_forget(self, customer_id: str, request: Request) -> Response:
         async def work(_raw, key):
             return await self.forget(customer_id, key)
-        return await self._http(request, "admin", work, body=False)
+        return await self._http(request, "ForgetCustomer", "admin", work, body=False)
 
     @app.get("/v1/customers/{customer_id}/export")
     async def http_export(self, customer_id: str, request: Request) -> Response:
         async def work(_raw, key):
             return await self.export(customer_id, key)
-        return await self._http(request, "admin", work, body=False)
+        return await self._http(request, "ExportCustomer", "admin", work, body=False)
+
+    @app.get("/metrics")
+    async def http_metrics(self) -> Response:
+        """Prometheus text format; no key needed (scrapers sit inside the network)."""
+        try:
+            stats = await asyncio.wait_for(asyncio.gather(*[s.stats.remote() for s in self.shards]), 5.0)
+            self.metrics.shard_stats(stats)
+        except Exception as exc:  # metrics must answer even when a shard does not
+            log.warning("metrics: shard stats unavailable: %s", type(exc).__name__)
+        return Response(self.metrics.exposition(), media_type="text/plain; version=0.0.4")
 
     @app.get("/healthz")
     async def http_health(self) -> Response:

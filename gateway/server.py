@@ -8,9 +8,10 @@ from pathlib import Path
 import ray
 from ray import serve
 from ray.serve.config import HTTPOptions, gRPCOptions
+from ray.serve.schema import LoggingConfig
 
 from actors.cluster import start_shards, stop_shards
-from engine.config import ServeConfig
+from engine.config import ServeConfig, ingress_scaling
 from engine.errors import InvalidArgument
 from gateway.tls import GrpcTlsFront
 from gateway.ingress import Ingress, IngressSettings
@@ -61,12 +62,14 @@ def start_service(config: ServeConfig, bundle: ModelBundle, shard_options: dict 
     # With TLS, Serve's plaintext gRPC proxy moves to a loopback port behind the TLS front.
     serve_grpc_port = _free_loopback_port() if tls else config.grpc_port
     serve.start(http_options=http_options,
-                grpc_options=gRPCOptions(port=serve_grpc_port, grpc_servicer_functions=GRPC_SERVICERS))
+                grpc_options=gRPCOptions(port=serve_grpc_port, grpc_servicer_functions=GRPC_SERVICERS,
+                                         enable_reflection=True))
     settings = IngressSettings(num_shards=config.num_shards, max_k=config.ranking.max_k,
                                max_body_bytes=config.max_body_bytes,
                                max_events_per_request=config.max_events_per_request, auth=config.auth)
-    serve.run(Ingress.options(num_replicas=config.ingress_replicas).bind(settings),
-              name=APP_NAME, route_prefix="/", blocking=False)
+    serve.run(Ingress.options(**ingress_scaling(config)).bind(settings),
+              name=APP_NAME, route_prefix="/", blocking=False,
+              logging_config=LoggingConfig(encoding="JSON", log_level="INFO", enable_access_log=True))
     front = None
     if tls:
         front = GrpcTlsFront.options(name="recsys-grpc-tls-front", namespace="recsys").remote(

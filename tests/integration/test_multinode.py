@@ -1,5 +1,5 @@
-"""Multi-node: remove the node that holds a shard; it comes back elsewhere with its state
-(possible because the store is a shared PostgreSQL server)."""
+"""Multi-node: the service on a 3-node cluster answers over gRPC; remove the node that holds a
+shard and it comes back elsewhere with its state (the store is a shared PostgreSQL server)."""
 import json
 import subprocess
 import sys
@@ -12,7 +12,9 @@ def test_shard_moves_to_another_node_with_its_state(postgres_url):
                              postgres_url], capture_output=True, text=True, timeout=480, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["node_after"] is not None, "the shard never answered after its node was removed"
+    assert report["served_before"] == [5, 5, 5]
+    assert len(report["shard_nodes_before"]) == 2, "the two shards should sit on two nodes (SPREAD)"
+    assert report["seconds_to_answer"] is not None, "the API never answered after the node was removed"
     assert report["node_after"] != report["node_before"]
     assert report["recovery"]["customers"] >= report["customers"]
     assert report["state_equal"]

@@ -60,3 +60,13 @@ rate_per_second = 50
     path.write_text("num_shard = 4\n")
     with pytest.raises(InvalidArgument, match="unknown key"):
         load_serve_config(path)
+
+
+def test_ingress_scaling_policy():
+    from engine.config import ServeConfig, ingress_scaling
+
+    assert ingress_scaling(ServeConfig()) == {"num_replicas": 1}
+    scaled = ingress_scaling(ServeConfig(ingress_replicas=2, ingress_max_replicas=6, target_ongoing_requests=4))
+    assert scaled == {"autoscaling_config": {"min_replicas": 2, "max_replicas": 6, "target_ongoing_requests": 4}}
+    with pytest.raises(InvalidArgument):
+        ServeConfig(ingress_max_replicas=0)

@@ -1,0 +1,39 @@
+"""Prometheus metrics, defined once. Label values come from small fixed sets (RPC names,
+protocols, status codes, shard numbers, model versions), never from customer or item ids.
+
+Each ingress replica has its own registry and serves it at GET /metrics; with several replicas,
+scrape each replica (or aggregate with Ray's metrics) — a scrape through the proxy sees one.
+"""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("recsys_requests", "Requests by RPC, protocol and status code",
+                                ["rpc", "protocol", "code"], registry=self.registry)
+        self.latency = Histogram("recsys_request_duration_seconds", "Request latency in the ingress",
+                                 ["rpc", "protocol", "code"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.events = Counter("recsys_events_ingested", "Events acknowledged, new or duplicate", ["result"],
+                              registry=self.registry)
+        self.customers = Gauge("recsys_shard_customers", "Customers held in memory per shard", ["shard"],
+                               registry=self.registry)
+        self.model = Gauge("recsys_model_info", "The model version the shards serve (value 1)", ["version"],
+                           registry=self.registry)
+
+    def observe(self, rpc: str, protocol: str, code: str, seconds: float) -> None:
+        self.requests.labels(rpc, protocol, code).inc()
+        self.latency.labels(rpc, protocol, code).observe(seconds)
+
+    def shard_stats(self, stats: list[dict]) -> None:
+        self.model.clear()
+        for s in stats:
+            self.customers.labels(str(s["shard_id"])).set(s["customers"])
+            self.model.labels(s["model_version"]).set(1)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
