@@ -66,7 +66,8 @@ def _find(needle: str, timeout: float = 20.0) -> list[dict]:
         found = []
         for path in _serve_logs():
             for line in path.read_text(errors="replace").splitlines():
-                if needle in line:
+                # the app's replicas log JSON (gateway/server.py); the proxies keep Serve's own format
+                if needle in line and line.startswith("{"):
                     found.append(json.loads(line))
         if found:
             return found

@@ -10,7 +10,7 @@ def test_tls_on_both_protocols():
     result = subprocess.run([sys.executable, str(ROOT / "tests" / "integration" / "tls_scenario.py")],
                             capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-4000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = json.loads([line for line in result.stdout.splitlines() if line.startswith("{")][-1])
     assert report == {
         "https_status": 200, "https_items": 3, "plain_http_refused": True, "untrusted_cert_refused": True,
         "grpc_tls_items": 3, "grpc_tls_bad_input": "INVALID_ARGUMENT", "grpc_tls_no_key": "UNAUTHENTICATED",
