@@ -1,10 +1,12 @@
 """Starting the shard actors and finding them again.
 
 Shards are named actors (``recsys-shard-<i>`` in namespace ``recsys``) so that any ingress
-replica on any node finds them by name. The model arrays are put into the object store once
-and every shard maps them from there.
+replica on any node finds them by name. The model registry (actors/registry.py) puts the model
+arrays into the object store once and every shard maps them from there.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import ray
 
@@ -18,21 +20,24 @@ def shard_name(index: int) -> str:
     return f"recsys-shard-{index}"
 
 
-def start_shards(bundle: ModelBundle, config: ServeConfig, actor_options: dict | None = None) -> list:
-    """Create the shard actors sharing ``bundle``'s arrays; wait until they have recovered."""
+def start_shards(bundle: ModelBundle, config: ServeConfig, actor_options: dict | None = None) -> tuple[list, object]:
+    """Create the model registry (holding ``bundle``) and the shard actors, which map the
+    registry's current model; wait until they have recovered. Returns (shards, registry)."""
+    from actors.registry import REGISTRY_NAME, ModelRegistry
     from actors.shard import CustomerShard
 
-    model_ref = ray.put(dict(bundle.arrays))
+    registry = ModelRegistry.options(name=REGISTRY_NAME, namespace=NAMESPACE).remote(
+        str(Path(config.model_dir).resolve()), config.num_shards, dict(bundle.arrays), dict(bundle.manifest))
+    ray.get(registry.serving_version.remote())
     num_shards = config.num_shards
     options = {"scheduling_strategy": "SPREAD", **(actor_options or {})}
     shards = [
         CustomerShard.options(name=shard_name(i), namespace=NAMESPACE, **options)
-        .remote(i, [model_ref], dict(bundle.manifest), config.ranking, config.store_url, num_shards,
-                config.snapshot_every_events)
+        .remote(i, config.ranking, config.store_url, num_shards, config.snapshot_every_events)
         for i in range(num_shards)
     ]
     ray.get([s.ping.remote() for s in shards])
-    return shards
+    return shards, registry
 
 
 def find_shards(num_shards: int) -> list:
@@ -40,19 +45,23 @@ def find_shards(num_shards: int) -> list:
 
 
 def stop_shards(num_shards: int, timeout_s: float = 30.0) -> None:
-    """Kill the shard actors and wait until their names are free again (so a restart can reuse them)."""
+    """Kill the shard actors and the registry; wait until their names are free again (so a
+    restart can reuse them)."""
     import time
 
-    for i in range(num_shards):
+    from actors.registry import REGISTRY_NAME
+
+    names = [shard_name(i) for i in range(num_shards)] + [REGISTRY_NAME]
+    for name in names:
         try:
-            ray.kill(ray.get_actor(shard_name(i), namespace=NAMESPACE), no_restart=True)
+            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
         except ValueError:
             pass
     deadline = time.monotonic() + timeout_s
-    for i in range(num_shards):
+    for name in names:
         while time.monotonic() < deadline:
             try:
-                ray.get_actor(shard_name(i), namespace=NAMESPACE)
+                ray.get_actor(name, namespace=NAMESPACE)
             except ValueError:
                 break
             time.sleep(0.1)

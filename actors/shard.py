@@ -158,11 +158,16 @@ class CustomerShard:
     thread, and every mutation of customer state happens on the loop, so no locks are needed.
     """
 
-    def __init__(self, shard_id: int, model_refs: list, manifest: Mapping[str, Any], ranking: RankingConfig,
-                 store_url: str, num_shards: int, snapshot_every: int = 10_000):
-        # model_refs = [ObjectRef]: wrapped in a list so Ray hands us the reference and we keep
-        # it alive; ray.get returns read-only numpy arrays mapped from shared memory (no copy).
-        self._model_ref = model_refs[0]
+    def __init__(self, shard_id: int, ranking: RankingConfig, store_url: str, num_shards: int,
+                 snapshot_every: int = 10_000):
+        # The registry's current model, also after a restart or a move to another node.
+        # refs = [ObjectRef], a list so that Ray hands us the reference and we keep it alive;
+        # ray.get returns read-only numpy arrays mapped from shared memory (no copy).
+        from actors.registry import find_registry
+
+        refs, manifest = ray.get(find_registry().current.remote())
+        self._model_ref = refs[0]
+        self._pending_model: tuple[str, ModelRuntime, Any] | None = None
         model = ModelRuntime(ray.get(self._model_ref), manifest)
         store = open_store(store_url)
         store.check_layout(num_shards)
@@ -235,6 +240,26 @@ class CustomerShard:
     async def stats(self) -> dict[str, Any]:
         return {**self._logic.stats(), "recovery": self._recovery, "pid": os.getpid(),
                 "node_id": ray.get_runtime_context().get_node_id()}
+
+    # -- model swap (two-phase, driven by the registry) -------------------------------------------
+    async def prepare_model(self, refs: list, manifest: Mapping[str, Any]) -> str:
+        """Build the new model beside the serving one; nothing changes for requests yet."""
+        arrays = await asyncio.get_running_loop().run_in_executor(None, ray.get, refs[0])
+        model = await asyncio.get_running_loop().run_in_executor(None, ModelRuntime, arrays, manifest)
+        self._pending_model = (model.version, model, refs[0])
+        return model.version
+
+    async def commit_model(self, version: str) -> str:
+        """Switch to the prepared model: one reference assignment between two requests."""
+        if self._pending_model is None or self._pending_model[0] != version:
+            raise Unavailable(f"shard {self._logic.shard_id}: model {version} was not prepared")
+        _, model, ref = self._pending_model
+        self._logic.model, self._model_ref, self._pending_model = model, ref, None
+        return version
+
+    async def abort_model(self, version: str) -> None:
+        if self._pending_model is not None and self._pending_model[0] == version:
+            self._pending_model = None
 
     async def ping(self) -> str:
         return self._logic.model.version

@@ -62,7 +62,7 @@ def main() -> int:
     ray.init(num_cpus=2, include_dashboard=False, namespace="recsys", log_to_driver=False)
     try:
         config = ServeConfig(num_shards=1, store_url=url, snapshot_every_events=1_000_000)
-        shard = start_shards(bundle, config)[0]
+        shard = start_shards(bundle, config)[0][0]
         events = _events(n, "c")
         started = time.perf_counter()
         for event in events:

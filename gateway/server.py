@@ -31,6 +31,7 @@ class RunningService:
 
     config: ServeConfig
     shards: list
+    registry: object = None
     tls_front: object = None
 
     def stop(self) -> None:
@@ -41,6 +42,7 @@ class RunningService:
         serve.shutdown()
         stop_shards(self.config.num_shards)
         self.shards.clear()
+        self.registry = None
 
 
 def _free_loopback_port() -> int:
@@ -51,7 +53,7 @@ def _free_loopback_port() -> int:
 
 def start_service(config: ServeConfig, bundle: ModelBundle, shard_options: dict | None = None) -> RunningService:
     """Start shards and the ingress on the Ray this process is connected to."""
-    shards = start_shards(bundle, config, shard_options)
+    shards, registry = start_shards(bundle, config, shard_options)
     tls = config.tls_certfile is not None
     if tls != (config.tls_keyfile is not None):
         raise InvalidArgument("tls_certfile and tls_keyfile go together")
@@ -76,4 +78,4 @@ def start_service(config: ServeConfig, bundle: ModelBundle, shard_options: dict 
             f"{config.http_host}:{config.grpc_port}", f"127.0.0.1:{serve_grpc_port}",
             Path(config.tls_certfile).read_bytes(), Path(config.tls_keyfile).read_bytes())
         ray.get(front.start.remote())
-    return RunningService(config, shards, front)
+    return RunningService(config, shards, registry, front)

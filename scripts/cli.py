@@ -5,6 +5,7 @@
     recsys import --format online-retail INPUT --output events.csv
     recsys keys create --name storefront --scopes recommend,events
     recsys export-events --store sqlite:///var/recsys.db --output events.csv
+    recsys models list | promote VERSION [--force] | rollback
 """
 from __future__ import annotations
 
@@ -111,6 +112,40 @@ def cmd_evaluate(args) -> int:
     written = write_reports(results, Path(args.output_json) if args.output_json else None, Path(args.report_dir),
                             command.strip())
     print("wrote " + ", ".join(str(p) for p in written.values()))
+    return 0
+
+
+def cmd_models(args) -> int:
+    from recommenders.bundle import current_version, list_versions
+
+    if args.action == "list":
+        current = current_version(args.model_dir)
+        for version in list_versions(args.model_dir):
+            manifest = json.loads((Path(args.model_dir) / version / "manifest.json").read_text())
+            hr = (manifest.get("offline_metrics") or {}).get("hr@10")
+            mark = "*" if version == current else " "
+            print(f"{mark} {version}  trained {manifest.get('created_at', '?')[:19]}  "
+                  f"items {manifest['counts']['items']}  offline HR@10 {hr if hr is not None else '-'}")
+        return 0
+    import ray
+
+    from actors.registry import find_registry
+
+    ray.init(address=args.address, namespace="recsys", log_to_driver=False)
+    try:
+        registry = find_registry()
+    except ValueError:
+        print("recsys models: no running service found on that Ray cluster (start `recsys serve` first)",
+              file=sys.stderr)
+        return 2
+    if args.action == "promote":
+        if not args.version:
+            print("recsys models promote: give a VERSION (see `recsys models list`)", file=sys.stderr)
+            return 2
+        result = ray.get(registry.promote.remote(args.version, args.force))
+    else:
+        result = ray.get(registry.rollback.remote())
+    print(json.dumps(result))
     return 0
 
 
@@ -288,6 +323,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--output-json", help="metrics JSON (default REPORT_DIR/evaluation.json)")
     evaluate.add_argument("--report-dir", default="docs/evaluation")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    models = sub.add_parser("models", help="list bundles; promote one to the running service; roll back")
+    models.add_argument("action", choices=["list", "promote", "rollback"])
+    models.add_argument("version", nargs="?")
+    models.add_argument("--model-dir", default=defaults.model_dir)
+    models.add_argument("--force", action="store_true", help="promote even if it scores worse offline")
+    models.add_argument("--address", default="auto", help="the service's Ray cluster (default: the local one)")
+    models.set_defaults(func=cmd_models)
 
     export = sub.add_parser("export-events", help="write the stored events as a generic events CSV")
     export.add_argument("--store", default=defaults.store_url)

@@ -77,6 +77,7 @@ def service(ray_session, synthetic_bundle, tmp_path_factory):
     from gateway.server import start_service
 
     config = ServeConfig(http_port=free_port(), grpc_port=free_port(), num_shards=3,
+                         model_dir=str(tmp_path_factory.mktemp("models")),
                          max_body_bytes=200_000, max_events_per_request=100,
                          store_url=f"sqlite:///{tmp_path_factory.mktemp('store')}/recsys.db", auth=AUTH)
     endpoints = Endpoints(f"http://127.0.0.1:{config.http_port}", f"127.0.0.1:{config.grpc_port}", config,

@@ -1,0 +1,102 @@
+"""The model registry: which bundle the shards serve, and how a new one reaches them.
+
+One named actor (``recsys-model-registry``). It owns the object-store copy of every model it
+has handed out, so a shard on any node that (re)starts maps the current arrays from there.
+Promotion is two-phase: every shard builds the new model beside the old (prepare); only when
+all have succeeded does each switch its reference (commit), so a bundle that fails anywhere is
+never served anywhere, and each response names the version that made it.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import ray
+
+from engine.errors import InvalidArgument
+from recommenders.bundle import list_versions, load_bundle, set_current
+from recommenders.promotion import check_promotion
+
+REGISTRY_NAME = "recsys-model-registry"
+
+
+@ray.remote(num_cpus=0, max_restarts=-1)
+class ModelRegistry:
+    def __init__(self, model_dir: str, num_shards: int, arrays: Mapping[str, Any], manifest: Mapping[str, Any]):
+        self.model_dir = Path(model_dir)
+        self.num_shards = num_shards
+        self.models: dict[str, tuple[list, dict]] = {}
+        self.history: list[str] = []
+        self._adopt(arrays, manifest)
+
+    def _adopt(self, arrays: Mapping[str, Any], manifest: Mapping[str, Any]) -> str:
+        version = str(manifest["version"])
+        if version not in self.models:
+            self.models[version] = ([ray.put(dict(arrays))], dict(manifest))
+        self.history.append(version)
+        return version
+
+    def current(self) -> tuple[list, dict]:
+        """([ObjectRef of the arrays], manifest) of the serving model."""
+        return self.models[self.history[-1]]
+
+    def serving_version(self) -> str:
+        return self.history[-1]
+
+    def versions(self) -> list[dict[str, Any]]:
+        return [{"version": v, "serving": v == self.history[-1]} for v in list_versions(self.model_dir)]
+
+    async def promote(self, version: str, force: bool = False) -> dict[str, Any]:
+        """Validate bundle ``version`` under model_dir, then swap every shard to it."""
+        started = time.perf_counter()
+        path = self.model_dir / version
+        if not path.exists():
+            raise InvalidArgument(f"no model {version!r} in {self.model_dir}")
+        bundle = load_bundle(path)  # checksum and shapes: raises InvalidArgument
+        serving = self.models[self.history[-1]][1]
+        check_promotion(bundle.manifest, serving, force=force)
+        refs = self.models[version][0] if version in self.models else [ray.put(dict(bundle.arrays))]
+        await self._swap(refs, dict(bundle.manifest))
+        self.models[version] = (refs, dict(bundle.manifest))
+        previous = self.history[-1]
+        self.history.append(version)
+        set_current(self.model_dir, version)
+        return {"version": version, "previous": previous, "seconds": round(time.perf_counter() - started, 3)}
+
+    async def rollback(self) -> dict[str, Any]:
+        """Back to the model served before the current one (it is still in the object store)."""
+        if len(self.history) < 2:
+            raise InvalidArgument("nothing to roll back to: only one model has been served")
+        started = time.perf_counter()
+        current, previous = self.history[-1], self.history[-2]
+        refs, manifest = self.models[previous]
+        await self._swap(refs, manifest)
+        self.history.pop()
+        if (self.model_dir / previous).exists():
+            set_current(self.model_dir, previous)
+        return {"version": previous, "previous": current, "seconds": round(time.perf_counter() - started, 3)}
+
+    async def _swap(self, refs: list, manifest: dict) -> None:
+        from actors.cluster import find_shards
+
+        shards = find_shards(self.num_shards)
+        version = str(manifest["version"])
+        try:
+            await _gather([s.prepare_model.remote(refs, manifest) for s in shards])
+        except Exception as exc:
+            await _gather([s.abort_model.remote(version) for s in shards], ignore_errors=True)
+            raise InvalidArgument(f"model {version} failed to load on a shard; nothing changed: {exc}") from exc
+        await _gather([s.commit_model.remote(version) for s in shards])
+
+
+async def _gather(refs: list, ignore_errors: bool = False) -> list:
+    import asyncio
+
+    return await asyncio.gather(*refs, return_exceptions=ignore_errors)
+
+
+def find_registry():
+    from actors.cluster import NAMESPACE
+
+    return ray.get_actor(REGISTRY_NAME, namespace=NAMESPACE)

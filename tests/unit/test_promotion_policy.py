@@ -1,0 +1,25 @@
+import pytest
+
+from engine.errors import InvalidArgument
+from recommenders.promotion import check_promotion
+
+
+def manifest(version, hr):
+    return {"version": version, "params": {"factors": 8}, "offline_metrics": {} if hr is None else {"hr@10": hr}}
+
+
+def test_better_or_slightly_worse_is_accepted():
+    check_promotion(manifest("new", 0.80), manifest("old", 0.79), force=False)
+    check_promotion(manifest("new", 0.78), manifest("old", 0.79), force=False)
+
+
+def test_much_worse_is_refused_unless_forced():
+    with pytest.raises(InvalidArgument, match="HR@10 0.5000"):
+        check_promotion(manifest("new", 0.50), manifest("old", 0.79), force=False)
+    check_promotion(manifest("new", 0.50), manifest("old", 0.79), force=True)
+
+
+def test_no_offline_check_is_refused_unless_forced():
+    with pytest.raises(InvalidArgument, match="--no-eval"):
+        check_promotion(manifest("new", None), manifest("old", 0.79), force=False)
+    check_promotion(manifest("new", None), manifest("old", 0.79), force=True)
