@@ -149,6 +149,18 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_loadtest(args) -> int:
+    from benchmarks.loadtest import LoadSpec, parse_mix, run_load, write_outputs
+
+    key = args.key or (DEMO_KEY_FILE.read_text().strip() if DEMO_KEY_FILE.exists() else None)
+    spec = LoadSpec(target=args.target, protocol=args.protocol, rate=args.rate, duration_s=args.duration,
+                    mix=parse_mix(args.mix), key=key, customers=args.customers, items=tuple(args.items.split(",")))
+    summary = run_load(spec)
+    write_outputs(summary, args.output_json, args.chart)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def _ensure_bundle(config: ServeConfig, version: str | None):
     from recommenders.bundle import load_bundle, resolve_bundle_path, save_bundle
     from recommenders.training import TrainParams, train
@@ -331,6 +343,19 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--force", action="store_true", help="promote even if it scores worse offline")
     models.add_argument("--address", default="auto", help="the service's Ray cluster (default: the local one)")
     models.set_defaults(func=cmd_models)
+
+    load = sub.add_parser("loadtest", help="open-loop load at a constant arrival rate (gRPC or HTTP)")
+    load.add_argument("--target", default="127.0.0.1:9000", help="host:port for gRPC, http://host:port for HTTP")
+    load.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
+    load.add_argument("--rate", type=float, default=100.0, help="requests per second")
+    load.add_argument("--duration", type=float, default=10.0, help="seconds")
+    load.add_argument("--mix", default="recommend=0.8,events=0.2", help="recommend=W,events=W[,nbo=W]")
+    load.add_argument("--key", help=f"API key (default: {DEMO_KEY_FILE} when present)")
+    load.add_argument("--customers", type=int, default=1000)
+    load.add_argument("--items", default="85123A,22423,47566,84879,20725", help="comma-separated item ids for events")
+    load.add_argument("--output-json")
+    load.add_argument("--chart", help="PNG latency chart")
+    load.set_defaults(func=cmd_loadtest)
 
     export = sub.add_parser("export-events", help="write the stored events as a generic events CSV")
     export.add_argument("--store", default=defaults.store_url)

@@ -1,5 +1,4 @@
 """Keys and scopes over both protocols; consent, erasure and export through the real API."""
-import time
 import uuid
 
 import grpc
