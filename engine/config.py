@@ -75,6 +75,8 @@ class ServeConfig:
     # Autoscaling of the ingress: on when ingress_max_replicas > ingress_replicas (the minimum).
     ingress_max_replicas: int = 1
     target_ongoing_requests: float = 8.0
+    upscale_delay_s: float = 30.0
+    downscale_delay_s: float = 600.0
     # The durable store: sqlite:///PATH (embedded default) or postgresql://... (a cluster).
     store_url: str = "sqlite:///var/recsys.db"
     # A shard writes a snapshot of its customers after this many new events.
@@ -144,4 +146,6 @@ def ingress_scaling(config: ServeConfig) -> dict:
         return {"num_replicas": config.ingress_replicas}
     return {"autoscaling_config": {"min_replicas": config.ingress_replicas,
                                    "max_replicas": config.ingress_max_replicas,
-                                   "target_ongoing_requests": config.target_ongoing_requests}}
+                                   "target_ongoing_requests": config.target_ongoing_requests,
+                                   "upscale_delay_s": config.upscale_delay_s,
+                                   "downscale_delay_s": config.downscale_delay_s}}

@@ -67,6 +67,7 @@ def test_ingress_scaling_policy():
 
     assert ingress_scaling(ServeConfig()) == {"num_replicas": 1}
     scaled = ingress_scaling(ServeConfig(ingress_replicas=2, ingress_max_replicas=6, target_ongoing_requests=4))
-    assert scaled == {"autoscaling_config": {"min_replicas": 2, "max_replicas": 6, "target_ongoing_requests": 4}}
+    assert scaled == {"autoscaling_config": {"min_replicas": 2, "max_replicas": 6, "target_ongoing_requests": 4,
+                                             "upscale_delay_s": 30.0, "downscale_delay_s": 600.0}}
     with pytest.raises(InvalidArgument):
         ServeConfig(ingress_max_replicas=0)

@@ -1,0 +1,81 @@
+"""Run as a script by test_autoscaling.py: the service in its own Ray with an autoscaling
+ingress (1..2 replicas, short delays); open-loop load, then quiet. Prints one JSON line with the
+running replica counts seen during and after the load."""
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def running_replicas() -> int:
+    from ray import serve
+
+    deployment = serve.status().applications["recsys"].deployments["Ingress"]
+    return int(deployment.replica_states.get("RUNNING", 0))
+
+
+def main() -> int:
+    import ray
+
+    from benchmarks.loadtest import LoadSpec, run_load
+    from engine.auth import AuthConfig
+    from engine.config import ServeConfig
+    from gateway.server import start_service
+    from recommenders.loaders import synthetic_retail
+    from recommenders.training import TrainParams, train
+
+    tmp = Path(tempfile.mkdtemp())
+    config = ServeConfig(http_port=free_port(), grpc_port=free_port(), num_shards=1, store_url=f"sqlite:///{tmp}/s.db",
+                         model_dir=str(tmp / "models"), auth=AuthConfig(enabled=False), ingress_replicas=1,
+                         ingress_max_replicas=2, target_ongoing_requests=0.25, upscale_delay_s=1.0,
+                         downscale_delay_s=4.0)
+    bundle = train(synthetic_retail(n_customers=100, n_items=30, n_groups=3),
+                   TrainParams(factors=4, iterations=3, evaluate=False, threads=1), progress=False)
+    ray.init(num_cpus=2, include_dashboard=False, namespace="recsys", log_to_driver=False)
+    service = start_service(config, bundle)
+    seen_during, seen_after = [], []
+    try:
+        before = running_replicas()
+        done = threading.Event()
+        result = {}
+
+        def load():
+            result["summary"] = run_load(LoadSpec(target=f"127.0.0.1:{config.grpc_port}", rate=60, duration_s=20,
+                                                  mix={"recommend": 1.0}, customers=100))
+            done.set()
+
+        threading.Thread(target=load, daemon=True).start()
+        while not done.is_set():
+            seen_during.append(running_replicas())
+            time.sleep(1)
+        quiet_until = time.monotonic() + 60
+        while time.monotonic() < quiet_until:
+            seen_after.append(running_replicas())
+            if seen_after[-1] == 1 and max(seen_during) > 1:
+                break
+            time.sleep(1)
+        summary = result["summary"]
+        print(json.dumps({"before": before, "during": seen_during, "after": seen_after,
+                          "sent": summary["sent"], "ok": summary["ok"], "errors": summary["errors_by_code"],
+                          "p99_ms": summary["latency_ms"]["p99"]}))
+    finally:
+        service.stop()
+        ray.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
