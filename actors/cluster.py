@@ -20,14 +20,17 @@ def shard_name(index: int) -> str:
     return f"recsys-shard-{index}"
 
 
-def start_shards(bundle: ModelBundle, config: ServeConfig, actor_options: dict | None = None) -> tuple[list, object]:
+def start_shards(bundle: ModelBundle, config: ServeConfig, actor_options: dict | None = None) -> tuple[list, object, object]:
     """Create the model registry (holding ``bundle``) and the shard actors, which map the
-    registry's current model; wait until they have recovered. Returns (shards, registry)."""
+    registry's current model; wait until they have recovered. Returns (shards, registry, the arrays' ObjectRef to keep)."""
     from actors.registry import REGISTRY_NAME, ModelRegistry
     from actors.shard import CustomerShard
 
+    # This process owns the arrays' object and must outlive the service (it does: it is the
+    # process that runs it), so a registry restarted on another node still finds them.
+    arrays_ref = ray.put(dict(bundle.arrays))
     registry = ModelRegistry.options(name=REGISTRY_NAME, namespace=NAMESPACE).remote(
-        str(Path(config.model_dir).resolve()), config.num_shards, dict(bundle.arrays), dict(bundle.manifest))
+        str(Path(config.model_dir).resolve()), config.num_shards, [arrays_ref], dict(bundle.manifest))
     ray.get(registry.serving_version.remote())
     num_shards = config.num_shards
     options = {"scheduling_strategy": "SPREAD", **(actor_options or {})}
@@ -37,7 +40,7 @@ def start_shards(bundle: ModelBundle, config: ServeConfig, actor_options: dict |
         for i in range(num_shards)
     ]
     ray.get([s.ping.remote() for s in shards])
-    return shards, registry
+    return shards, registry, arrays_ref
 
 
 def find_shards(num_shards: int) -> list:

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import ray
 
 from engine.errors import InvalidArgument
-from recommenders.bundle import list_versions, load_bundle, set_current
+from recommenders.bundle import current_version, list_versions, load_bundle, set_current
 from recommenders.promotion import check_promotion
 
 REGISTRY_NAME = "recsys-model-registry"
@@ -23,19 +23,24 @@ REGISTRY_NAME = "recsys-model-registry"
 
 @ray.remote(num_cpus=0, max_restarts=-1)
 class ModelRegistry:
-    def __init__(self, model_dir: str, num_shards: int, arrays: Mapping[str, Any], manifest: Mapping[str, Any]):
+    def __init__(self, model_dir: str, num_shards: int, initial_refs: list, manifest: Mapping[str, Any]):
+        # initial_refs = [ObjectRef] put (and kept alive) by the process that started the service:
+        # constructor arguments by value would be gone when Ray restarts this actor elsewhere.
         self.model_dir = Path(model_dir)
         self.num_shards = num_shards
-        self.models: dict[str, tuple[list, dict]] = {}
-        self.history: list[str] = []
-        self._adopt(arrays, manifest)
+        self.models: dict[str, tuple[list, dict]] = {str(manifest["version"]): (list(initial_refs), dict(manifest))}
+        self.history: list[str] = [str(manifest["version"])]
+        if ray.get_runtime_context().was_current_actor_reconstructed:
+            self._resume_promoted()
 
-    def _adopt(self, arrays: Mapping[str, Any], manifest: Mapping[str, Any]) -> str:
-        version = str(manifest["version"])
-        if version not in self.models:
-            self.models[version] = ([ray.put(dict(arrays))], dict(manifest))
-        self.history.append(version)
-        return version
+    def _resume_promoted(self) -> None:
+        """After a restart, serve what was promoted last (CURRENT on disk), not the start-up model."""
+        promoted = current_version(self.model_dir)
+        if promoted is None or promoted in self.models or not (self.model_dir / promoted).exists():
+            return
+        bundle = load_bundle(self.model_dir / promoted)
+        self.models[promoted] = ([ray.put(dict(bundle.arrays))], dict(bundle.manifest))
+        self.history.append(promoted)
 
     def current(self) -> tuple[list, dict]:
         """([ObjectRef of the arrays], manifest) of the serving model."""

@@ -4,7 +4,6 @@ running replica counts seen during and after the load."""
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import tempfile
 import threading
@@ -13,11 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tests.ports import free_port  # noqa: E402
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+
 
 
 def running_replicas() -> int:

@@ -1,14 +1,13 @@
 """One real Ray, one real Serve (HTTP + gRPC) for every integration test in the session."""
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 
 import grpc
 import pytest
 
-
 from engine.auth import ApiKey, AuthConfig, generate_key, hash_key
+from tests.ports import free_port
 
 KEYS = {name: generate_key() for name in ("admin", "reader", "limited", "small")}
 AUTH = AuthConfig(enabled=True, keys=(
@@ -56,10 +55,6 @@ def authed_stub(channel, key: str):
     return recsys_pb2_grpc.PersonalizationStub(grpc.intercept_channel(channel, _AddMetadata(key)))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ clients that trust a self-signed certificate. Prints one JSON line."""
 from __future__ import annotations
 
 import json
-import socket
 import ssl
 import sys
 import tempfile
@@ -11,11 +10,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tests.ports import free_port  # noqa: E402
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+
 
 
 def main() -> int:
