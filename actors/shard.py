@@ -21,12 +21,14 @@ from typing import Any, Mapping, Sequence
 import orjson
 import ray
 
+from engine.catalog import CatalogUpdate, LiveCatalog
 from engine.config import RankingConfig
 from engine.errors import NotFound, Unavailable
 from engine.events import Event, event_to_dict
 from engine.queries import RecommendQuery, SimilarQuery
 from engine.state import CustomerState, apply_event, state_from_dict, state_to_dict
 from actors.store import SqlEventStore, open_store
+from recommenders.catalog_view import CatalogView
 from recommenders.recommend import Recommendations, recommend, similar_items
 from recommenders.runtime import ModelRuntime
 
@@ -41,7 +43,8 @@ class CustomerShardLogic:
     def __init__(self, shard_id: int, model: ModelRuntime, ranking: RankingConfig,
                  store: SqlEventStore, snapshot_every: int = 10_000):
         self.shard_id = shard_id
-        self.model = model
+        self.catalog = LiveCatalog()
+        self.view = CatalogView(model, self.catalog)
         self.ranking = ranking
         self.store = store
         self.snapshot_every = snapshot_every
@@ -55,6 +58,12 @@ class CustomerShardLogic:
         started = time.perf_counter()
         self.customers.clear()
         self.last_seq = 0
+        # the catalogue first: events replayed below may name items it added
+        self.catalog = LiveCatalog()
+        catalog_updates = self.store.catalog_updates()
+        for update in catalog_updates:
+            self.catalog.apply(update)
+        self.view = CatalogView(self.model, self.catalog)
         snapshot = self.store.latest_snapshot(self.shard_id)
         if snapshot is not None:
             self.last_seq, payload = snapshot
@@ -68,6 +77,7 @@ class CustomerShardLogic:
             replayed += 1
         self.since_snapshot = replayed
         return {"customers": len(self.customers), "replayed": replayed, "from_snapshot": snapshot is not None,
+                "catalog_updates": len(catalog_updates),
                 "seconds": round(time.perf_counter() - started, 4)}
 
     def snapshot_payload(self) -> tuple[int, bytes]:
@@ -79,11 +89,31 @@ class CustomerShardLogic:
         self.store.write_snapshot(self.shard_id, seq, payload)
         self.since_snapshot = 0
 
+    @property
+    def model(self) -> ModelRuntime:
+        return self.view.model
+
+    @model.setter
+    def model(self, model: ModelRuntime) -> None:
+        self.view = CatalogView(model, self.catalog, carry_from=self.view)
+
     def _apply(self, event: Event) -> bool:
         state = self.customers.get(event.customer_id)
         if state is None:
             state = self.customers[event.customer_id] = CustomerState(event.customer_id)
+        if self.view.new_index and event.item_id:
+            self.view.observe(event.item_id, [item for item, _kind, _ts in state.recent])
         return apply_event(state, event)
+
+    def apply_catalog(self, updates: Sequence[CatalogUpdate]) -> int:
+        """Apply committed catalogue updates to this shard's view; returns how many changed it."""
+        changed = 0
+        for update in updates:
+            item = self.catalog.apply(update)
+            if item is not None:
+                self.view.apply(item)
+                changed += 1
+        return changed
 
     def apply_committed(self, events: Sequence[Event], seqs: Sequence[int | None]) -> list[bool]:
         """Apply the events the store took as new (seq not None); the rest are re-deliveries."""
@@ -106,11 +136,11 @@ class CustomerShardLogic:
 
     # -- reads ----------------------------------------------------------------------------------------
     def recommend(self, query: RecommendQuery, now_ms: int) -> Recommendations:
-        return recommend(self.model, self.customers.get(query.customer_id), query, self.ranking, now_ms)
+        return recommend(self.model, self.customers.get(query.customer_id), query, self.ranking, now_ms, self.view)
 
     def similar(self, query: SimilarQuery) -> Recommendations:
         state = self.customers.get(query.customer_id) if query.customer_id else None
-        return similar_items(self.model, query, state)
+        return similar_items(self.model, query, state, view=self.view)
 
     # -- privacy ------------------------------------------------------------------------------------------
     # Each operation is split into store steps (blocking I/O) and memory steps, so that the actor
@@ -147,7 +177,8 @@ class CustomerShardLogic:
 
     def stats(self) -> dict[str, Any]:
         return {"shard_id": self.shard_id, "customers": len(self.customers), "last_seq": self.last_seq,
-                "model_version": self.model.version}
+                "model_version": self.model.version, "catalog_items": len(self.catalog),
+                "new_items": len(self.view.new_index)}
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
@@ -219,6 +250,13 @@ class CustomerShard:
 
     async def similar(self, query: SimilarQuery) -> Recommendations:
         return self._logic.similar(query)
+
+    async def commit_catalog(self, updates: list[CatalogUpdate]) -> None:
+        """Make catalogue updates durable (one shard does this for the whole cluster)."""
+        await self._io_call(self._logic.store.append_catalog, updates)
+
+    async def apply_catalog(self, updates: list[CatalogUpdate]) -> int:
+        return self._logic.apply_catalog(updates)
 
     async def forget(self, customer_id: str, principal: str) -> dict[str, Any]:
         logic = self._logic

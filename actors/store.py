@@ -20,6 +20,7 @@ from typing import Any, Iterator, Sequence
 
 import orjson
 
+from engine.catalog import CatalogUpdate, update_from_dict, update_to_dict
 from engine.errors import InvalidArgument
 from engine.events import Event, event_from_dict, event_to_dict
 
@@ -75,6 +76,9 @@ class SqlEventStore:
                     id {self.serial}, ts_ms BIGINT NOT NULL, principal TEXT NOT NULL,
                     action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL)""",
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            f"""CREATE TABLE IF NOT EXISTS catalog_updates (
+                    seq {self.serial}, item_id TEXT NOT NULL, stored_ms BIGINT NOT NULL,
+                    payload {self.blob} NOT NULL)""",
         ]
         try:
             for statement in statements:
@@ -114,6 +118,28 @@ class SqlEventStore:
                 self._rollback()
                 raise
         return seqs
+
+    # -- the catalogue -----------------------------------------------------------------------------
+    def append_catalog(self, updates: Sequence[CatalogUpdate]) -> None:
+        """Commit catalogue updates durably, in one transaction, in order."""
+        now = _now_ms()
+        rows = [(u.item_id, now, orjson.dumps(update_to_dict(u))) for u in updates]
+        with self._lock:
+            try:
+                for row in rows:
+                    self._execute(self._sql("INSERT INTO catalog_updates (item_id, stored_ms, payload) VALUES (?, ?, ?)"),
+                                  row)
+                self._commit()
+            except Exception:
+                self._rollback()
+                raise
+
+    def catalog_updates(self) -> list[CatalogUpdate]:
+        """Every catalogue update in the order it was committed."""
+        with self._lock:
+            rows = self._execute("SELECT payload FROM catalog_updates ORDER BY seq").fetchall()
+            self._commit()
+        return [update_from_dict(orjson.loads(bytes(r[0]))) for r in rows]
 
     def events_since(self, shard: int, seq: int) -> Iterator[tuple[int, Event]]:
         with self._lock:

@@ -12,7 +12,9 @@ from typing import Mapping
 
 import numpy as np
 
-SOURCES = ("als", "history", "session", "repurchase", "popular")
+SOURCES = ("als", "history", "session", "repurchase", "popular", "new_items")
+# Sources whose scores are already on [0, 1] with a meaning of their own (not rescaled per request).
+ABSOLUTE_SOURCES = frozenset({"new_items"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +66,10 @@ def blend(candidates: Mapping[str, tuple[np.ndarray, np.ndarray]], weights: Mapp
         unique_idx = idx_sorted[first]
         unique_raw = np.asarray(raw, dtype=np.float64)[order][first]
         rows = np.searchsorted(all_idx, unique_idx)
+        # a source on an absolute scale keeps it: min-max would give one weak candidate full marks
+        scaled = np.clip(unique_raw, 0.0, 1.0) if name in ABSOLUTE_SOURCES else normalise(unique_raw)
         # a small floor so that every proposed item carries its source's reason
-        contributions[rows, column] = weights.get(name, 0.0) * (0.05 + 0.95 * normalise(unique_raw))
+        contributions[rows, column] = weights.get(name, 0.0) * (0.05 + 0.95 * scaled)
     return Blended(all_idx, contributions.sum(axis=1), contributions, sources)
 
 

@@ -62,6 +62,14 @@ def event(msg: pb.Event) -> dict[str, Any]:
     return out
 
 
+def catalog_update(msg: pb.CatalogUpdate) -> dict[str, Any]:
+    out: dict[str, Any] = {"item_id": msg.item_id, "timestamp_ms": msg.timestamp_ms}
+    for name in ("name", "category", "price", "in_stock"):
+        if msg.HasField(name):
+            out[name] = getattr(msg, name)
+    return out
+
+
 def recommendations_proto(result: Recommendations, request_id: str) -> pb.RecommendResponse:
     return pb.RecommendResponse(
         items=[pb.ScoredItem(item_id=i.item_id, score=i.score, reasons=list(i.reasons), name=i.name)

@@ -23,6 +23,7 @@ from ray import serve
 
 from actors.cluster import find_shards
 from engine.auth import ApiKey, AuthConfig, Authenticator
+from engine.catalog import parse_updates
 from engine.errors import InvalidArgument, PayloadTooLarge, RecsysError, Unavailable
 from engine.events import Event, parse_batch
 from engine.queries import parse_recommend, parse_similar
@@ -138,6 +139,14 @@ class Ingress:
         customer_id = require_id(customer_id, "customer_id")
         return await self._call(self._shard(customer_id).export.remote(customer_id, _principal(key)))
 
+    async def update_catalog(self, raw_updates: Any, request_id: Any = "") -> tuple[int, str]:
+        """Durable first (one shard's store holds the catalogue log), then every shard applies."""
+        request_id = require_id(request_id, "request_id", required=False)
+        updates = parse_updates(raw_updates, _now_ms(), self.settings.max_events_per_request)
+        await self._call(self.shards[0].commit_catalog.remote(updates))
+        changed = await asyncio.gather(*[self._call(s.apply_catalog.remote(updates)) for s in self.shards])
+        return changed[0], _request_id(request_id)
+
     async def healthy(self) -> str:
         versions = await asyncio.wait_for(asyncio.gather(*[s.ping.remote() for s in self.shards]), 5.0)
         return versions[0]
@@ -197,6 +206,13 @@ class Ingress:
             return pb.ExportCustomerResponse(customer_id=out["customer_id"], export_json=orjson.dumps(out).decode(),
                                              request_id=request_id)
         return await self._grpc(request, grpc_context, pb.ExportCustomerResponse(), "admin", work)
+
+    async def UpdateCatalog(self, request: pb.UpdateCatalogRequest, grpc_context=None) -> pb.UpdateCatalogResponse:
+        async def work(_key):
+            applied, request_id = await self.update_catalog([codec.catalog_update(u) for u in request.updates],
+                                                            request.request_id)
+            return pb.UpdateCatalogResponse(applied=applied, request_id=request_id)
+        return await self._grpc(request, grpc_context, pb.UpdateCatalogResponse(), "admin", work)
 
     async def Check(self, request: health_pb2.HealthCheckRequest, grpc_context=None) -> health_pb2.HealthCheckResponse:
         if request.service not in ("", "recsys.v1.Personalization"):
@@ -269,6 +285,18 @@ class Ingress:
             accepted, duplicates, request_id = await self.track(raw.get("events"), raw.get("request_id"))
             return {"accepted": accepted, "duplicates": duplicates, "request_id": request_id}
         return await self._http(request, "TrackEvents", "events", work)
+
+    @app.post("/v1/catalog")
+    async def http_catalog(self, request: Request) -> Response:
+        async def work(raw, _key):
+            if not isinstance(raw, dict):
+                raise InvalidArgument("body: must be an object with an 'updates' list")
+            unknown = set(raw) - {"updates", "request_id"}
+            if unknown:
+                raise InvalidArgument(f"body: unknown field(s) {', '.join(sorted(unknown))}")
+            applied, request_id = await self.update_catalog(raw.get("updates"), raw.get("request_id"))
+            return {"applied": applied, "request_id": request_id}
+        return await self._http(request, "UpdateCatalog", "admin", work)
 
     @app.delete("/v1/customers/{customer_id}")
     async def http_forget(self, customer_id: str, request: Request) -> Response:

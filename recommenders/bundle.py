@@ -23,9 +23,11 @@ import numpy as np
 
 from engine.errors import InvalidArgument
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+# Arrays a format-2 bundle lacks (read as empty, so older bundles still load).
+OPTIONAL_ARRAYS = ("item_category",)
 ARRAY_NAMES = (
-    "item_ids", "item_names", "item_factors", "item_price", "recommendable", "popularity",
+    "item_ids", "item_names", "item_category", "item_factors", "item_price", "recommendable", "popularity",
     "covis_idx", "covis_w", "ii_idx", "ii_w", "user_ids", "user_factors", "hist_indptr", "hist_items",
     "hist_weight", "hist_last_purchase_ms", "faiss_index",
 )
@@ -60,7 +62,7 @@ def save_bundle(bundle: ModelBundle, model_dir: str | Path, make_current: bool =
         raise InvalidArgument(f"{target}: a bundle with this version exists; bundles are immutable")
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
     try:
-        np.savez(staging / "arrays.npz", **{name: bundle.arrays[name] for name in ARRAY_NAMES})
+        np.savez(staging / "arrays.npz", **{name: bundle.arrays[name] for name in ARRAY_NAMES if name in bundle.arrays})
         manifest = dict(bundle.manifest)
         manifest["format_version"] = FORMAT_VERSION
         manifest["files"] = {"arrays.npz": _sha256(staging / "arrays.npz")}
@@ -109,10 +111,10 @@ def load_bundle(path: str | Path) -> ModelBundle:
     if expected is None or _sha256(path / "arrays.npz") != expected:
         raise InvalidArgument(f"{path}: arrays.npz does not match the manifest checksum")
     with np.load(path / "arrays.npz", allow_pickle=False) as data:
-        missing = [n for n in ARRAY_NAMES if n not in data.files]
+        missing = [n for n in ARRAY_NAMES if n not in data.files and n not in OPTIONAL_ARRAYS]
         if missing:
             raise InvalidArgument(f"{path}: missing arrays {missing}")
-        arrays = {name: data[name] for name in ARRAY_NAMES}
+        arrays = {name: data[name] for name in ARRAY_NAMES if name in data.files}
     check_shapes(arrays, where=str(path))
     return ModelBundle(manifest, arrays)
 
@@ -121,8 +123,9 @@ def check_shapes(arrays: Mapping[str, np.ndarray], where: str) -> None:
     n_items = len(arrays["item_ids"])
     n_users = len(arrays["user_ids"])
     problems = []
-    for name in ("item_names", "item_price", "recommendable", "popularity", "covis_idx", "covis_w", "ii_idx", "ii_w"):
-        if len(arrays[name]) != n_items:
+    for name in ("item_names", "item_category", "item_price", "recommendable", "popularity", "covis_idx", "covis_w",
+                 "ii_idx", "ii_w"):
+        if name in arrays and len(arrays[name]) != n_items:
             problems.append(f"{name} has {len(arrays[name])} rows, expected {n_items}")
     if arrays["item_factors"].shape[0] != n_items:
         problems.append("item_factors rows != items")

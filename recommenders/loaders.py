@@ -43,13 +43,37 @@ def is_product_code(code: str) -> bool:
     return bool(_PRODUCT_CODE.match(code))
 
 
-def _items_from_events(events: pd.DataFrame, names: pd.Series | None = None) -> pd.DataFrame:
+def _items_from_events(events: pd.DataFrame, names: pd.Series | None = None,
+                       categories: pd.Series | None = None) -> pd.DataFrame:
     ids = pd.Index(events["item_id"].unique())
     items = pd.DataFrame({"item_id": ids.astype(str)})
     lookup = {} if names is None else names.to_dict()
     items["name"] = [str(lookup.get(item, "")) for item in items["item_id"]]
+    lookup = {} if categories is None else categories.to_dict()
+    items["category"] = [str(lookup.get(item, "")) for item in items["item_id"]]
     items["recommendable"] = True
     return items
+
+
+def category_from_description(description: str) -> str:
+    """Online Retail has no categories; the last word of a description names the kind of thing
+    ("JUMBO BAG RED RETROSPOT" -> "BAG", "WHITE HANGING HEART T-LIGHT HOLDER" -> "HOLDER").
+    Plurals fold into the singular so "BAGS" and "BAG" are one category."""
+    words = [w.strip(".!") for w in str(description).upper().replace(",", " ").split()]
+    words = [_singular(w) for w in words if w.isalpha()]
+    nouns = [w for w in words if w not in _NOT_A_KIND]
+    return (nouns or words or [""])[-1]
+
+
+def _singular(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("S") and not word.endswith("SS") else word
+
+
+# Colours, patterns and sizes that often end an Online Retail description but name no kind of thing.
+_NOT_A_KIND = frozenset(
+    "RED PINK WHITE BLUE GREEN BLACK IVORY CREAM GOLD SILVER PURPLE ORANGE YELLOW BROWN GREY "
+    "RETROSPOT SPOT SPOTTY POLKADOT DOT PAISLEY FLORAL VINTAGE DESIGN ASSORTED COLOUR SMALL LARGE "
+    "MEDIUM MINI JUMBO OF AND IN WITH THE".split())
 
 
 def load_online_retail(path: str | Path) -> Dataset:
@@ -94,7 +118,7 @@ def load_online_retail(path: str | Path) -> Dataset:
     }).reset_index(drop=True)
     names = (raw.assign(code=code).dropna(subset=["Description"])
              .groupby("code")["Description"].agg(lambda s: s.value_counts().index[0]))
-    items = _items_from_events(events, names)
+    items = _items_from_events(events, names, names.map(category_from_description))
     items["recommendable"] = items["item_id"].map(is_product_code)
     return Dataset(events, items, f"online-retail:{Path(path).name}")
 
@@ -123,13 +147,19 @@ def load_movielens(path: str | Path) -> Dataset:
         "store_id": "",
         "country": "",
     })
-    names = None
+    names = genres = None
     item_file = data.parent / "u.item"
     if item_file.exists():
-        meta = pd.read_csv(item_file, sep="|", header=None, encoding="latin-1", usecols=[0, 1],
-                           names=["item", "title"], dtype=str)
-        names = meta.set_index("item")["title"]
-    return Dataset(events, _items_from_events(events, names), f"movielens:{data.name}")
+        meta = pd.read_csv(item_file, sep="|", header=None, encoding="latin-1", dtype=str)
+        names = meta.set_index(0)[1]
+        genre_file = data.parent / "u.genre"
+        if genre_file.exists():
+            # the first genre flag set is the film's category
+            labels = [line.split("|")[0] for line in genre_file.read_text(encoding="latin-1").splitlines() if line]
+            flags = meta.iloc[:, 5:5 + len(labels)].astype(int).to_numpy()
+            first = np.where(flags.any(axis=1), flags.argmax(axis=1), 0)
+            genres = pd.Series([labels[g] for g in first], index=meta[0])
+    return Dataset(events, _items_from_events(events, names, genres), f"movielens:{data.name}")
 
 
 def _to_epoch_ms(column: pd.Series) -> np.ndarray:
@@ -149,7 +179,7 @@ def load_events_csv(path: str | Path) -> Dataset:
 
     Required columns: event_id, timestamp, customer_id, item_id, event_type. Optional:
     session_id, quantity (default 1), price, channel (default web), store_id, country,
-    item_name. Rows are checked; the first bad row is reported with its line number.
+    item_name, item_category. Rows are checked; the first bad row is reported with its line number.
     """
     raw = pd.read_csv(path, dtype=str, keep_default_na=False)
     required = {"event_id", "timestamp", "customer_id", "item_id", "event_type"}
@@ -179,17 +209,21 @@ def load_events_csv(path: str | Path) -> Dataset:
         "event_type": raw["event_type"], "quantity": quantity.astype(float), "price": price.astype(float),
         "channel": channel, "store_id": raw.get("store_id", ""), "country": raw.get("country", ""),
     })
-    names = None
+    names = categories = None
     if "item_name" in raw:
         named = raw[raw["item_name"] != ""]
         names = named.groupby("item_id")["item_name"].first()
-    return Dataset(events, _items_from_events(events, names), f"events:{Path(path).name}")
+    if "item_category" in raw:
+        named = raw[raw["item_category"] != ""]
+        categories = named.groupby("item_id")["item_category"].first()
+    return Dataset(events, _items_from_events(events, names, categories), f"events:{Path(path).name}")
 
 
 def write_events_csv(dataset: Dataset, path: str | Path) -> int:
     """Write ``dataset`` in the generic events format (timestamp as epoch ms). Returns rows."""
     events = dataset.events
     names = dataset.items.set_index("item_id")["name"]
+    categories = dataset.items.set_index("item_id")["category"] if "category" in dataset.items else None
     out = pd.DataFrame({
         "event_id": events["event_id"], "timestamp": events["timestamp_ms"],
         "customer_id": events["customer_id"], "session_id": events["session_id"],
@@ -197,6 +231,7 @@ def write_events_csv(dataset: Dataset, path: str | Path) -> int:
         "quantity": events["quantity"], "price": events["price"], "channel": events["channel"],
         "store_id": events["store_id"], "country": events.get("country", ""),
         "item_name": events["item_id"].map(names).fillna(""),
+        "item_category": events["item_id"].map(categories).fillna("") if categories is not None else "",
     })
     out.to_csv(path, index=False)
     return len(out)
@@ -257,7 +292,8 @@ def synthetic_retail(n_customers: int = 400, n_items: int = 120, n_groups: int =
     events = pd.DataFrame(rows, columns=["event_id", "timestamp_ms", "customer_id", "session_id", "item_id",
                                          "event_type", "quantity", "price", "channel", "store_id", "country"])
     names = pd.Series({f"i{i:04d}": f"Item {i} (group {i // per_group})" for i in range(n_items)})
-    return Dataset(events, _items_from_events(events, names), "synthetic")
+    groups = pd.Series({f"i{i:04d}": f"group-{i // per_group}" for i in range(n_items)})
+    return Dataset(events, _items_from_events(events, names, groups), "synthetic")
 
 
 def default_data_path(data_dir: str | Path) -> Path | None:

@@ -1,9 +1,10 @@
 """The recommendation pipeline the shard actors run (and evaluation replays).
 
-    candidates (ALS via FAISS, live-session co-visitation, repurchase, popularity)
+    candidates (ALS via FAISS, live-session co-visitation, repurchase, popularity, new items)
       -> blend (engine.ranking) -> business rules (engine.rules) -> top k with reasons
 
-Pure: the customer's state, the model, the clock and the config come in as arguments.
+Pure: the customer's state, the model, the live catalogue view, the clock and the config come in
+as arguments.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from engine.queries import Filters, RecommendQuery, SimilarQuery
 from engine.ranking import ScoredItem, blend, top_k
 from engine.rules import DAY_MS, allowed_mask, purchased_to_exclude
 from engine.state import CustomerState, consents
+from recommenders.catalog_view import CatalogView
 from recommenders.runtime import ModelRuntime
 
 REPURCHASE_HALF_LIFE_DAYS = 60.0
@@ -77,7 +79,7 @@ def _profile(model: ModelRuntime, customer_id: str, state: CustomerState | None)
     return _Profile(vector, weights, last_purchase, purchase_weight, known=row is not None or live)
 
 
-def session_seeds(model: ModelRuntime, state: CustomerState | None, query: RecommendQuery,
+def session_seeds(view: CatalogView, state: CustomerState | None, query: RecommendQuery,
                   half_life: float) -> dict[int, float]:
     """Live signals as item index -> weight; the newest counts most."""
     ordered: list[str] = []
@@ -89,7 +91,7 @@ def session_seeds(model: ModelRuntime, state: CustomerState | None, query: Recom
         ordered.append(query.current_item_id)
     seeds: dict[int, float] = {}
     for age, item_id in enumerate(reversed(ordered)):
-        i = model.item_index.get(item_id)
+        i = view.index_of(item_id)
         if i is not None:
             seeds[i] = max(seeds.get(i, 0.0), 0.5 ** (age / half_life))
     return seeds
@@ -122,27 +124,33 @@ def repurchase_candidates(profile: _Profile, now_ms: int) -> tuple[np.ndarray, n
     return idx, np.log1p(count) * 0.5 ** (age_days / REPURCHASE_HALF_LIFE_DAYS)
 
 
-def _resolve(model: ModelRuntime, ids) -> set[int]:
-    return {model.item_index[i] for i in ids if i in model.item_index}
+def _resolve(view: CatalogView, ids) -> set[int]:
+    found = (view.index_of(i) for i in ids)
+    return {i for i in found if i is not None}
 
 
-def _rules_mask(model: ModelRuntime, candidate_idx: np.ndarray, filters: Filters, excluded: set[int]) -> np.ndarray:
-    include = _resolve(model, filters.include_item_ids) if filters.include_item_ids else None
-    return allowed_mask(candidate_idx, excluded=excluded | _resolve(model, filters.exclude_item_ids),
-                        include_only=include, prices=model.item_price, min_price=filters.min_price,
-                        max_price=filters.max_price, recommendable=model.recommendable)
+def _rules_mask(view: CatalogView, candidate_idx: np.ndarray, filters: Filters, excluded: set[int]) -> np.ndarray:
+    include = _resolve(view, filters.include_item_ids) if filters.include_item_ids else None
+    return allowed_mask(candidate_idx, excluded=excluded | _resolve(view, filters.exclude_item_ids),
+                        include_only=include, prices=view.price, min_price=filters.min_price,
+                        max_price=filters.max_price, recommendable=view.recommendable)
 
 
-def _to_items(model: ModelRuntime, ranked) -> tuple[ScoredItem, ...]:
-    return tuple(ScoredItem(str(model.item_ids[i]), round(score, 6), reasons, str(model.item_names[i]))
-                 for i, score, reasons in ranked)
+def _to_items(view: CatalogView, ranked) -> tuple[ScoredItem, ...]:
+    return tuple(ScoredItem(view.ids[i], round(score, 6), reasons, view.names[i]) for i, score, reasons in ranked)
+
+
+def _known(seeds: dict[int, float], n_known: int) -> dict[int, float]:
+    """Seeds the trained neighbour lists cover (items added live have no row there)."""
+    return {i: w for i, w in seeds.items() if i < n_known}
 
 
 def recommend(model: ModelRuntime, state: CustomerState | None, query: RecommendQuery,
-              config: RankingConfig, now_ms: int) -> Recommendations:
-    """Top-k for one customer now."""
+              config: RankingConfig, now_ms: int, view: CatalogView | None = None) -> Recommendations:
+    """Top-k for one customer now. ``view`` is the shard's live catalogue over ``model``."""
+    view = view if view is not None else model.plain_view()
     if not consents(state, "personalization", config.default_personalization_consent):
-        return _without_personalisation(model, state, query, now_ms)
+        return _without_personalisation(view, state, query)
     profile = _profile(model, query.customer_id, state)
     n = max(config.candidates_per_source, query.k * 3)
     policy = query.filters.repurchase_policy or config.repurchase_policy
@@ -157,50 +165,62 @@ def recommend(model: ModelRuntime, state: CustomerState | None, query: Recommend
     if weights["history"] > 0:
         # everything the customer ever touched, through the item-item model (binary, as it was fitted)
         sources["history"] = neighbour_candidates(model.ii_idx, model.ii_w, dict.fromkeys(profile.weights, 1.0))
-    seeds = session_seeds(model, state, query, config.session_half_life)
+    seeds = session_seeds(view, state, query, config.session_half_life)
     if weights["session"] > 0:
-        sources["session"] = neighbour_candidates(model.covis_idx, model.covis_w, seeds)
+        sources["session"] = neighbour_candidates(model.covis_idx, model.covis_w, _known(seeds, view.n_known))
+    if weights["new_items"] > 0:
+        sources["new_items"] = view.new_item_candidates(seeds, profile.weights)
     if policy != "exclude_always" and weights["repurchase"] > 0:
         sources["repurchase"] = repurchase_candidates(profile, now_ms)
     # Enough popular items that k survive any exclusion.
-    popular = model.popular_order[: n + len(profile.last_purchase_ms) + len(seeds)]
-    sources["popular"] = (popular, model.popularity[popular])
+    sources["popular"] = _popular(view, n + len(profile.last_purchase_ms) + len(seeds))
 
     excluded = purchased_to_exclude(policy, profile.last_purchase_ms, now_ms, window)
     cart = set(query.cart_item_ids) | (set(state.cart) if state is not None else set())
-    excluded |= _resolve(model, cart)
+    excluded |= _resolve(view, cart)
     if state is not None:
-        excluded |= _resolve(model, state.returned)
+        excluded |= _resolve(view, state.returned)
 
     blended = blend(sources, weights)
-    ranked = top_k(blended, _rules_mask(model, blended.idx, query.filters, excluded), query.k)
-    personal = any(len(sources.get(s, ((),))[0]) for s in ("als", "history", "session", "repurchase"))
+    ranked = top_k(blended, _rules_mask(view, blended.idx, query.filters, excluded), query.k)
+    personal = any(len(sources.get(s, ((),))[0]) for s in ("als", "history", "session", "repurchase", "new_items"))
     reasons: tuple[str, ...] = ()
     if not personal:
         reasons = ("unknown_customer",) if not profile.known else ("no_personal_signal",)
         ranked = [(i, s, ("popular", "cold_start")) for i, s, _r in ranked]
-    return Recommendations(_to_items(model, ranked), personal, reasons, model.version)
+    return Recommendations(_to_items(view, ranked), personal, reasons, model.version)
 
 
-def _without_personalisation(model: ModelRuntime, state: CustomerState | None, query: RecommendQuery,
-                             now_ms: int) -> Recommendations:
+def _popular(view: CatalogView, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The n most popular trained items, plus items added live with their category's popularity
+    (out-of-stock ones are dropped later by the rules; asking for more keeps k after that)."""
+    model = view.model
+    popular = model.popular_order[:n]
+    new_idx, new_pop = view.new_items_by_category_popularity()
+    if new_idx.size == 0:
+        return popular, model.popularity[popular]
+    return np.concatenate([popular, new_idx]), np.concatenate([model.popularity[popular], new_pop])
+
+
+def _without_personalisation(view: CatalogView, state: CustomerState | None, query: RecommendQuery) -> Recommendations:
     """The customer said no to personalisation: popular items, nothing learnt about them.
 
     The cart is still excluded (showing what is in the basket helps no one); nothing from the
     customer's history, live session or the trained model's view of them is used.
     """
     n = query.k + len(query.cart_item_ids) + (len(state.cart) if state is not None else 0)
-    popular = model.popular_order[: n + 50]
-    blended = blend({"popular": (popular, model.popularity[popular])}, {"popular": 1.0})
+    blended = blend({"popular": _popular(view, n + 50)}, {"popular": 1.0})
     cart = set(query.cart_item_ids) | (set(state.cart) if state is not None else set())
-    ranked = top_k(blended, _rules_mask(model, blended.idx, query.filters, _resolve(model, cart)), query.k)
+    ranked = top_k(blended, _rules_mask(view, blended.idx, query.filters, _resolve(view, cart)), query.k)
     ranked = [(i, s, ("popular",)) for i, s, _r in ranked]
-    return Recommendations(_to_items(model, ranked), False, ("no_personalization_consent",), model.version)
+    return Recommendations(_to_items(view, ranked), False, ("no_personalization_consent",), view.model.version)
 
 
 def similar_items(model: ModelRuntime, query: SimilarQuery, state: CustomerState | None,
-                  weights: dict[str, float] | None = None, n: int = 200) -> Recommendations:
+                  weights: dict[str, float] | None = None, n: int = 200,
+                  view: CatalogView | None = None) -> Recommendations:
     """Items like ``query.item_id``: co-visitation neighbours blended with factor cosine."""
+    view = view if view is not None else model.plain_view()
     i = model.item_index.get(query.item_id)
     if i is None:
         return Recommendations((), False, ("unknown_item",), model.version)
@@ -214,6 +234,6 @@ def similar_items(model: ModelRuntime, query: SimilarQuery, state: CustomerState
     blended = blend(sources, weights or {"co_visitation": 1.0, "similar": 0.7})
     excluded = {i}
     if state is not None:
-        excluded |= _resolve(model, state.cart)
-    ranked = top_k(blended, _rules_mask(model, blended.idx, query.filters, excluded), query.k)
-    return Recommendations(_to_items(model, ranked), False, (), model.version)
+        excluded |= _resolve(view, state.cart)
+    ranked = top_k(blended, _rules_mask(view, blended.idx, query.filters, excluded), query.k)
+    return Recommendations(_to_items(view, ranked), False, (), model.version)

@@ -33,6 +33,9 @@ class ModelRuntime:
         self.item_factors: np.ndarray = arrays["item_factors"]
         self.user_factors: np.ndarray = arrays["user_factors"]
         self.item_price: np.ndarray = arrays["item_price"]
+        # bundles before format 3 have no categories
+        category = arrays.get("item_category")
+        self.item_category: np.ndarray = category if category is not None else np.full(len(self.item_ids), "")
         self.recommendable: np.ndarray = arrays["recommendable"]
         self.popularity: np.ndarray = arrays["popularity"]
         self.covis_idx: np.ndarray = arrays["covis_idx"]
@@ -50,6 +53,15 @@ class ModelRuntime:
         self.item_norms = np.where(norms > 0, norms, 1.0).astype(np.float32)
         order = np.argsort(-self.popularity, kind="stable")
         self.popular_order = order[self.recommendable[order]]
+        self._plain_view = None
+
+    def plain_view(self):
+        """This model's items with no live catalogue changes (evaluation, tests, fresh shards)."""
+        if self._plain_view is None:
+            from recommenders.catalog_view import CatalogView
+
+            self._plain_view = CatalogView(self)
+        return self._plain_view
 
     @property
     def n_items(self) -> int:

@@ -175,6 +175,14 @@ def item_prices(events: pd.DataFrame, item_ids: np.ndarray) -> np.ndarray:
     return pd.Series(item_ids).map(median).to_numpy(dtype=np.float32, na_value=np.nan)
 
 
+def item_categories(items: pd.DataFrame, item_ids: np.ndarray) -> np.ndarray:
+    """Category per trained item ("" where the data has none)."""
+    if "category" not in items.columns:
+        return np.full(len(item_ids), "", dtype=str).astype(str)
+    lookup = items.set_index("item_id")["category"]
+    return pd.Series(item_ids).map(lookup).fillna("").to_numpy().astype(str)
+
+
 def _version(fp: str) -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ") + "-" + fp[:8]
 
@@ -201,6 +209,7 @@ def build_bundle(dataset: Dataset, params: TrainParams, progress: bool = True) -
     arrays = {
         "item_ids": inter.item_ids.astype(str),
         "item_names": pd.Series(inter.item_ids).map(names).fillna("").to_numpy().astype(str),
+        "item_category": item_categories(dataset.items, inter.item_ids),
         "item_factors": item_factors,
         "item_price": item_prices(events, inter.item_ids),
         "recommendable": np.ones(len(inter.item_ids), dtype=bool),

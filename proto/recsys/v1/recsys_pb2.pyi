@@ -192,3 +192,35 @@ class ExportCustomerResponse(_message.Message):
     export_json: str
     request_id: str
     def __init__(self, customer_id: _Optional[str] = ..., export_json: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class CatalogUpdate(_message.Message):
+    __slots__ = ("item_id", "name", "category", "price", "in_stock", "timestamp_ms")
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    IN_STOCK_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    item_id: str
+    name: str
+    category: str
+    price: float
+    in_stock: bool
+    timestamp_ms: int
+    def __init__(self, item_id: _Optional[str] = ..., name: _Optional[str] = ..., category: _Optional[str] = ..., price: _Optional[float] = ..., in_stock: _Optional[bool] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
+
+class UpdateCatalogRequest(_message.Message):
+    __slots__ = ("updates", "request_id")
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    updates: _containers.RepeatedCompositeFieldContainer[CatalogUpdate]
+    request_id: str
+    def __init__(self, updates: _Optional[_Iterable[_Union[CatalogUpdate, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class UpdateCatalogResponse(_message.Message):
+    __slots__ = ("applied", "request_id")
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    applied: int
+    request_id: str
+    def __init__(self, applied: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...

@@ -59,6 +59,11 @@ class PersonalizationStub:
                 request_serializer=recsys_dot_v1_dot_recsys__pb2.ExportCustomerRequest.SerializeToString,
                 response_deserializer=recsys_dot_v1_dot_recsys__pb2.ExportCustomerResponse.FromString,
                 _registered_method=True)
+        self.UpdateCatalog = channel.unary_unary(
+                '/recsys.v1.Personalization/UpdateCatalog',
+                request_serializer=recsys_dot_v1_dot_recsys__pb2.UpdateCatalogRequest.SerializeToString,
+                response_deserializer=recsys_dot_v1_dot_recsys__pb2.UpdateCatalogResponse.FromString,
+                _registered_method=True)
 
 
 class PersonalizationServicer:
@@ -99,6 +104,14 @@ class PersonalizationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateCatalog(self, request, context):
+        """Catalogue changes (new item, price, stock): durable, then applied by every shard before the
+        reply, so the next Recommend anywhere reflects them. No retrain needed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PersonalizationServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -126,6 +139,11 @@ def add_PersonalizationServicer_to_server(servicer, server):
                     servicer.ExportCustomer,
                     request_deserializer=recsys_dot_v1_dot_recsys__pb2.ExportCustomerRequest.FromString,
                     response_serializer=recsys_dot_v1_dot_recsys__pb2.ExportCustomerResponse.SerializeToString,
+            ),
+            'UpdateCatalog': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCatalog,
+                    request_deserializer=recsys_dot_v1_dot_recsys__pb2.UpdateCatalogRequest.FromString,
+                    response_serializer=recsys_dot_v1_dot_recsys__pb2.UpdateCatalogResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -263,6 +281,33 @@ class Personalization:
             '/recsys.v1.Personalization/ExportCustomer',
             recsys_dot_v1_dot_recsys__pb2.ExportCustomerRequest.SerializeToString,
             recsys_dot_v1_dot_recsys__pb2.ExportCustomerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateCatalog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recsys.v1.Personalization/UpdateCatalog',
+            recsys_dot_v1_dot_recsys__pb2.UpdateCatalogRequest.SerializeToString,
+            recsys_dot_v1_dot_recsys__pb2.UpdateCatalogResponse.FromString,
             options,
             channel_credentials,
             insecure,
