@@ -51,10 +51,13 @@ def main() -> int:
     from engine.sharding import shard_for
     from gateway.server import start_service
     from recsys.v1 import recsys_pb2 as pb, recsys_pb2_grpc
+    from benchmarks.bench_auth import bench_auth
     from scripts.cli import _ensure_bundle
 
+    key, auth = bench_auth()
+    metadata = (("authorization", f"Bearer {key}"),)
     config = ServeConfig(http_port=_port(), grpc_port=_port(), num_shards=args.shards,
-                         model_dir=args.model_dir, data_dir=args.data_dir)
+                         model_dir=args.model_dir, data_dir=args.data_dir, auth=auth)
     bundle = _ensure_bundle(config, None)
     customers = [c for c in bundle.arrays["user_ids"].tolist() if not c.startswith("guest-")]
     rng = np.random.default_rng(0)
@@ -90,11 +93,12 @@ def main() -> int:
             timings = []
             for customer in sample:
                 started = time.perf_counter()
-                stub.Recommend(pb.RecommendRequest(customer_id=customer, channel="web", k=10))
+                stub.Recommend(pb.RecommendRequest(customer_id=customer, channel="web", k=10), metadata=metadata)
                 timings.append(time.perf_counter() - started)
         print(_summary("gRPC Recommend", timings[50:]))
 
-        with httpx.Client(base_url=f"http://127.0.0.1:{config.http_port}") as client:
+        with httpx.Client(base_url=f"http://127.0.0.1:{config.http_port}",
+                          headers={"authorization": f"Bearer {key}"}) as client:
             timings = []
             for customer in sample:
                 started = time.perf_counter()
