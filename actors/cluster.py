@@ -22,9 +22,14 @@ def shard_name(index: int) -> str:
 
 def start_shards(bundle: ModelBundle, config: ServeConfig, actor_options: dict | None = None) -> tuple[list, object, object]:
     """Create the model registry (holding ``bundle``) and the shard actors, which map the
-    registry's current model; wait until they have recovered. Returns (shards, registry, the arrays' ObjectRef to keep)."""
+    registry's current model; wait until they have recovered. Returns (shards, registry, what the caller must hold on to: the
+    start-up arrays' ObjectRef and the offer learner, which live as long as those references)."""
+    from actors.learner import LEARNER_NAME, OfferLearner
     from actors.registry import REGISTRY_NAME, ModelRegistry
     from actors.shard import CustomerShard
+
+    offer_toml = read_offer_catalog(config)
+    learner = OfferLearner.options(name=LEARNER_NAME, namespace=NAMESPACE).remote(config.store_url)
 
     # This process owns the arrays' object and must outlive the service (it does: it is the
     # process that runs it), so a registry restarted on another node still finds them.
@@ -36,11 +41,30 @@ def start_shards(bundle: ModelBundle, config: ServeConfig, actor_options: dict |
     options = {"scheduling_strategy": "SPREAD", **(actor_options or {})}
     shards = [
         CustomerShard.options(name=shard_name(i), namespace=NAMESPACE, **options)
-        .remote(i, config.ranking, config.store_url, num_shards, config.snapshot_every_events)
+        .remote(i, config.ranking, config.store_url, num_shards, config.snapshot_every_events, config.offers,
+                offer_toml)
         for i in range(num_shards)
     ]
     ray.get([s.ping.remote() for s in shards])
-    return shards, registry, arrays_ref
+    return shards, registry, [arrays_ref, learner]
+
+
+def read_offer_catalog(config: ServeConfig) -> str | None:
+    """The offer catalogue file's text, validated, and recorded in the store as the one in force
+    (a restarted shard reads it there). None when no catalogue is configured or the file is absent."""
+    from actors.shard import OFFER_CATALOG_META
+    from actors.shard_offers import catalog_from_toml
+    from actors.store import open_store
+
+    path = config.offers.catalog_path
+    text = Path(path).read_text() if path and Path(path).exists() else None
+    catalog_from_toml(text, str(path))  # a broken catalogue stops the start, with its message
+    store = open_store(config.store_url)
+    try:
+        store.set_meta(OFFER_CATALOG_META, text or "")
+    finally:
+        store.close()
+    return text
 
 
 def find_shards(num_shards: int) -> list:
@@ -52,9 +76,10 @@ def stop_shards(num_shards: int, timeout_s: float = 30.0) -> None:
     restart can reuse them)."""
     import time
 
+    from actors.learner import LEARNER_NAME
     from actors.registry import REGISTRY_NAME
 
-    names = [shard_name(i) for i in range(num_shards)] + [REGISTRY_NAME]
+    names = [shard_name(i) for i in range(num_shards)] + [REGISTRY_NAME, LEARNER_NAME]
     for name in names:
         try:
             ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)

@@ -18,19 +18,27 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import orjson
 import ray
 
 from engine.catalog import CatalogUpdate, LiveCatalog
-from engine.config import RankingConfig
+from engine.config import OffersConfig, RankingConfig
+from engine.decisioning import counts_from_rows, counts_to_rows
 from engine.errors import NotFound, Unavailable
 from engine.events import Event, event_to_dict
-from engine.queries import RecommendQuery, SimilarQuery
+from engine.offers import OfferCatalog
+from engine.queries import OfferQuery, RecommendQuery, SimilarQuery
 from engine.state import CustomerState, apply_event, state_from_dict, state_to_dict
+from actors.shard_offers import ShardOffers, catalog_from_toml
 from actors.store import SqlEventStore, open_store
 from recommenders.catalog_view import CatalogView
 from recommenders.recommend import Recommendations, recommend, similar_items
 from recommenders.runtime import ModelRuntime
+
+
+# store meta key: the offer catalogue (TOML) in force
+OFFER_CATALOG_META = "offer_catalog_toml"
 
 
 def _now_ms() -> int:
@@ -41,8 +49,11 @@ class CustomerShardLogic:
     """The shard's behaviour without Ray, so it can be unit-tested and replayed."""
 
     def __init__(self, shard_id: int, model: ModelRuntime, ranking: RankingConfig,
-                 store: SqlEventStore, snapshot_every: int = 10_000):
+                 store: SqlEventStore, snapshot_every: int = 10_000, *, num_shards: int = 1,
+                 offers_config: OffersConfig = OffersConfig(), offer_catalog: OfferCatalog | None = None):
         self.shard_id = shard_id
+        self.offers = ShardOffers(shard_id, num_shards, offers_config,
+                                  offer_catalog or catalog_from_toml(None, "(none)"))
         self.catalog = LiveCatalog()
         self.view = CatalogView(model, self.catalog)
         self.ranking = ranking
@@ -67,9 +78,11 @@ class CustomerShardLogic:
         snapshot = self.store.latest_snapshot(self.shard_id)
         if snapshot is not None:
             self.last_seq, payload = snapshot
-            for data in orjson.loads(zlib.decompress(payload))["customers"]:
+            body = orjson.loads(zlib.decompress(payload))
+            for data in body["customers"]:
                 state = state_from_dict(data)
                 self.customers[state.customer_id] = state
+            self.offers.restore(body.get("offers"))
         replayed = 0
         for seq, event in self.store.events_since(self.shard_id, self.last_seq):
             self._apply(event)
@@ -81,7 +94,7 @@ class CustomerShardLogic:
                 "seconds": round(time.perf_counter() - started, 4)}
 
     def snapshot_payload(self) -> tuple[int, bytes]:
-        body = {"customers": [state_to_dict(s) for s in self.customers.values()]}
+        body = {"customers": [state_to_dict(s) for s in self.customers.values()], "offers": self.offers.snapshot()}
         return self.last_seq, zlib.compress(orjson.dumps(body), 1)
 
     def write_snapshot(self) -> None:
@@ -103,7 +116,10 @@ class CustomerShardLogic:
             state = self.customers[event.customer_id] = CustomerState(event.customer_id)
         if self.view.new_index and event.item_id:
             self.view.observe(event.item_id, [item for item, _kind, _ts in state.recent])
-        return apply_event(state, event)
+        applied = apply_event(state, event)
+        if applied:
+            self.offers.count(event)
+        return applied
 
     def apply_catalog(self, updates: Sequence[CatalogUpdate]) -> int:
         """Apply committed catalogue updates to this shard's view; returns how many changed it."""
@@ -122,7 +138,10 @@ class CustomerShardLogic:
             if seq is None:
                 applied.append(False)
                 continue
-            applied.append(self._apply(event))
+            fresh = self._apply(event)
+            if fresh:
+                self.offers.learn(event, self.customers.get(event.customer_id))
+            applied.append(fresh)
             self.last_seq = max(self.last_seq, seq)
             self.since_snapshot += 1
         return applied
@@ -141,6 +160,10 @@ class CustomerShardLogic:
     def similar(self, query: SimilarQuery) -> Recommendations:
         state = self.customers.get(query.customer_id) if query.customer_id else None
         return similar_items(self.model, query, state, view=self.view)
+
+    def offer_decision(self, query: OfferQuery, now_ms: int, rng) -> tuple[dict[str, Any], list[Event]]:
+        """Decide (no state changes): the reply and the events to store and apply before replying."""
+        return self.offers.decide(query, self.customers.get(query.customer_id), self.view, now_ms, rng)
 
     # -- privacy ------------------------------------------------------------------------------------------
     # Each operation is split into store steps (blocking I/O) and memory steps, so that the actor
@@ -186,11 +209,14 @@ class CustomerShard:
     """Ray actor around CustomerShardLogic: group commit, recovery on (re)start.
 
     An async actor: requests interleave on one event loop, the store runs on one dedicated
-    thread, and every mutation of customer state happens on the loop, so no locks are needed.
+    thread, and every mutation of customer state happens on the loop. The one place that must
+    not interleave is a next-best-offer decision and the storing of the show it makes (the
+    contact caps read that history): a per-customer lock serialises those.
     """
 
     def __init__(self, shard_id: int, ranking: RankingConfig, store_url: str, num_shards: int,
-                 snapshot_every: int = 10_000):
+                 snapshot_every: int = 10_000, offers: OffersConfig = OffersConfig(),
+                 offer_catalog_toml: str | None = None):
         # The registry's current model, also after a restart or a move to another node.
         # refs = [ObjectRef], a list so that Ray hands us the reference and we keep it alive;
         # ray.get returns read-only numpy arrays mapped from shared memory (no copy).
@@ -202,8 +228,17 @@ class CustomerShard:
         model = ModelRuntime(ray.get(self._model_ref), manifest)
         store = open_store(store_url)
         store.check_layout(num_shards)
-        self._logic = CustomerShardLogic(shard_id, model, ranking, store, snapshot_every)
+        # The catalogue the service started with, unless this is a restart: then the one in force
+        # (`recsys offers reload` may have replaced it since), which the store keeps.
+        if ray.get_runtime_context().was_current_actor_reconstructed:
+            offer_catalog_toml = store.get_meta(OFFER_CATALOG_META) or offer_catalog_toml
+        catalog = catalog_from_toml(offer_catalog_toml, "offer catalogue")
+        self._logic = CustomerShardLogic(shard_id, model, ranking, store, snapshot_every, num_shards=num_shards,
+                                         offers_config=offers, offer_catalog=catalog)
         self._recovery = self._logic.recover()
+        self._offer_locks: dict[str, list] = {}
+        self._rng = np.random.default_rng()
+        self._offer_sync: asyncio.Task | None = None
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"shard-{shard_id}-store")
         self._pending: list[tuple[list[Event], asyncio.Future]] = []
         self._wake: asyncio.Event | None = None
@@ -250,6 +285,50 @@ class CustomerShard:
 
     async def similar(self, query: SimilarQuery) -> Recommendations:
         return self._logic.similar(query)
+
+    # -- next best offer ------------------------------------------------------------------------
+    async def next_best_offer(self, query: OfferQuery, now_ms: int | None = None) -> dict[str, Any]:
+        """Decide and store the shows before replying, one decision per customer at a time, so
+        concurrent requests from several channels see each other's shows (caps hold exactly)."""
+        self._start_offer_sync()
+        entry = self._offer_locks.setdefault(query.customer_id, [asyncio.Lock(), 0])
+        entry[1] += 1  # users of this lock; the last one out removes it
+        try:
+            async with entry[0]:
+                reply, events = self._logic.offer_decision(query, now_ms or _now_ms(), self._rng)
+                if events:
+                    await self.track(events)
+                return reply
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._offer_locks[query.customer_id]
+
+    async def set_offer_catalog(self, toml_text: str) -> str:
+        catalog = catalog_from_toml(toml_text, "offer catalogue")
+        self._logic.offers.set_catalog(catalog)
+        return catalog.version
+
+    def _start_offer_sync(self) -> None:
+        if self._offer_sync is None:
+            self._offer_sync = asyncio.create_task(self._sync_bandit_forever())
+
+    async def _sync_bandit_forever(self) -> None:
+        from actors.learner import find_learner
+
+        offers = self._logic.offers
+        while True:
+            await asyncio.sleep(offers.config.bandit_sync_seconds)
+            delta = offers.bandit.delta_since_last()
+            try:
+                totals = await find_learner().exchange.remote(counts_to_rows(delta))
+            except Exception:  # the learner restarting: keep the increments for next time
+                offers.bandit.restore_delta(delta)
+                continue
+            offers.bandit.merge(counts_from_rows(totals))
+
+    async def bandit_counts(self) -> list:
+        return counts_to_rows(self._logic.offers.bandit.counts())
 
     async def commit_catalog(self, updates: list[CatalogUpdate]) -> None:
         """Make catalogue updates durable (one shard does this for the whole cluster)."""

@@ -119,6 +119,23 @@ class SqlEventStore:
                 raise
         return seqs
 
+    # -- small named values (offer catalogue in force, bandit counts) ------------------------------
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._execute(self._sql("SELECT value FROM meta WHERE key = ?"), (key,)).fetchone()
+            self._commit()
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            try:
+                self._execute(self._sql("DELETE FROM meta WHERE key = ?"), (key,))
+                self._execute(self._sql("INSERT INTO meta (key, value) VALUES (?, ?)"), (key, value))
+                self._commit()
+            except Exception:
+                self._rollback()
+                raise
+
     # -- the catalogue -----------------------------------------------------------------------------
     def append_catalog(self, updates: Sequence[CatalogUpdate]) -> None:
         """Commit catalogue updates durably, in one transaction, in order."""

@@ -61,6 +61,32 @@ class RankingConfig:
 
 
 @dataclass(frozen=True)
+class OffersConfig:
+    """Next-best-offer: which catalogue, consent default, how shards learn together, triggers."""
+
+    # The offer catalogue (TOML, engine/offers.py). None or a missing file: no offers.
+    catalog_path: str | None = "config/offers.toml"
+    # Marketing needs opt-in by default: a customer who never said gets no offer that requires it.
+    default_marketing_consent: bool = False
+    # How often each shard exchanges bandit counts with the others (through one aggregator).
+    bandit_sync_seconds: float = 2.0
+    # Cart abandonment: add_to_cart and no purchase for this long creates an action.
+    cart_abandon_minutes: float = 30.0
+    # A POS purchase creates a cross-sell action with this many items.
+    cross_sell_items: int = 3
+    # How often the trigger timer looks for due actions.
+    trigger_tick_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.bandit_sync_seconds <= 0 or self.trigger_tick_seconds <= 0:
+            raise InvalidArgument("offers.bandit_sync_seconds, offers.trigger_tick_seconds: must be > 0")
+        if self.cart_abandon_minutes <= 0:
+            raise InvalidArgument("offers.cart_abandon_minutes: must be > 0")
+        if not 0 <= self.cross_sell_items <= 20:
+            raise InvalidArgument("offers.cross_sell_items: must be between 0 and 20")
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     """Everything `recsys serve` needs. Defaults are the embedded single-machine setup."""
 
@@ -91,6 +117,7 @@ class ServeConfig:
     tls_certfile: str | None = None
     tls_keyfile: str | None = None
     ranking: RankingConfig = field(default_factory=RankingConfig)
+    offers: OffersConfig = field(default_factory=OffersConfig)
 
     def __post_init__(self) -> None:
         if not 1 <= self.num_shards <= 4096:
@@ -118,6 +145,8 @@ def _build(cls, data: dict[str, Any], where: str):
             value = _build(BlendWeights, value, f"{where}.weights")
         elif name == "auth":
             value = _build(AuthConfig, value, f"{where}.auth")
+        elif name == "offers":
+            value = _build(OffersConfig, value, f"{where}.offers")
         elif name == "keys":
             value = tuple(_build(ApiKey, k, f"{where}.keys[{i}]") for i, k in enumerate(value))
         kwargs[name] = value

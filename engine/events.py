@@ -15,7 +15,12 @@ from engine.validation import require_choice, require_id, require_int, require_n
 ITEM_EVENT_TYPES = frozenset({"view", "add_to_cart", "remove_from_cart", "purchase", "return", "rate"})
 # A consent event carries no item: attributes {"personalization": "granted"|"denied",
 # "marketing": "granted"|"denied"} (either or both).
-EVENT_TYPES = ITEM_EVENT_TYPES | {"consent"}
+# Offer events carry no item: attributes {"offer_id", "decision_id"} (from the NextBestOffer reply)
+# and, written by the engine itself, experiment_id, arm, segment, value. The engine records
+# offer_shown (and offer_control for a control-arm customer) when it decides; channels send
+# offer_accepted / offer_declined.
+OFFER_EVENT_TYPES = frozenset({"offer_shown", "offer_accepted", "offer_declined", "offer_control"})
+EVENT_TYPES = ITEM_EVENT_TYPES | {"consent"} | OFFER_EVENT_TYPES
 CONSENT_PURPOSES = frozenset({"personalization", "marketing"})
 CONSENT_VALUES = frozenset({"granted", "denied"})
 CHANNELS = frozenset({"web", "app", "pos", "email", "push", "call_center", "kiosk"})
@@ -31,6 +36,10 @@ EVENT_WEIGHTS: Mapping[str, float] = {
     "return": 0.0,
     "rate": 1.0,
     "consent": 0.0,
+    "offer_shown": 0.0,
+    "offer_accepted": 0.0,
+    "offer_declined": 0.0,
+    "offer_control": 0.0,
 }
 
 MAX_QUANTITY = 1_000_000.0
@@ -88,12 +97,15 @@ def parse_event(raw: Any, now_ms: int, where: str = "event") -> Event:
     is_consent = event_type == "consent"
     if is_consent:
         _check_consent(attributes, raw.get("item_id"), where)
+    is_offer = event_type in OFFER_EVENT_TYPES
+    if is_offer:
+        _check_offer(event_type, attributes, where)
     return Event(
         event_id=require_id(raw.get("event_id"), f"{where}.event_id"),
         customer_id=require_id(raw.get("customer_id"), f"{where}.customer_id"),
         session_id=require_id(raw.get("session_id"), f"{where}.session_id", required=False),
         event_type=event_type,
-        item_id=require_id(raw.get("item_id"), f"{where}.item_id", required=not is_consent),
+        item_id=require_id(raw.get("item_id"), f"{where}.item_id", required=not (is_consent or is_offer)),
         channel=require_choice(raw.get("channel"), f"{where}.channel", CHANNELS),
         store_id=require_id(raw.get("store_id"), f"{where}.store_id", required=False),
         quantity=quantity,
@@ -113,6 +125,19 @@ def _check_consent(attributes: tuple[tuple[str, str], ...], item_id: Any, where:
     for purpose, value in given.items():
         if value not in CONSENT_VALUES:
             raise InvalidArgument(f"{where}.attributes.{purpose}: must be 'granted' or 'denied'")
+
+
+def _check_offer(event_type: str, attributes: tuple[tuple[str, str], ...], where: str) -> None:
+    given = dict(attributes)
+    needed = ("decision_id",) if event_type == "offer_control" else ("decision_id", "offer_id")
+    for name in needed:
+        require_id(given.get(name), f"{where}.attributes.{name}")
+    if "value" in given:
+        try:
+            value = float(given["value"])
+        except ValueError:
+            raise InvalidArgument(f"{where}.attributes.value: must be a number") from None
+        require_number(value, f"{where}.attributes.value", low=0.0, high=MAX_PRICE)
 
 
 def _parse_attributes(raw: Any, where: str) -> tuple[tuple[str, str], ...]:

@@ -50,6 +50,23 @@ class SimilarQuery:
     request_id: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class OfferQuery:
+    """NextBestOffer: which offers, if any, for this customer now, in this channel."""
+
+    customer_id: str
+    channel: str
+    n: int = 1
+    store_id: str = ""
+    country: str = ""
+    # (item_id, quantity, unit price or None); empty: the customer's live cart
+    basket: tuple[tuple[str, float, float | None], ...] = ()
+    request_id: str = ""
+
+
+MAX_OFFERS = 10
+
+
 def _mapping(raw: Any, where: str) -> Mapping[str, Any]:
     if raw is None:
         return {}
@@ -126,5 +143,36 @@ def parse_similar(raw: Any, max_k: int) -> SimilarQuery:
         channel=require_choice(raw.get("channel") or "web", "channel", CHANNELS),
         customer_id=require_id(raw.get("customer_id"), "customer_id", required=False),
         filters=parse_filters(raw.get("filters")),
+        request_id=require_id(raw.get("request_id"), "request_id", required=False),
+    )
+
+
+def parse_offer_query(raw: Any) -> OfferQuery:
+    raw = _mapping(raw, "request")
+    _no_unknown(raw, {"customer_id", "channel", "store_id", "country", "basket", "n", "request_id"}, "request")
+    basket_raw = raw.get("basket") or []
+    if not isinstance(basket_raw, (list, tuple)):
+        raise InvalidArgument("basket: must be a list of {item_id, quantity, unit_price}")
+    if len(basket_raw) > MAX_LIST:
+        raise InvalidArgument(f"basket: at most {MAX_LIST} lines")
+    basket = []
+    for i, line in enumerate(basket_raw):
+        where = f"basket[{i}]"
+        line = _mapping(line, where)
+        _no_unknown(line, {"item_id", "quantity", "unit_price"}, where)
+        quantity = line.get("quantity")
+        quantity = 1.0 if quantity in (None, 0) else require_number(quantity, f"{where}.quantity", low=0.0,
+                                                                      high=1_000_000.0, low_inclusive=False)
+        price = line.get("unit_price")
+        price = None if price is None else require_number(price, f"{where}.unit_price", low=0.0, high=MAX_PRICE)
+        basket.append((require_id(line.get("item_id"), f"{where}.item_id"), quantity, price))
+    n = raw.get("n")
+    return OfferQuery(
+        customer_id=require_id(raw.get("customer_id"), "customer_id"),
+        channel=require_choice(raw.get("channel") or "web", "channel", CHANNELS),
+        n=1 if n is None else require_int(n, "n", low=1, high=MAX_OFFERS),
+        store_id=require_id(raw.get("store_id"), "store_id", required=False),
+        country=require_id(raw.get("country"), "country", required=False),
+        basket=tuple(basket),
         request_id=require_id(raw.get("request_id"), "request_id", required=False),
     )

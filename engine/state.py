@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
+from engine.decisioning import OfferHistory, segment_of
 from engine.events import EVENT_WEIGHTS, Event
 
 # Live session signals kept per customer: enough for co-visitation, small enough that a
@@ -16,6 +17,8 @@ from engine.events import EVENT_WEIGHTS, Event
 MAX_RECENT = 30
 # Event ids remembered per customer so a retried delivery is applied once.
 MAX_SEEN_EVENT_IDS = 256
+# offer event type -> what the contact history calls it (offer_control is no contact)
+OFFER_HISTORY_KIND = {"offer_shown": "shown", "offer_accepted": "accepted", "offer_declined": "declined"}
 
 
 @dataclass(slots=True)
@@ -42,6 +45,12 @@ class CustomerState:
     seen_event_ids: OrderedDict = field(default_factory=OrderedDict)
     # purpose -> granted; a purpose never mentioned falls back to the configured default
     consent: dict[str, bool] = field(default_factory=dict)
+    # orders (distinct purchase sessions) and spend, for the customer's lifecycle segment
+    orders: int = 0
+    spend: float = 0.0
+    last_order: str = ""
+    # offers shown, accepted, declined: the contact policy's memory (None until the first)
+    offers: OfferHistory | None = None
 
     def has_seen(self, event_id: str) -> bool:
         return event_id in self.seen_event_ids
@@ -74,9 +83,21 @@ def apply_event(state: CustomerState, event: Event) -> bool:
         state.purchases[item] = Purchase(count=count, last_ms=max(ts, previous.last_ms if previous else 0))
         state.cart.pop(item, None)
         state.returned.discard(item)
+        if kind == "purchase":
+            order = event.session_id or event.event_id
+            if order != state.last_order:
+                state.orders += 1
+                state.last_order = order
+            if event.price is not None:
+                state.spend += event.price * event.quantity
     elif kind == "return":
         state.returned.add(item)
         state.interactions.pop(item, None)
+    elif kind in OFFER_HISTORY_KIND:
+        attributes = dict(event.attributes)
+        if state.offers is None:
+            state.offers = OfferHistory()
+        state.offers.record(attributes["offer_id"], event.channel, OFFER_HISTORY_KIND[kind], ts)
 
     weight = EVENT_WEIGHTS[kind]
     if weight > 0:
@@ -86,6 +107,15 @@ def apply_event(state: CustomerState, event: Event) -> bool:
     state.last_event_ms = max(state.last_event_ms, ts)
     state.event_count += 1
     return True
+
+
+def segment(state: CustomerState | None, now_ms: int) -> str:
+    """The customer's lifecycle segment now (engine.decisioning.segment_of)."""
+    if state is None:
+        return segment_of(0, 0.0, None)
+    last = max((p.last_ms for p in state.purchases.values()), default=None)
+    days = None if last is None else max(now_ms - last, 0) / 86_400_000
+    return segment_of(state.orders, state.spend, days)
 
 
 def consents(state: CustomerState | None, purpose: str, default: bool) -> bool:
@@ -109,6 +139,10 @@ def state_to_dict(state: CustomerState) -> dict:
         "event_count": state.event_count,
         "seen_event_ids": list(state.seen_event_ids),
         "consent": state.consent,
+        "orders": state.orders,
+        "spend": state.spend,
+        "last_order": state.last_order,
+        "offers": state.offers.to_list() if state.offers is not None else None,
     }
 
 
@@ -124,4 +158,9 @@ def state_from_dict(data: dict) -> CustomerState:
     state.event_count = data["event_count"]
     state.seen_event_ids = OrderedDict((e, None) for e in data["seen_event_ids"])
     state.consent = dict(data.get("consent", {}))
+    state.orders = data.get("orders", 0)
+    state.spend = data.get("spend", 0.0)
+    state.last_order = data.get("last_order", "")
+    if data.get("offers") is not None:
+        state.offers = OfferHistory.from_list(data["offers"])
     return state

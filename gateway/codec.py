@@ -70,6 +70,35 @@ def catalog_update(msg: pb.CatalogUpdate) -> dict[str, Any]:
     return out
 
 
+def offer_request(msg: pb.NextBestOfferRequest) -> dict[str, Any]:
+    out: dict[str, Any] = {"customer_id": msg.customer_id, "channel": msg.channel, "store_id": msg.store_id,
+                           "country": msg.country, "request_id": msg.request_id}
+    if msg.n != 0:
+        out["n"] = msg.n
+    basket = []
+    for line in msg.basket:
+        entry: dict[str, Any] = {"item_id": line.item_id}
+        if line.HasField("quantity"):
+            entry["quantity"] = line.quantity
+        if line.HasField("unit_price"):
+            entry["unit_price"] = line.unit_price
+        basket.append(entry)
+    if basket:
+        out["basket"] = basket
+    return out
+
+
+def offer_proto(reply: dict[str, Any], request_id: str) -> pb.NextBestOfferResponse:
+    return pb.NextBestOfferResponse(
+        decision_id=reply["decision_id"], reason=reply["reason"], strategy=reply["strategy"],
+        experiment_id=reply["experiment_id"], arm=reply["arm"], segment=reply["segment"],
+        catalog_version=reply["catalog_version"], request_id=request_id, rejected=reply["rejected"],
+        offers=[pb.Offer(offer_id=o["offer_id"], name=o["name"], score=o["score"], propensity=o["propensity"],
+                         value=o["value"], affinity=o["affinity"], passed_rules=o["passed_rules"],
+                         caps_left={k: int(v) for k, v in o["caps_left"].items()})
+                for o in reply["offers"]])
+
+
 def recommendations_proto(result: Recommendations, request_id: str) -> pb.RecommendResponse:
     return pb.RecommendResponse(
         items=[pb.ScoredItem(item_id=i.item_id, score=i.score, reasons=list(i.reasons), name=i.name)

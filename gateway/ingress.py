@@ -26,7 +26,7 @@ from engine.auth import ApiKey, AuthConfig, Authenticator
 from engine.catalog import parse_updates
 from engine.errors import InvalidArgument, PayloadTooLarge, RecsysError, Unavailable
 from engine.events import Event, parse_batch
-from engine.queries import parse_recommend, parse_similar
+from engine.queries import parse_offer_query, parse_recommend, parse_similar
 from engine.sharding import shard_for
 from engine.validation import require_id
 from gateway import codec
@@ -147,6 +147,15 @@ class Ingress:
         changed = await asyncio.gather(*[self._call(s.apply_catalog.remote(updates)) for s in self.shards])
         return changed[0], _request_id(request_id)
 
+    async def next_best_offer(self, raw: Any) -> dict[str, Any]:
+        query = parse_offer_query(raw)
+        reply = await self._call(self._shard(query.customer_id).next_best_offer.remote(query, _now_ms()))
+        for offer in reply["offers"]:
+            self.metrics.decisions.labels(offer["offer_id"]).inc()
+        if not reply["offers"]:
+            self.metrics.decisions.labels(f"none:{reply['reason']}").inc()
+        return {**reply, "request_id": _request_id(query.request_id)}
+
     async def healthy(self) -> str:
         versions = await asyncio.wait_for(asyncio.gather(*[s.ping.remote() for s in self.shards]), 5.0)
         return versions[0]
@@ -213,6 +222,12 @@ class Ingress:
                                                             request.request_id)
             return pb.UpdateCatalogResponse(applied=applied, request_id=request_id)
         return await self._grpc(request, grpc_context, pb.UpdateCatalogResponse(), "admin", work)
+
+    async def NextBestOffer(self, request: pb.NextBestOfferRequest, grpc_context=None) -> pb.NextBestOfferResponse:
+        async def work(_key):
+            out = await self.next_best_offer(codec.offer_request(request))
+            return codec.offer_proto(out, out["request_id"])
+        return await self._grpc(request, grpc_context, pb.NextBestOfferResponse(), "offers", work)
 
     async def Check(self, request: health_pb2.HealthCheckRequest, grpc_context=None) -> health_pb2.HealthCheckResponse:
         if request.service not in ("", "recsys.v1.Personalization"):
@@ -285,6 +300,12 @@ class Ingress:
             accepted, duplicates, request_id = await self.track(raw.get("events"), raw.get("request_id"))
             return {"accepted": accepted, "duplicates": duplicates, "request_id": request_id}
         return await self._http(request, "TrackEvents", "events", work)
+
+    @app.post("/v1/next-best-offer")
+    async def http_next_best_offer(self, request: Request) -> Response:
+        async def work(raw, _key):
+            return await self.next_best_offer(raw)
+        return await self._http(request, "NextBestOffer", "offers", work)
 
     @app.post("/v1/catalog")
     async def http_catalog(self, request: Request) -> Response:

@@ -22,6 +22,10 @@ class Metrics:
                               registry=self.registry)
         self.customers = Gauge("recsys_shard_customers", "Customers held in memory per shard", ["shard"],
                                registry=self.registry)
+        # label: the offer id (from the catalogue: a small, operator-defined set) or
+        # "none:<reason>" for a decision with no offer (reasons are a fixed set)
+        self.decisions = Counter("recsys_offer_decisions", "Next-best-offer decisions by offer made",
+                                 ["offer"], registry=self.registry)
         self.model = Gauge("recsys_model_info", "The model version the shards serve (value 1)", ["version"],
                            registry=self.registry)
 

@@ -33,8 +33,8 @@ class RunningService:
     shards: list
     registry: object = None
     tls_front: object = None
-    # the start-up model's arrays in the object store, owned here (see actors.cluster.start_shards)
-    model_ref: object = None
+    # the start-up model's arrays and the offer learner, owned here (see actors.cluster.start_shards)
+    keep_alive: object = None
 
     def stop(self) -> None:
         if self.tls_front is not None:
@@ -45,7 +45,7 @@ class RunningService:
         stop_shards(self.config.num_shards)
         self.shards.clear()
         self.registry = None
-        self.model_ref = None
+        self.keep_alive = None
 
 
 def _free_loopback_port() -> int:
@@ -56,7 +56,7 @@ def _free_loopback_port() -> int:
 
 def start_service(config: ServeConfig, bundle: ModelBundle, shard_options: dict | None = None) -> RunningService:
     """Start shards and the ingress on the Ray this process is connected to."""
-    shards, registry, model_ref = start_shards(bundle, config, shard_options)
+    shards, registry, keep_alive = start_shards(bundle, config, shard_options)
     tls = config.tls_certfile is not None
     if tls != (config.tls_keyfile is not None):
         raise InvalidArgument("tls_certfile and tls_keyfile go together")
@@ -81,4 +81,4 @@ def start_service(config: ServeConfig, bundle: ModelBundle, shard_options: dict 
             f"{config.http_host}:{config.grpc_port}", f"127.0.0.1:{serve_grpc_port}",
             Path(config.tls_certfile).read_bytes(), Path(config.tls_keyfile).read_bytes())
         ray.get(front.start.remote())
-    return RunningService(config, shards, registry, front, model_ref)
+    return RunningService(config, shards, registry, front, keep_alive)

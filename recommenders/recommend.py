@@ -79,6 +79,11 @@ def _profile(model: ModelRuntime, customer_id: str, state: CustomerState | None)
     return _Profile(vector, weights, last_purchase, purchase_weight, known=row is not None or live)
 
 
+def customer_vector(model: ModelRuntime, customer_id: str, state: CustomerState | None) -> np.ndarray | None:
+    """The customer's ALS vector now: trained, or folded in from what they did live."""
+    return _profile(model, customer_id, state).vector
+
+
 def session_seeds(view: CatalogView, state: CustomerState | None, query: RecommendQuery,
                   half_life: float) -> dict[int, float]:
     """Live signals as item index -> weight; the newest counts most."""

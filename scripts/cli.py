@@ -87,6 +87,57 @@ def cmd_export_events(args) -> int:
     return 0
 
 
+def cmd_experiments(args) -> int:
+    from actors.store import open_store
+    from engine.config import absolute_store_url
+    from engine.decisioning import experiment_report, format_report
+    from engine.offer_log import experiment_rows
+
+    store = open_store(absolute_store_url(args.store))
+    try:
+        rows = experiment_rows(store.export_events())
+    finally:
+        store.close()
+    if not rows:
+        print("no experiment exposures stored yet")
+        return 0
+    print(format_report(experiment_report(rows)))
+    return 0
+
+
+def cmd_offers(args) -> int:
+    from actors.shard_offers import catalog_from_toml
+
+    text = Path(args.file).read_text()
+    catalog = catalog_from_toml(text, args.file)  # refuses a broken file before anything changes
+    print(f"{args.file}: catalogue {catalog.version} with {len(catalog.offers)} offers, "
+          f"{len(catalog.experiments)} experiment(s) is valid")
+    if args.action == "check":
+        return 0
+    import ray
+
+    from actors.cluster import find_shards
+    from actors.shard import OFFER_CATALOG_META
+    from actors.store import open_store
+    from engine.config import absolute_store_url
+
+    ray.init(address=args.address, namespace="recsys", log_to_driver=False)
+    try:
+        shards = find_shards(args.shards)
+    except ValueError:
+        print("recsys offers: no running service found on that Ray cluster (start `recsys serve` first)",
+              file=sys.stderr)
+        return 2
+    store = open_store(absolute_store_url(args.store))
+    try:
+        store.set_meta(OFFER_CATALOG_META, text)  # what a restarted shard reads
+    finally:
+        store.close()
+    versions = ray.get([s.set_offer_catalog.remote(text) for s in shards])
+    print(f"catalogue {versions[0]} in force on {len(versions)} shards")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from recommenders.evaluation import (evaluate_movielens, evaluate_online_retail, movielens_grid,
                                          retail_grid)
@@ -356,6 +407,19 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--output-json")
     load.add_argument("--chart", help="PNG latency chart")
     load.set_defaults(func=cmd_loadtest)
+
+    experiments = sub.add_parser("experiments", help="per-arm read-out of the offer experiments")
+    experiments.add_argument("action", choices=["report"])
+    experiments.add_argument("--store", default=defaults.store_url)
+    experiments.set_defaults(func=cmd_experiments)
+
+    offers = sub.add_parser("offers", help="check an offer catalogue file, or put it in force in the running service")
+    offers.add_argument("action", choices=["check", "reload"])
+    offers.add_argument("--file", default=defaults.offers.catalog_path or "config/offers.toml")
+    offers.add_argument("--store", default=defaults.store_url)
+    offers.add_argument("--shards", type=int, default=defaults.num_shards)
+    offers.add_argument("--address", default="auto", help="the service's Ray cluster (default: the local one)")
+    offers.set_defaults(func=cmd_offers)
 
     export = sub.add_parser("export-events", help="write the stored events as a generic events CSV")
     export.add_argument("--store", default=defaults.store_url)

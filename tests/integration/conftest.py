@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
@@ -9,6 +10,9 @@ import pytest
 from engine.auth import ApiKey, AuthConfig, generate_key, hash_key
 from tests.ports import free_port
 
+OFFERS_TEST_CATALOG = Path(__file__).with_name("offers_test.toml")
+# a short cart-abandonment timer (2.4 s), so a test can wait for it
+CART_ABANDON_MINUTES = 0.04
 KEYS = {name: generate_key() for name in ("admin", "reader", "limited", "small")}
 AUTH = AuthConfig(enabled=True, keys=(
     ApiKey("admin", hash_key(KEYS["admin"]), frozenset({"recommend", "events", "offers", "admin"})),
@@ -68,10 +72,12 @@ def ray_session():
 
 @pytest.fixture(scope="session")
 def service(ray_session, synthetic_bundle, tmp_path_factory):
-    from engine.config import ServeConfig
+    from engine.config import OffersConfig, ServeConfig
     from gateway.server import start_service
 
-    config = ServeConfig(http_port=free_port(), grpc_port=free_port(), num_shards=3,
+    offers = OffersConfig(catalog_path=str(OFFERS_TEST_CATALOG), bandit_sync_seconds=0.5,
+                          cart_abandon_minutes=CART_ABANDON_MINUTES, trigger_tick_seconds=0.2)
+    config = ServeConfig(http_port=free_port(), grpc_port=free_port(), num_shards=3, offers=offers,
                          model_dir=str(tmp_path_factory.mktemp("models")),
                          max_body_bytes=200_000, max_events_per_request=100,
                          store_url=f"sqlite:///{tmp_path_factory.mktemp('store')}/recsys.db", auth=AUTH)

@@ -224,3 +224,89 @@ class UpdateCatalogResponse(_message.Message):
     applied: int
     request_id: str
     def __init__(self, applied: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class BasketLine(_message.Message):
+    __slots__ = ("item_id", "quantity", "unit_price")
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    UNIT_PRICE_FIELD_NUMBER: _ClassVar[int]
+    item_id: str
+    quantity: float
+    unit_price: float
+    def __init__(self, item_id: _Optional[str] = ..., quantity: _Optional[float] = ..., unit_price: _Optional[float] = ...) -> None: ...
+
+class NextBestOfferRequest(_message.Message):
+    __slots__ = ("customer_id", "channel", "store_id", "country", "basket", "n", "request_id")
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    COUNTRY_FIELD_NUMBER: _ClassVar[int]
+    BASKET_FIELD_NUMBER: _ClassVar[int]
+    N_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    customer_id: str
+    channel: str
+    store_id: str
+    country: str
+    basket: _containers.RepeatedCompositeFieldContainer[BasketLine]
+    n: int
+    request_id: str
+    def __init__(self, customer_id: _Optional[str] = ..., channel: _Optional[str] = ..., store_id: _Optional[str] = ..., country: _Optional[str] = ..., basket: _Optional[_Iterable[_Union[BasketLine, _Mapping]]] = ..., n: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class Offer(_message.Message):
+    __slots__ = ("offer_id", "name", "score", "propensity", "value", "affinity", "passed_rules", "caps_left")
+    class CapsLeftEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    OFFER_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    PROPENSITY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    AFFINITY_FIELD_NUMBER: _ClassVar[int]
+    PASSED_RULES_FIELD_NUMBER: _ClassVar[int]
+    CAPS_LEFT_FIELD_NUMBER: _ClassVar[int]
+    offer_id: str
+    name: str
+    score: float
+    propensity: float
+    value: float
+    affinity: float
+    passed_rules: _containers.RepeatedScalarFieldContainer[str]
+    caps_left: _containers.ScalarMap[str, int]
+    def __init__(self, offer_id: _Optional[str] = ..., name: _Optional[str] = ..., score: _Optional[float] = ..., propensity: _Optional[float] = ..., value: _Optional[float] = ..., affinity: _Optional[float] = ..., passed_rules: _Optional[_Iterable[str]] = ..., caps_left: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class NextBestOfferResponse(_message.Message):
+    __slots__ = ("decision_id", "offers", "reason", "strategy", "experiment_id", "arm", "segment", "catalog_version", "request_id", "rejected")
+    class RejectedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    OFFERS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ARM_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    offers: _containers.RepeatedCompositeFieldContainer[Offer]
+    reason: str
+    strategy: str
+    experiment_id: str
+    arm: str
+    segment: str
+    catalog_version: str
+    request_id: str
+    rejected: _containers.ScalarMap[str, str]
+    def __init__(self, decision_id: _Optional[str] = ..., offers: _Optional[_Iterable[_Union[Offer, _Mapping]]] = ..., reason: _Optional[str] = ..., strategy: _Optional[str] = ..., experiment_id: _Optional[str] = ..., arm: _Optional[str] = ..., segment: _Optional[str] = ..., catalog_version: _Optional[str] = ..., request_id: _Optional[str] = ..., rejected: _Optional[_Mapping[str, str]] = ...) -> None: ...

@@ -64,6 +64,11 @@ class PersonalizationStub:
                 request_serializer=recsys_dot_v1_dot_recsys__pb2.UpdateCatalogRequest.SerializeToString,
                 response_deserializer=recsys_dot_v1_dot_recsys__pb2.UpdateCatalogResponse.FromString,
                 _registered_method=True)
+        self.NextBestOffer = channel.unary_unary(
+                '/recsys.v1.Personalization/NextBestOffer',
+                request_serializer=recsys_dot_v1_dot_recsys__pb2.NextBestOfferRequest.SerializeToString,
+                response_deserializer=recsys_dot_v1_dot_recsys__pb2.NextBestOfferResponse.FromString,
+                _registered_method=True)
 
 
 class PersonalizationServicer:
@@ -112,6 +117,15 @@ class PersonalizationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def NextBestOffer(self, request, context):
+        """Which offer(s), if any, for this customer now (the till at checkout, web, app, e-mail).
+        The shows it makes are stored before the reply: send offer_accepted / offer_declined
+        events with its decision_id and offer_id when the customer answers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PersonalizationServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -144,6 +158,11 @@ def add_PersonalizationServicer_to_server(servicer, server):
                     servicer.UpdateCatalog,
                     request_deserializer=recsys_dot_v1_dot_recsys__pb2.UpdateCatalogRequest.FromString,
                     response_serializer=recsys_dot_v1_dot_recsys__pb2.UpdateCatalogResponse.SerializeToString,
+            ),
+            'NextBestOffer': grpc.unary_unary_rpc_method_handler(
+                    servicer.NextBestOffer,
+                    request_deserializer=recsys_dot_v1_dot_recsys__pb2.NextBestOfferRequest.FromString,
+                    response_serializer=recsys_dot_v1_dot_recsys__pb2.NextBestOfferResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -308,6 +327,33 @@ class Personalization:
             '/recsys.v1.Personalization/UpdateCatalog',
             recsys_dot_v1_dot_recsys__pb2.UpdateCatalogRequest.SerializeToString,
             recsys_dot_v1_dot_recsys__pb2.UpdateCatalogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def NextBestOffer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recsys.v1.Personalization/NextBestOffer',
+            recsys_dot_v1_dot_recsys__pb2.NextBestOfferRequest.SerializeToString,
+            recsys_dot_v1_dot_recsys__pb2.NextBestOfferResponse.FromString,
             options,
             channel_credentials,
             insecure,
