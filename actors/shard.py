@@ -62,6 +62,9 @@ class CustomerShardLogic:
         self.customers: dict[str, CustomerState] = {}
         self.last_seq = 0
         self.since_snapshot = 0
+        # triggers: customer -> (when the cart counts as abandoned, the add_to_cart event id)
+        self.abandon_due: dict[str, tuple[int, str]] = {}
+        self.new_actions: list[dict[str, Any]] = []
 
     # -- durability -------------------------------------------------------------------------------
     def recover(self) -> dict[str, Any]:
@@ -83,6 +86,7 @@ class CustomerShardLogic:
                 state = state_from_dict(data)
                 self.customers[state.customer_id] = state
             self.offers.restore(body.get("offers"))
+            self.abandon_due = {c: (due, e) for c, (due, e) in body.get("abandon_due", {}).items()}
         replayed = 0
         for seq, event in self.store.events_since(self.shard_id, self.last_seq):
             self._apply(event)
@@ -94,7 +98,8 @@ class CustomerShardLogic:
                 "seconds": round(time.perf_counter() - started, 4)}
 
     def snapshot_payload(self) -> tuple[int, bytes]:
-        body = {"customers": [state_to_dict(s) for s in self.customers.values()], "offers": self.offers.snapshot()}
+        body = {"customers": [state_to_dict(s) for s in self.customers.values()], "offers": self.offers.snapshot(),
+                "abandon_due": self.abandon_due}
         return self.last_seq, zlib.compress(orjson.dumps(body), 1)
 
     def write_snapshot(self) -> None:
@@ -119,7 +124,44 @@ class CustomerShardLogic:
         applied = apply_event(state, event)
         if applied:
             self.offers.count(event)
+            self._arm_triggers(state, event)
         return applied
+
+    # -- triggers: cart abandonment, POS cross-sell -> the outbox ------------------------------------
+    def _arm_triggers(self, state: CustomerState, event: Event) -> None:
+        kind = event.event_type
+        if kind == "add_to_cart":
+            delay = int(self.offers.config.cart_abandon_minutes * 60_000)
+            self.abandon_due[event.customer_id] = (event.timestamp_ms + delay, event.event_id)
+        elif kind == "purchase" or (kind == "remove_from_cart" and not state.cart):
+            self.abandon_due.pop(event.customer_id, None)
+
+    def _cross_sell(self, event: Event) -> None:
+        """A purchase at the till: what to suggest next, for the channels that follow up."""
+        n = self.offers.config.cross_sell_items
+        if n == 0:
+            return
+        query = RecommendQuery(customer_id=event.customer_id, channel="pos", k=n)
+        items = [i.item_id for i in self.recommend(query, event.timestamp_ms).items]
+        self.new_actions.append({
+            "action_id": f"cross_sell:{event.event_id}", "kind": "cross_sell", "customer_id": event.customer_id,
+            "channel": event.channel, "store_id": event.store_id, "created_ms": event.timestamp_ms,
+            "trigger_item_id": event.item_id, "item_ids": items})
+
+    def due_actions(self, now_ms: int) -> list[dict[str, Any]]:
+        """Cart-abandonment actions whose time has come, plus cross-sells made since the last call."""
+        actions, self.new_actions = self.new_actions, []
+        for customer, (due, add_event) in list(self.abandon_due.items()):
+            if due > now_ms:
+                continue
+            del self.abandon_due[customer]
+            state = self.customers.get(customer)
+            if state is None or not state.cart:
+                continue
+            actions.append({"action_id": f"cart_abandonment:{customer}:{add_event}", "kind": "cart_abandonment",
+                            "customer_id": customer, "channel": "", "store_id": "", "created_ms": now_ms,
+                            "item_ids": list(state.cart)})
+        return actions
 
     def apply_catalog(self, updates: Sequence[CatalogUpdate]) -> int:
         """Apply committed catalogue updates to this shard's view; returns how many changed it."""
@@ -141,6 +183,8 @@ class CustomerShardLogic:
             fresh = self._apply(event)
             if fresh:
                 self.offers.learn(event, self.customers.get(event.customer_id))
+                if event.event_type == "purchase" and event.channel == "pos":
+                    self._cross_sell(event)
             applied.append(fresh)
             self.last_seq = max(self.last_seq, seq)
             self.since_snapshot += 1
@@ -248,6 +292,7 @@ class CustomerShard:
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
 
     async def track(self, events: list[Event]) -> tuple[int, int]:
+        self._start_background()
         if self._writer is None:
             self._wake = asyncio.Event()
             self._writer = asyncio.create_task(self._write_loop())
@@ -290,7 +335,7 @@ class CustomerShard:
     async def next_best_offer(self, query: OfferQuery, now_ms: int | None = None) -> dict[str, Any]:
         """Decide and store the shows before replying, one decision per customer at a time, so
         concurrent requests from several channels see each other's shows (caps hold exactly)."""
-        self._start_offer_sync()
+        self._start_background()
         entry = self._offer_locks.setdefault(query.customer_id, [asyncio.Lock(), 0])
         entry[1] += 1  # users of this lock; the last one out removes it
         try:
@@ -309,9 +354,26 @@ class CustomerShard:
         self._logic.offers.set_catalog(catalog)
         return catalog.version
 
-    def _start_offer_sync(self) -> None:
+    def _start_background(self) -> None:
+        """The shard's timers (an async actor's __init__ has no running loop to start them in)."""
         if self._offer_sync is None:
             self._offer_sync = asyncio.create_task(self._sync_bandit_forever())
+            self._triggers = asyncio.create_task(self._fire_triggers_forever())
+
+    async def _fire_triggers_forever(self) -> None:
+        logic = self._logic
+        while True:
+            await asyncio.sleep(logic.offers.config.trigger_tick_seconds)
+            actions = logic.due_actions(_now_ms())
+            if not actions:
+                continue
+            try:
+                await self._io_call(logic.store.append_actions, actions)
+            except Exception:  # the store is away: keep them for the next tick
+                logic.new_actions.extend(actions)
+
+    async def actions_after(self, seq: int, limit: int) -> list:
+        return await self._io_call(self._logic.store.actions_after, seq, limit)
 
     async def _sync_bandit_forever(self) -> None:
         from actors.learner import find_learner
@@ -379,4 +441,5 @@ class CustomerShard:
             self._pending_model = None
 
     async def ping(self) -> str:
+        self._start_background()
         return self._logic.model.version

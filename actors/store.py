@@ -76,6 +76,9 @@ class SqlEventStore:
                     id {self.serial}, ts_ms BIGINT NOT NULL, principal TEXT NOT NULL,
                     action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL)""",
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            f"""CREATE TABLE IF NOT EXISTS actions (
+                    seq {self.serial}, action_id TEXT NOT NULL UNIQUE, customer_id TEXT NOT NULL,
+                    kind TEXT NOT NULL, created_ms BIGINT NOT NULL, payload {self.blob} NOT NULL)""",
             f"""CREATE TABLE IF NOT EXISTS catalog_updates (
                     seq {self.serial}, item_id TEXT NOT NULL, stored_ms BIGINT NOT NULL,
                     payload {self.blob} NOT NULL)""",
@@ -135,6 +138,35 @@ class SqlEventStore:
             except Exception:
                 self._rollback()
                 raise
+
+    # -- the outbox of triggered actions ----------------------------------------------------------
+    def append_actions(self, actions: Sequence[dict[str, Any]]) -> int:
+        """Store actions (each with action_id, customer_id, kind, created_ms); an action_id stored
+        before is skipped, so re-deriving an action after a restart does not send it twice."""
+        rows = [(a["action_id"], a["customer_id"], a["kind"], a["created_ms"], orjson.dumps(a)) for a in actions]
+        conflict = " ON CONFLICT (action_id) DO NOTHING"
+        added = 0
+        with self._lock:
+            try:
+                for row in rows:
+                    cursor = self._execute(self._sql(
+                        "INSERT INTO actions (action_id, customer_id, kind, created_ms, payload) VALUES (?, ?, ?, ?, ?)"
+                        + conflict), row)
+                    added += max(cursor.rowcount, 0)
+                self._commit()
+            except Exception:
+                self._rollback()
+                raise
+        return added
+
+    def actions_after(self, seq: int, limit: int = 100) -> list[tuple[int, dict[str, Any]]]:
+        """Actions stored after ``seq``, oldest first: (seq, action). Forgotten customers' are gone."""
+        with self._lock:
+            rows = self._execute(self._sql(
+                "SELECT seq, payload FROM actions WHERE seq > ? AND customer_id NOT IN "
+                "(SELECT customer_id FROM forgotten) ORDER BY seq LIMIT ?"), (seq, limit)).fetchall()
+            self._commit()
+        return [(int(r[0]), orjson.loads(bytes(r[1]))) for r in rows]
 
     # -- the catalogue -----------------------------------------------------------------------------
     def append_catalog(self, updates: Sequence[CatalogUpdate]) -> None:
@@ -212,6 +244,7 @@ class SqlEventStore:
         with self._lock:
             try:
                 deleted = self._execute(self._sql("DELETE FROM events WHERE customer_id = ?"), (customer_id,)).rowcount
+                self._execute(self._sql("DELETE FROM actions WHERE customer_id = ?"), (customer_id,))
                 self._execute(self._sql("DELETE FROM forgotten WHERE customer_id = ?"), (customer_id,))
                 self._execute(self._sql("INSERT INTO forgotten (customer_id, forgotten_ms) VALUES (?, ?)"),
                               (customer_id, _now_ms()))

@@ -99,6 +99,13 @@ def offer_proto(reply: dict[str, Any], request_id: str) -> pb.NextBestOfferRespo
                 for o in reply["offers"]])
 
 
+def action_proto(seq: int, action: dict[str, Any]) -> pb.Action:
+    return pb.Action(seq=seq, action_id=action["action_id"], kind=action["kind"], customer_id=action["customer_id"],
+                     channel=action.get("channel", ""), store_id=action.get("store_id", ""),
+                     created_ms=action["created_ms"], item_ids=action.get("item_ids", []),
+                     trigger_item_id=action.get("trigger_item_id", ""))
+
+
 def recommendations_proto(result: Recommendations, request_id: str) -> pb.RecommendResponse:
     return pb.RecommendResponse(
         items=[pb.ScoredItem(item_id=i.item_id, score=i.score, reasons=list(i.reasons), name=i.name)

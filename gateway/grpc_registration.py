@@ -43,7 +43,9 @@ def add_personalization_to_server(servicer, server) -> None:
     for method in SERVICE.methods:
         request_cls = getattr(pb, method.input_type.name)
         response_cls = getattr(pb, method.output_type.name)
-        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+        # server-streaming RPCs (SubscribeActions) are unary-stream handlers; Serve streams them
+        factory = grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler
+        handlers[method.name] = factory(
             getattr(servicer, method.name, None),
             request_deserializer=_lenient(request_cls),
             response_serializer=response_cls.SerializeToString,

@@ -28,7 +28,7 @@ from engine.errors import InvalidArgument, PayloadTooLarge, RecsysError, Unavail
 from engine.events import Event, parse_batch
 from engine.queries import parse_offer_query, parse_recommend, parse_similar
 from engine.sharding import shard_for
-from engine.validation import require_id
+from engine.validation import require_id, require_int
 from gateway import codec
 from gateway.grpc_registration import MalformedMessage
 from gateway.metrics import Metrics
@@ -38,6 +38,9 @@ from recsys.v1 import recsys_pb2 as pb
 # Serve's logger: with the JSON logging config (gateway/server.py) every line carries the
 # request id, route and replica, so a client that sends x-request-id (HTTP) or request_id
 # (gRPC metadata) can find its request's lines again.
+ACTION_KINDS = frozenset({"cart_abandonment", "cross_sell"})
+ACTIONS_PAGE = 100
+ACTIONS_POLL_S = 0.25
 log = logging.getLogger("ray.serve")
 
 app = FastAPI(title="recsys", docs_url=None, redoc_url=None, openapi_url=None)
@@ -229,6 +232,45 @@ class Ingress:
             return codec.offer_proto(out, out["request_id"])
         return await self._grpc(request, grpc_context, pb.NextBestOfferResponse(), "offers", work)
 
+    async def SubscribeActions(self, request: pb.SubscribeActionsRequest, grpc_context=None):
+        """Server-streaming: the outbox after ``after_seq``, then new actions as they come."""
+        started = time.perf_counter()
+        try:
+            metadata = dict(grpc_context.invocation_metadata()) if grpc_context is not None else {}
+            self._admit(metadata.get("authorization"), "offers", request.ByteSize())
+            if isinstance(request, MalformedMessage):
+                raise InvalidArgument(f"malformed {request.type_name}: {request.error}")
+            after, kinds, limit = self._action_query(request.after_seq, list(request.kinds), request.max_actions)
+        except RecsysError as error:
+            code, _ = statuses(error)
+            grpc_context.set_code(code)
+            grpc_context.set_details(error.message)
+            self.metrics.observe("SubscribeActions", "grpc", code.name, time.perf_counter() - started)
+            # A stream's status only reaches the client when the generator raises after setting
+            # it (Serve wraps it in gRPCStatusError); a bare return would end the stream as OK.
+            raise
+        self.metrics.observe("SubscribeActions", "grpc", "OK", time.perf_counter() - started)
+        sent = 0
+        while True:
+            rows = await self._call(self.shards[0].actions_after.remote(after, ACTIONS_PAGE))
+            for seq, action in rows:
+                after = seq
+                if kinds and action["kind"] not in kinds:
+                    continue
+                yield codec.action_proto(seq, action)
+                sent += 1
+                if limit and sent >= limit:
+                    return
+            if len(rows) < ACTIONS_PAGE:
+                await asyncio.sleep(ACTIONS_POLL_S)
+
+    @staticmethod
+    def _action_query(after: Any, kinds: Any, limit: Any) -> tuple[int, set[str], int]:
+        after = require_int(after, "after_seq", low=0, high=2**62)
+        if not isinstance(kinds, list) or any(k not in ACTION_KINDS for k in kinds):
+            raise InvalidArgument(f"kinds: a list of {sorted(ACTION_KINDS)}")
+        return after, set(kinds), require_int(limit, "max_actions", low=0, high=1_000_000)
+
     async def Check(self, request: health_pb2.HealthCheckRequest, grpc_context=None) -> health_pb2.HealthCheckResponse:
         if request.service not in ("", "recsys.v1.Personalization"):
             grpc_context.set_code(grpc.StatusCode.NOT_FOUND)
@@ -306,6 +348,26 @@ class Ingress:
         async def work(raw, _key):
             return await self.next_best_offer(raw)
         return await self._http(request, "NextBestOffer", "offers", work)
+
+    @app.get("/v1/actions")
+    async def http_actions(self, request: Request) -> Response:
+        """One page of the outbox: ?after=SEQ&limit=N&kind=cart_abandonment (kind repeatable)."""
+        async def work(_raw, _key):
+            params = request.query_params
+            unknown = set(params) - {"after", "limit", "kind"}
+            if unknown:
+                raise InvalidArgument(f"query: unknown parameter(s) {', '.join(sorted(unknown))}")
+            try:
+                after, limit = int(params.get("after", "0")), int(params.get("limit", "100"))
+            except ValueError:
+                raise InvalidArgument("after, limit: must be integers") from None
+            after, kinds, _ = self._action_query(after, params.getlist("kind"), 0)
+            limit = require_int(limit, "limit", low=1, high=1000)
+            rows = await self._call(self.shards[0].actions_after.remote(after, limit))
+            next_after = rows[-1][0] if rows else after
+            actions = [{"seq": seq, **a} for seq, a in rows if not kinds or a["kind"] in kinds]
+            return {"actions": actions, "next_after": next_after}
+        return await self._http(request, "SubscribeActions", "offers", work, body=False)
 
     @app.post("/v1/catalog")
     async def http_catalog(self, request: Request) -> Response:

@@ -42,7 +42,7 @@ class Endpoints:
         return time.perf_counter() - started
 
 
-class _AddMetadata(grpc.UnaryUnaryClientInterceptor):
+class _AddMetadata(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
     """Sends `authorization: Bearer <key>` with every call, as a client application would."""
 
     def __init__(self, key: str):
@@ -51,6 +51,9 @@ class _AddMetadata(grpc.UnaryUnaryClientInterceptor):
     def intercept_unary_unary(self, continuation, details, request):
         details = details._replace(metadata=tuple(details.metadata or ()) + self._metadata)
         return continuation(details, request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return self.intercept_unary_unary(continuation, details, request)
 
 
 def authed_stub(channel, key: str):

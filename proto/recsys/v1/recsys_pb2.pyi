@@ -310,3 +310,37 @@ class NextBestOfferResponse(_message.Message):
     request_id: str
     rejected: _containers.ScalarMap[str, str]
     def __init__(self, decision_id: _Optional[str] = ..., offers: _Optional[_Iterable[_Union[Offer, _Mapping]]] = ..., reason: _Optional[str] = ..., strategy: _Optional[str] = ..., experiment_id: _Optional[str] = ..., arm: _Optional[str] = ..., segment: _Optional[str] = ..., catalog_version: _Optional[str] = ..., request_id: _Optional[str] = ..., rejected: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class SubscribeActionsRequest(_message.Message):
+    __slots__ = ("after_seq", "kinds", "max_actions", "request_id")
+    AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    after_seq: int
+    kinds: _containers.RepeatedScalarFieldContainer[str]
+    max_actions: int
+    request_id: str
+    def __init__(self, after_seq: _Optional[int] = ..., kinds: _Optional[_Iterable[str]] = ..., max_actions: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class Action(_message.Message):
+    __slots__ = ("seq", "action_id", "kind", "customer_id", "channel", "store_id", "created_ms", "item_ids", "trigger_item_id")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    ACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_MS_FIELD_NUMBER: _ClassVar[int]
+    ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    action_id: str
+    kind: str
+    customer_id: str
+    channel: str
+    store_id: str
+    created_ms: int
+    item_ids: _containers.RepeatedScalarFieldContainer[str]
+    trigger_item_id: str
+    def __init__(self, seq: _Optional[int] = ..., action_id: _Optional[str] = ..., kind: _Optional[str] = ..., customer_id: _Optional[str] = ..., channel: _Optional[str] = ..., store_id: _Optional[str] = ..., created_ms: _Optional[int] = ..., item_ids: _Optional[_Iterable[str]] = ..., trigger_item_id: _Optional[str] = ...) -> None: ...

@@ -69,6 +69,11 @@ class PersonalizationStub:
                 request_serializer=recsys_dot_v1_dot_recsys__pb2.NextBestOfferRequest.SerializeToString,
                 response_deserializer=recsys_dot_v1_dot_recsys__pb2.NextBestOfferResponse.FromString,
                 _registered_method=True)
+        self.SubscribeActions = channel.unary_stream(
+                '/recsys.v1.Personalization/SubscribeActions',
+                request_serializer=recsys_dot_v1_dot_recsys__pb2.SubscribeActionsRequest.SerializeToString,
+                response_deserializer=recsys_dot_v1_dot_recsys__pb2.Action.FromString,
+                _registered_method=True)
 
 
 class PersonalizationServicer:
@@ -126,6 +131,15 @@ class PersonalizationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubscribeActions(self, request, context):
+        """Actions the engine's triggers created (cart abandonment, cross-sell after a till purchase),
+        from the durable outbox, oldest first, then live as they are created. Resume after a
+        disconnect with after_seq = the last seq received (at-least-once: dedupe on action_id).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PersonalizationServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -163,6 +177,11 @@ def add_PersonalizationServicer_to_server(servicer, server):
                     servicer.NextBestOffer,
                     request_deserializer=recsys_dot_v1_dot_recsys__pb2.NextBestOfferRequest.FromString,
                     response_serializer=recsys_dot_v1_dot_recsys__pb2.NextBestOfferResponse.SerializeToString,
+            ),
+            'SubscribeActions': grpc.unary_stream_rpc_method_handler(
+                    servicer.SubscribeActions,
+                    request_deserializer=recsys_dot_v1_dot_recsys__pb2.SubscribeActionsRequest.FromString,
+                    response_serializer=recsys_dot_v1_dot_recsys__pb2.Action.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -354,6 +373,33 @@ class Personalization:
             '/recsys.v1.Personalization/NextBestOffer',
             recsys_dot_v1_dot_recsys__pb2.NextBestOfferRequest.SerializeToString,
             recsys_dot_v1_dot_recsys__pb2.NextBestOfferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubscribeActions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/recsys.v1.Personalization/SubscribeActions',
+            recsys_dot_v1_dot_recsys__pb2.SubscribeActionsRequest.SerializeToString,
+            recsys_dot_v1_dot_recsys__pb2.Action.FromString,
             options,
             channel_credentials,
             insecure,
