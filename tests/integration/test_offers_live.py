@@ -121,3 +121,24 @@ def test_bad_offer_requests_are_rejected_with_a_message(http, stub):
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     ok = http.post("/v1/next-best-offer", json={"customer_id": customer, "channel": "pos"})
     assert ok.status_code == 200 and ok.json()["offers"][0]["offer_id"] == "pos-only"
+
+
+def test_a_new_catalogue_version_goes_live_and_a_broken_one_is_refused(stub, service):
+    import ray
+
+    from actors.cluster import find_shards
+    from tests.integration.conftest import OFFERS_TEST_CATALOG
+
+    shards = find_shards(service.config.num_shards)
+    original = OFFERS_TEST_CATALOG.read_text()
+    updated = original.replace('version = "test-1"', 'version = "test-2"').replace(
+        'name = "Till-only treat"', 'name = "Till-only treat, new wording"')
+    try:
+        assert ray.get([s.set_offer_catalog.remote(updated) for s in shards]) == ["test-2"] * len(shards)
+        reply = nbo(stub, uid(), channel="pos")
+        assert reply.catalog_version == "test-2" and reply.offers[0].name == "Till-only treat, new wording"
+        with pytest.raises(ray.exceptions.RayTaskError, match="value"):
+            ray.get(shards[0].set_offer_catalog.remote(original.replace("value = 1.0", "value = -1.0")))
+        assert nbo(stub, uid(), channel="pos").catalog_version == "test-2"
+    finally:
+        ray.get([s.set_offer_catalog.remote(original) for s in shards])
