@@ -42,7 +42,7 @@ def start_shards(bundle: ModelBundle, config: ServeConfig, actor_options: dict |
     shards = [
         CustomerShard.options(name=shard_name(i), namespace=NAMESPACE, **options)
         .remote(i, config.ranking, config.store_url, num_shards, config.snapshot_every_events, config.offers,
-                offer_toml)
+                offer_toml, config.hot_customers_per_shard)
         for i in range(num_shards)
     ]
     ray.get([s.ping.remote() for s in shards])

@@ -30,6 +30,7 @@ from engine.events import Event, event_to_dict
 from engine.offers import OfferCatalog
 from engine.queries import OfferQuery, RecommendQuery, SimilarQuery
 from engine.state import CustomerState, apply_event, state_from_dict, state_to_dict
+from actors.customer_table import CustomerTable
 from actors.shard_offers import ShardOffers, catalog_from_toml
 from actors.store import SqlEventStore, open_store
 from recommenders.catalog_view import CatalogView
@@ -50,7 +51,8 @@ class CustomerShardLogic:
 
     def __init__(self, shard_id: int, model: ModelRuntime, ranking: RankingConfig,
                  store: SqlEventStore, snapshot_every: int = 10_000, *, num_shards: int = 1,
-                 offers_config: OffersConfig = OffersConfig(), offer_catalog: OfferCatalog | None = None):
+                 offers_config: OffersConfig = OffersConfig(), offer_catalog: OfferCatalog | None = None,
+                 hot_customers: int = 50_000):
         self.shard_id = shard_id
         self.offers = ShardOffers(shard_id, num_shards, offers_config,
                                   offer_catalog or catalog_from_toml(None, "(none)"))
@@ -59,7 +61,7 @@ class CustomerShardLogic:
         self.ranking = ranking
         self.store = store
         self.snapshot_every = snapshot_every
-        self.customers: dict[str, CustomerState] = {}
+        self.customers = CustomerTable(hot_customers)
         self.last_seq = 0
         self.since_snapshot = 0
         # triggers: customer -> (when the cart counts as abandoned, the add_to_cart event id)
@@ -98,7 +100,7 @@ class CustomerShardLogic:
                 "seconds": round(time.perf_counter() - started, 4)}
 
     def snapshot_payload(self) -> tuple[int, bytes]:
-        body = {"customers": [state_to_dict(s) for s in self.customers.values()], "offers": self.offers.snapshot(),
+        body = {"customers": self.customers.snapshot_entries(), "offers": self.offers.snapshot(),
                 "abandon_due": self.abandon_due}
         return self.last_seq, zlib.compress(orjson.dumps(body), 1)
 
@@ -243,7 +245,8 @@ class CustomerShardLogic:
         return {"customer_id": customer_id, "state": state, "events": [event_to_dict(e) for e in events]}
 
     def stats(self) -> dict[str, Any]:
-        return {"shard_id": self.shard_id, "customers": len(self.customers), "last_seq": self.last_seq,
+        return {"shard_id": self.shard_id, "customers": len(self.customers),
+                "customers_unpacked": self.customers.hot_count, "last_seq": self.last_seq,
                 "model_version": self.model.version, "catalog_items": len(self.catalog),
                 "new_items": len(self.view.new_index)}
 
@@ -260,7 +263,7 @@ class CustomerShard:
 
     def __init__(self, shard_id: int, ranking: RankingConfig, store_url: str, num_shards: int,
                  snapshot_every: int = 10_000, offers: OffersConfig = OffersConfig(),
-                 offer_catalog_toml: str | None = None):
+                 offer_catalog_toml: str | None = None, hot_customers: int = 50_000):
         # The registry's current model, also after a restart or a move to another node.
         # refs = [ObjectRef], a list so that Ray hands us the reference and we keep it alive;
         # ray.get returns read-only numpy arrays mapped from shared memory (no copy).
@@ -278,7 +281,7 @@ class CustomerShard:
             offer_catalog_toml = store.get_meta(OFFER_CATALOG_META) or offer_catalog_toml
         catalog = catalog_from_toml(offer_catalog_toml, "offer catalogue")
         self._logic = CustomerShardLogic(shard_id, model, ranking, store, snapshot_every, num_shards=num_shards,
-                                         offers_config=offers, offer_catalog=catalog)
+                                         offers_config=offers, offer_catalog=catalog, hot_customers=hot_customers)
         self._recovery = self._logic.recover()
         self._offer_locks: dict[str, list] = {}
         self._rng = np.random.default_rng()

@@ -111,6 +111,8 @@ class ServeConfig:
     store_url: str = "sqlite:///var/recsys.db"
     # A shard writes a snapshot of its customers after this many new events.
     snapshot_every_events: int = 10_000
+    # Customers a shard keeps unpacked (recently used); the rest are held packed (actors/customer_table.py).
+    hot_customers_per_shard: int = 50_000
     auth: AuthConfig = field(default_factory=AuthConfig)
     # TLS: PEM files; when set, HTTP is HTTPS and gRPC is served with TLS on grpc_port (see
     # gateway/tls_front.py) while Serve's own gRPC proxy listens on loopback only.
@@ -124,6 +126,8 @@ class ServeConfig:
             raise InvalidArgument("num_shards: must be between 1 and 4096")
         if self.ingress_replicas < 1 or self.ingress_max_replicas < 1:
             raise InvalidArgument("ingress_replicas, ingress_max_replicas: must be >= 1")
+        if self.hot_customers_per_shard < 100:
+            raise InvalidArgument("hot_customers_per_shard: must be >= 100")
         if self.snapshot_every_events < 1:
             raise InvalidArgument("snapshot_every_events: must be >= 1")
         for name in ("http_port", "grpc_port"):

@@ -6,7 +6,7 @@ recovery) and reasoned about without Ray.
 """
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+import sys
 from dataclasses import dataclass, field
 
 from engine.decisioning import OfferHistory, segment_of
@@ -15,8 +15,6 @@ from engine.events import EVENT_WEIGHTS, Event
 # Live session signals kept per customer: enough for co-visitation, small enough that a
 # shard holds many customers.
 MAX_RECENT = 30
-# Event ids remembered per customer so a retried delivery is applied once.
-MAX_SEEN_EVENT_IDS = 256
 # offer event type -> what the contact history calls it (offer_control is no contact)
 OFFER_HISTORY_KIND = {"offer_shown": "shown", "offer_accepted": "accepted", "offer_declined": "declined"}
 
@@ -29,22 +27,25 @@ class Purchase:
 
 @dataclass(slots=True)
 class CustomerState:
-    """Everything the engine knows live about one customer, across channels."""
+    """Everything the engine knows live about one customer, across channels.
+
+    Kept small: a shard holds many of these (engine figures: benchmarks/memory_per_customer.py).
+    A retried delivery is recognised by the store (unique customer + event id), so no event ids
+    are kept here; rarely used parts (returns, consent, offers) stay None until needed."""
 
     customer_id: str
-    # (item_id, event_type, timestamp_ms), newest last: views, cart adds, purchases.
-    recent: deque = field(default_factory=lambda: deque(maxlen=MAX_RECENT))
+    # (item_id, event_type, timestamp_ms), newest last, at most MAX_RECENT: views, cart adds, purchases.
+    recent: list = field(default_factory=list)
     cart: dict[str, float] = field(default_factory=dict)
     purchases: dict[str, Purchase] = field(default_factory=dict)
-    returned: set[str] = field(default_factory=set)
+    returned: set[str] | None = None
     # Implicit-feedback weight per item from live events (for folding in the customer's vector).
     interactions: dict[str, float] = field(default_factory=dict)
     channels: dict[str, int] = field(default_factory=dict)
     last_event_ms: int = 0
     event_count: int = 0
-    seen_event_ids: OrderedDict = field(default_factory=OrderedDict)
     # purpose -> granted; a purpose never mentioned falls back to the configured default
-    consent: dict[str, bool] = field(default_factory=dict)
+    consent: dict[str, bool] | None = None
     # orders (distinct purchase sessions) and spend, for the customer's lifecycle segment
     orders: int = 0
     spend: float = 0.0
@@ -52,20 +53,15 @@ class CustomerState:
     # offers shown, accepted, declined: the contact policy's memory (None until the first)
     offers: OfferHistory | None = None
 
-    def has_seen(self, event_id: str) -> bool:
-        return event_id in self.seen_event_ids
 
 
 def apply_event(state: CustomerState, event: Event) -> bool:
-    """Apply ``event`` to ``state``. Returns False (and changes nothing) for a duplicate id."""
-    if state.has_seen(event.event_id):
-        return False
-    state.seen_event_ids[event.event_id] = None
-    if len(state.seen_event_ids) > MAX_SEEN_EVENT_IDS:
-        state.seen_event_ids.popitem(last=False)
-
-    item, kind, ts = event.item_id, event.event_type, event.timestamp_ms
+    """Apply ``event`` to ``state`` (the caller has made sure it is not a re-delivery)."""
+    # one string object per item and kind, shared by every customer who touches it
+    item, kind, ts = sys.intern(event.item_id), sys.intern(event.event_type), event.timestamp_ms
     if kind == "consent":
+        if state.consent is None:
+            state.consent = {}
         for purpose, value in event.attributes:
             state.consent[purpose] = value == "granted"
     elif kind == "add_to_cart":
@@ -82,7 +78,8 @@ def apply_event(state: CustomerState, event: Event) -> bool:
         count = (previous.count if previous else 0.0) + (event.quantity if kind == "purchase" else 1.0)
         state.purchases[item] = Purchase(count=count, last_ms=max(ts, previous.last_ms if previous else 0))
         state.cart.pop(item, None)
-        state.returned.discard(item)
+        if state.returned:
+            state.returned.discard(item)
         if kind == "purchase":
             order = event.session_id or event.event_id
             if order != state.last_order:
@@ -91,6 +88,8 @@ def apply_event(state: CustomerState, event: Event) -> bool:
             if event.price is not None:
                 state.spend += event.price * event.quantity
     elif kind == "return":
+        if state.returned is None:
+            state.returned = set()
         state.returned.add(item)
         state.interactions.pop(item, None)
     elif kind in OFFER_HISTORY_KIND:
@@ -103,7 +102,10 @@ def apply_event(state: CustomerState, event: Event) -> bool:
     if weight > 0:
         state.interactions[item] = state.interactions.get(item, 0.0) + weight
         state.recent.append((item, kind, ts))
-    state.channels[event.channel] = state.channels.get(event.channel, 0) + 1
+        if len(state.recent) > MAX_RECENT:
+            del state.recent[0]
+    channel = sys.intern(event.channel)
+    state.channels[channel] = state.channels.get(channel, 0) + 1
     state.last_event_ms = max(state.last_event_ms, ts)
     state.event_count += 1
     return True
@@ -120,7 +122,7 @@ def segment(state: CustomerState | None, now_ms: int) -> str:
 
 def consents(state: CustomerState | None, purpose: str, default: bool) -> bool:
     """Whether the customer allows ``purpose`` (personalization, marketing)."""
-    if state is None:
+    if state is None or state.consent is None:
         return default
     return state.consent.get(purpose, default)
 
@@ -132,12 +134,11 @@ def state_to_dict(state: CustomerState) -> dict:
         "recent": [list(r) for r in state.recent],
         "cart": state.cart,
         "purchases": {item: [p.count, p.last_ms] for item, p in state.purchases.items()},
-        "returned": sorted(state.returned),
+        "returned": sorted(state.returned or ()),
         "interactions": state.interactions,
         "channels": state.channels,
         "last_event_ms": state.last_event_ms,
         "event_count": state.event_count,
-        "seen_event_ids": list(state.seen_event_ids),
         "consent": state.consent,
         "orders": state.orders,
         "spend": state.spend,
@@ -148,16 +149,15 @@ def state_to_dict(state: CustomerState) -> dict:
 
 def state_from_dict(data: dict) -> CustomerState:
     state = CustomerState(data["customer_id"])
-    state.recent.extend(tuple(r) for r in data["recent"])
+    state.recent = [(sys.intern(i), sys.intern(k), t) for i, k, t in data["recent"]]
     state.cart = dict(data["cart"])
     state.purchases = {item: Purchase(count, last) for item, (count, last) in data["purchases"].items()}
-    state.returned = set(data["returned"])
+    state.returned = set(data["returned"]) or None
     state.interactions = dict(data["interactions"])
     state.channels = dict(data["channels"])
     state.last_event_ms = data["last_event_ms"]
     state.event_count = data["event_count"]
-    state.seen_event_ids = OrderedDict((e, None) for e in data["seen_event_ids"])
-    state.consent = dict(data.get("consent", {}))
+    state.consent = dict(data["consent"]) if data.get("consent") else None
     state.orders = data.get("orders", 0)
     state.spend = data.get("spend", 0.0)
     state.last_order = data.get("last_order", "")

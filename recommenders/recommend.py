@@ -65,7 +65,7 @@ def _profile(model: ModelRuntime, customer_id: str, state: CustomerState | None)
             if i is not None:
                 last_purchase[i] = max(last_purchase.get(i, 0), bought.last_ms)
                 purchase_weight[i] = purchase_weight.get(i, 0.0) + bought.count
-        for item_id in state.returned:
+        for item_id in state.returned or ():
             i = model.item_index.get(item_id)
             if i is not None:
                 weights.pop(i, None)
@@ -184,7 +184,7 @@ def recommend(model: ModelRuntime, state: CustomerState | None, query: Recommend
     cart = set(query.cart_item_ids) | (set(state.cart) if state is not None else set())
     excluded |= _resolve(view, cart)
     if state is not None:
-        excluded |= _resolve(view, state.returned)
+        excluded |= _resolve(view, state.returned or ())
 
     blended = blend(sources, weights)
     ranked = top_k(blended, _rules_mask(view, blended.idx, query.filters, excluded), query.k)

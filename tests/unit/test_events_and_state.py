@@ -80,13 +80,6 @@ def test_purchase_leaves_cart_and_is_remembered():
     assert "a" in state.returned and "a" not in state.interactions
 
 
-def test_duplicate_event_id_is_applied_once():
-    state = CustomerState("c1")
-    assert apply_event(state, ev(event_id="x", event_type="add_to_cart", item_id="a"))
-    assert not apply_event(state, ev(event_id="x", event_type="add_to_cart", item_id="a"))
-    assert state.cart == {"a": 1.0} and state.event_count == 1
-
-
 def test_recent_is_bounded():
     state = CustomerState("c1")
     for i in range(100):

@@ -7,6 +7,7 @@ from engine.config import RankingConfig
 from engine.errors import NotFound
 from engine.events import parse_event
 from engine.queries import RecommendQuery
+from engine.state import state_to_dict
 
 NOW = 1_800_000_000_000
 PER_GROUP = 20  # synthetic shop: 60 items in 3 groups
@@ -87,12 +88,12 @@ def test_recovery_from_snapshot_and_log(make_shard):
         shard.track([event(n, f"r{n % 3}", "add_to_cart" if n % 2 else "view", f"i{n:04d}")])
     assert shard.store.latest_snapshot(0) is not None  # written after 5 and 10 events
     before = {c: s.cart for c, s in shard.customers.items()}
-    seen = {c: list(s.seen_event_ids) for c, s in shard.customers.items()}
+    states = {c: state_to_dict(s) for c, s in shard.customers.items()}
     again = make_shard(snapshot_every=5)
     report = again.recover()
     assert report["from_snapshot"] and report["replayed"] == 2 and report["customers"] == 3
     assert {c: s.cart for c, s in again.customers.items()} == before
-    assert {c: list(s.seen_event_ids) for c, s in again.customers.items()} == seen
+    assert {c: state_to_dict(s) for c, s in again.customers.items()} == states
     assert again.last_seq == shard.last_seq
     # a re-delivery after the restart is still recognised, from the store
     assert again.track([event(3, "r0", "add_to_cart", "i0003")]) == (0, 1)
