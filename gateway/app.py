@@ -24,7 +24,7 @@ task owns survives it: not the shard actors, the model registry, nor the model a
 They are started by one detached owner actor pinned to the head node, which plays the part of
 the long-lived ``recsys serve`` process: it calls ``actors.cluster.start_shards`` and keeps the
 handles and the arrays' object alive. A redeploy finds the owner (or shards someone else
-started) and reuses them; deleting the owner actor takes the whole back end down with it.
+started) and reuses them; killing the owner actor takes the whole back end down with it.
 """
 from __future__ import annotations
 
@@ -189,7 +189,7 @@ def _check_shard_count(running: int, wanted: int) -> None:
     if running != wanted:
         raise InvalidArgument(f"shards: {running} shard actors are running but args ask for {wanted}; customers "
                               "are placed by a hash over the shard count, so it cannot change under a running "
-                              "service (stop it first: ray kill the actor recsys-service-owner in namespace recsys)")
+                              "service (stop it first: ray.kill(ray.get_actor('recsys-service-owner', namespace='recsys')))")
 
 
 def ensure_backend(parsed: AppArgs) -> dict:
