@@ -42,8 +42,6 @@ def parse_mix(text: str) -> dict[str, float]:
         if name not in OPERATIONS:
             raise ValueError(f"--mix: unknown operation {name!r}; one of {OPERATIONS}")
         mix[name] = float(weight)
-    if mix.get("nbo"):
-        raise ValueError("--mix: NextBestOffer is not served by this release yet")
     total = sum(mix.values())
     return {name: weight / total for name, weight in mix.items() if weight > 0}
 
@@ -67,6 +65,10 @@ class _Grpc:
             if op == "recommend":
                 await self.stub.Recommend(pb.RecommendRequest(customer_id=customer, k=10), metadata=self.metadata,
                                           timeout=30)
+            elif op == "nbo":
+                await self.stub.NextBestOffer(pb.NextBestOfferRequest(
+                    customer_id=customer, channel="pos", basket=[pb.BasketLine(item_id=item)]),
+                    metadata=self.metadata, timeout=30)
             else:
                 event = pb.Event(event_id=uuid.uuid4().hex, customer_id=customer, event_type="view", item_id=item,
                                  channel="web")
@@ -93,6 +95,9 @@ class _Http:
         try:
             if op == "recommend":
                 response = await self.client.post("/v1/recommend", json={"customer_id": customer, "k": 10})
+            elif op == "nbo":
+                response = await self.client.post("/v1/next-best-offer", json={
+                    "customer_id": customer, "channel": "pos", "basket": [{"item_id": item}]})
             else:
                 response = await self.client.post("/v1/events", json={"events": [{
                     "event_id": uuid.uuid4().hex, "customer_id": customer, "event_type": "view", "item_id": item,

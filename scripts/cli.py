@@ -400,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
     load.add_argument("--rate", type=float, default=100.0, help="requests per second")
     load.add_argument("--duration", type=float, default=10.0, help="seconds")
-    load.add_argument("--mix", default="recommend=0.8,events=0.2", help="recommend=W,events=W[,nbo=W]")
+    load.add_argument("--mix", default="recommend=0.8,events=0.2", help="weights of recommend, events (TrackEvents of one view), nbo (NextBestOffer at a till)")
     load.add_argument("--key", help=f"API key (default: {DEMO_KEY_FILE} when present)")
     load.add_argument("--customers", type=int, default=1000)
     load.add_argument("--items", default="85123A,22423,47566,84879,20725", help="comma-separated item ids for events")
