@@ -5,6 +5,8 @@
 1. The store alone: one transaction per event vs one per 100 events (SQLite WAL, synchronous=FULL).
 2. One shard actor (Ray, 2 CPUs): events sent one per call, sequentially (one commit each) and
    from 64 concurrent callers (the actor's group commit puts what is queued into one transaction).
+3. The whole service (2 shards, auth on): gRPC TrackEvents with batches of 100 events from 8
+   concurrent clients, customers spread over both shards.
 Every event is committed before it is acknowledged in all cases. Prints events/s.
 """
 from __future__ import annotations
@@ -25,6 +27,42 @@ def _events(n: int, prefix: str):
     now = int(time.time() * 1000)
     return [parse_event({"event_id": f"{prefix}{i}", "customer_id": f"c{i % 5000}", "event_type": "view",
                          "item_id": f"i{i % 60:04d}", "channel": "web"}, now) for i in range(n)]
+
+
+def _through_grpc(bundle, tmp: Path, n_events: int) -> float:
+    import grpc
+
+    from benchmarks.bench_auth import bench_auth
+    from engine.config import ServeConfig
+    from gateway.server import start_service
+    from recsys.v1 import recsys_pb2 as pb, recsys_pb2_grpc
+    from tests.ports import free_port
+
+    key, auth = bench_auth()
+    config = ServeConfig(http_port=free_port(), grpc_port=free_port(), num_shards=2, auth=auth,
+                         store_url=f"sqlite:///{tmp}/service.db", model_dir=str(tmp / "models"))
+    service = start_service(config, bundle)
+    metadata = (("authorization", f"Bearer {key}"),)
+    batches = [[pb.Event(event_id=f"g{b}-{i}", customer_id=f"c{(b * 100 + i) % 5000}", event_type="view",
+                         item_id=f"i{i % 60:04d}", channel="web") for i in range(100)]
+               for b in range(n_events // 100)]
+    try:
+        async def run() -> float:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{config.grpc_port}") as channel:
+                stub = recsys_pb2_grpc.PersonalizationStub(channel)
+                await stub.TrackEvents(pb.TrackEventsRequest(events=batches[0]), metadata=metadata)  # warm-up
+                queue = batches[1:]
+                started = time.perf_counter()
+
+                async def client():
+                    while queue:
+                        reply = await stub.TrackEvents(pb.TrackEventsRequest(events=queue.pop()), metadata=metadata)
+                        assert reply.accepted == 100
+                await asyncio.gather(*[client() for _ in range(8)])
+                return (len(batches) - 1) * 100 / (time.perf_counter() - started)
+        return asyncio.run(run())
+    finally:
+        service.stop()
 
 
 def main() -> int:
@@ -87,6 +125,11 @@ def main() -> int:
         started = time.perf_counter()
         ray.get([shard.track.remote(events[i:i + 100]) for i in range(0, len(events), 100)])
         print(f"shard actor, batches of 100      {len(events) / (time.perf_counter() - started):10,.0f} events/s")
+        from actors.cluster import stop_shards
+
+        stop_shards(1)
+        print(f"gRPC TrackEvents, batches of 100 {_through_grpc(bundle, tmp, args.events):10,.0f} events/s  "
+              "(8 concurrent clients, 2 shards, whole service)")
     finally:
         ray.shutdown()
     return 0
