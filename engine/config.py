@@ -28,6 +28,8 @@ class BlendWeights:
     # absolute [0, 1] scale. Weighted as much as the sources a new item cannot have yet (ALS,
     # history), so strong live evidence ranks it with established items.
     new_items: float = 2.0
+    # items a request promotes (filters.boost_item_ids)
+    promoted: float = 1.0
 
     def as_dict(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -50,6 +52,8 @@ class RankingConfig:
     # Consent for personalisation when a customer has never said: True treats it as
     # legitimate interest; set False where the law asks for opt-in.
     default_personalization_consent: bool = True
+    # Diversity: at most this many items of one category per answer (None: no cap); per request too.
+    max_per_category: int | None = None
 
     def __post_init__(self) -> None:
         if self.repurchase_policy not in REPURCHASE_POLICIES:

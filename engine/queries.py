@@ -24,6 +24,10 @@ class Filters:
     max_price: float | None = None
     repurchase_policy: str | None = None       # None: the configured default
     repurchase_window_days: int | None = None
+    include_categories: tuple[str, ...] = ()
+    exclude_categories: tuple[str, ...] = ()
+    boost_item_ids: tuple[str, ...] = ()       # promoted items
+    max_per_category: int | None = None        # diversity cap
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +88,8 @@ def _no_unknown(raw: Mapping[str, Any], allowed: set[str], where: str) -> None:
 def parse_filters(raw: Any, where: str = "filters") -> Filters:
     raw = _mapping(raw, where)
     _no_unknown(raw, {"exclude_item_ids", "include_item_ids", "min_price", "max_price",
-                      "repurchase_policy", "repurchase_window_days"}, where)
+                      "repurchase_policy", "repurchase_window_days", "include_categories", "exclude_categories",
+                      "boost_item_ids", "max_per_category"}, where)
     policy = raw.get("repurchase_policy") or None
     if policy is not None:
         require_choice(policy, f"{where}.repurchase_policy", REPURCHASE_POLICIES)
@@ -101,6 +106,13 @@ def parse_filters(raw: Any, where: str = "filters") -> Filters:
         exclude_item_ids=require_id_list(raw.get("exclude_item_ids"), f"{where}.exclude_item_ids", max_len=MAX_LIST),
         include_item_ids=require_id_list(raw.get("include_item_ids"), f"{where}.include_item_ids", max_len=MAX_LIST),
         repurchase_policy=policy, repurchase_window_days=window, **prices,
+        include_categories=require_id_list(raw.get("include_categories"), f"{where}.include_categories",
+                                           max_len=MAX_LIST),
+        exclude_categories=require_id_list(raw.get("exclude_categories"), f"{where}.exclude_categories",
+                                           max_len=MAX_LIST),
+        boost_item_ids=require_id_list(raw.get("boost_item_ids"), f"{where}.boost_item_ids", max_len=MAX_LIST),
+        max_per_category=None if raw.get("max_per_category") is None else require_int(
+            raw.get("max_per_category"), f"{where}.max_per_category", low=1, high=10_000),
     )
 
 

@@ -12,9 +12,9 @@ from typing import Mapping
 
 import numpy as np
 
-SOURCES = ("als", "history", "session", "repurchase", "popular", "new_items")
+SOURCES = ("als", "history", "session", "repurchase", "popular", "new_items", "promoted")
 # Sources whose scores are already on [0, 1] with a meaning of their own (not rescaled per request).
-ABSOLUTE_SOURCES = frozenset({"new_items"})
+ABSOLUTE_SOURCES = frozenset({"new_items", "promoted"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,19 +73,34 @@ def blend(candidates: Mapping[str, tuple[np.ndarray, np.ndarray]], weights: Mapp
     return Blended(all_idx, contributions.sum(axis=1), contributions, sources)
 
 
-def top_k(blended: Blended, allowed: np.ndarray, k: int) -> list[tuple[int, float, tuple[str, ...]]]:
+def top_k(blended: Blended, allowed: np.ndarray, k: int, groups: np.ndarray | None = None,
+          max_per_group: int | None = None) -> list[tuple[int, float, tuple[str, ...]]]:
     """Best ``k`` allowed candidates as (item index, score, reasons), score descending.
 
     ``allowed`` is a boolean mask aligned with ``blended.idx``. Ties break on item index so the
-    answer is deterministic.
+    answer is deterministic. With ``groups`` (a group code per item index) and ``max_per_group``,
+    at most that many items of one group are taken (diversity); the next best fill the places.
     """
     if k <= 0 or blended.idx.size == 0:
         return []
     keep = np.flatnonzero(allowed)
     if keep.size == 0:
         return []
-    order = np.lexsort((blended.idx[keep], -blended.score[keep]))[:k]
-    chosen = keep[order]
+    order = np.lexsort((blended.idx[keep], -blended.score[keep]))
+    if groups is None or max_per_group is None:
+        chosen = keep[order[:k]]
+    else:
+        taken: dict[int, int] = {}
+        picked = []
+        for row in keep[order]:
+            group = int(groups[blended.idx[row]])
+            if group >= 0 and taken.get(group, 0) >= max_per_group:  # negative: no group, no cap
+                continue
+            taken[group] = taken.get(group, 0) + 1
+            picked.append(row)
+            if len(picked) == k:
+                break
+        chosen = np.asarray(picked, dtype=np.int64)
     out = []
     for row in chosen:
         contrib = blended.contributions[row]

@@ -17,7 +17,12 @@ def _filters(msg: pb.Filters) -> dict[str, Any]:
         "exclude_item_ids": list(msg.exclude_item_ids),
         "include_item_ids": list(msg.include_item_ids),
         "repurchase_policy": msg.repurchase_policy,
+        "include_categories": list(msg.include_categories),
+        "exclude_categories": list(msg.exclude_categories),
+        "boost_item_ids": list(msg.boost_item_ids),
     }
+    if msg.max_per_category:
+        out["max_per_category"] = msg.max_per_category
     for name in ("min_price", "max_price", "repurchase_window_days"):
         if msg.HasField(name):
             out[name] = getattr(msg, name)

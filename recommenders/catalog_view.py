@@ -28,6 +28,9 @@ class CatalogView:
         self.ids: list[str] = model.item_ids.tolist()
         self.names: list[str] = model.item_names.tolist()
         self.category: list[str] = model.item_category.tolist()
+        # categories as small integers (-1: none), for vectorised category rules and diversity
+        self._codes: dict[str, int] = {}
+        self.category_code = np.array([self.code(c) for c in self.category], dtype=np.int32)
         self.price = np.array(model.item_price, dtype=np.float64)
         self.recommendable = np.array(model.recommendable, dtype=bool)
         self.new_index: dict[str, int] = {}
@@ -52,6 +55,15 @@ class CatalogView:
                 if j is not None:
                     self.live_covis[i][j] = self.live_covis[i].get(j, 0.0) + count
 
+    def code(self, category: str) -> int:
+        if not category:
+            return -1
+        return self._codes.setdefault(category, len(self._codes))
+
+    def known_codes(self, categories) -> np.ndarray:
+        """Codes of the categories this view has (an unknown category matches no item)."""
+        return np.asarray([self._codes[c] for c in categories if c in self._codes], dtype=np.int32)
+
     # -- catalogue ------------------------------------------------------------------------------
     def index_of(self, item_id: str) -> int | None:
         i = self.model.item_index.get(item_id)
@@ -68,10 +80,12 @@ class CatalogView:
             self.category.append("")
             self.price = np.append(self.price, np.nan)
             self.recommendable = np.append(self.recommendable, True)
+            self.category_code = np.append(self.category_code, np.int32(-1))
         if item.name is not None:
             self.names[i] = item.name
         if item.category is not None:
             self.category[i] = item.category
+            self.category_code[i] = self.code(item.category)
             self._category_popularity = None
         if item.price is not None:
             self.price[i] = item.price

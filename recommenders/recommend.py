@@ -136,9 +136,21 @@ def _resolve(view: CatalogView, ids) -> set[int]:
 
 def _rules_mask(view: CatalogView, candidate_idx: np.ndarray, filters: Filters, excluded: set[int]) -> np.ndarray:
     include = _resolve(view, filters.include_item_ids) if filters.include_item_ids else None
-    return allowed_mask(candidate_idx, excluded=excluded | _resolve(view, filters.exclude_item_ids),
+    mask = allowed_mask(candidate_idx, excluded=excluded | _resolve(view, filters.exclude_item_ids),
                         include_only=include, prices=view.price, min_price=filters.min_price,
                         max_price=filters.max_price, recommendable=view.recommendable)
+    if filters.include_categories or filters.exclude_categories:
+        codes = view.category_code[candidate_idx]
+        if filters.include_categories:
+            mask &= np.isin(codes, view.known_codes(filters.include_categories))
+        if filters.exclude_categories:
+            mask &= ~np.isin(codes, view.known_codes(filters.exclude_categories))
+    return mask
+
+
+def _top(view: CatalogView, blended, mask: np.ndarray, query, config: RankingConfig):
+    cap = query.filters.max_per_category or config.max_per_category
+    return top_k(blended, mask, query.k, view.category_code if cap else None, cap)
 
 
 def _to_items(view: CatalogView, ranked) -> tuple[ScoredItem, ...]:
@@ -179,6 +191,9 @@ def recommend(model: ModelRuntime, state: CustomerState | None, query: Recommend
         sources["repurchase"] = repurchase_candidates(profile, now_ms)
     # Enough popular items that k survive any exclusion.
     sources["popular"] = _popular(view, n + len(profile.last_purchase_ms) + len(seeds))
+    if query.filters.boost_item_ids and weights.get("promoted", 0) > 0:
+        promoted = np.fromiter(_resolve(view, query.filters.boost_item_ids), dtype=np.int64)
+        sources["promoted"] = (promoted, np.ones(promoted.size))
 
     excluded = purchased_to_exclude(policy, profile.last_purchase_ms, now_ms, window)
     cart = set(query.cart_item_ids) | (set(state.cart) if state is not None else set())
@@ -187,7 +202,7 @@ def recommend(model: ModelRuntime, state: CustomerState | None, query: Recommend
         excluded |= _resolve(view, state.returned or ())
 
     blended = blend(sources, weights)
-    ranked = top_k(blended, _rules_mask(view, blended.idx, query.filters, excluded), query.k)
+    ranked = _top(view, blended, _rules_mask(view, blended.idx, query.filters, excluded), query, config)
     personal = any(len(sources.get(s, ((),))[0]) for s in ("als", "history", "session", "repurchase", "new_items"))
     reasons: tuple[str, ...] = ()
     if not personal:

@@ -19,20 +19,28 @@ class Context(_message.Message):
     def __init__(self, current_item_id: _Optional[str] = ..., cart_item_ids: _Optional[_Iterable[str]] = ..., session_id: _Optional[str] = ..., country: _Optional[str] = ...) -> None: ...
 
 class Filters(_message.Message):
-    __slots__ = ("exclude_item_ids", "include_item_ids", "min_price", "max_price", "repurchase_policy", "repurchase_window_days")
+    __slots__ = ("exclude_item_ids", "include_item_ids", "min_price", "max_price", "repurchase_policy", "repurchase_window_days", "include_categories", "exclude_categories", "boost_item_ids", "max_per_category")
     EXCLUDE_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
     MIN_PRICE_FIELD_NUMBER: _ClassVar[int]
     MAX_PRICE_FIELD_NUMBER: _ClassVar[int]
     REPURCHASE_POLICY_FIELD_NUMBER: _ClassVar[int]
     REPURCHASE_WINDOW_DAYS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    BOOST_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_PER_CATEGORY_FIELD_NUMBER: _ClassVar[int]
     exclude_item_ids: _containers.RepeatedScalarFieldContainer[str]
     include_item_ids: _containers.RepeatedScalarFieldContainer[str]
     min_price: float
     max_price: float
     repurchase_policy: str
     repurchase_window_days: int
-    def __init__(self, exclude_item_ids: _Optional[_Iterable[str]] = ..., include_item_ids: _Optional[_Iterable[str]] = ..., min_price: _Optional[float] = ..., max_price: _Optional[float] = ..., repurchase_policy: _Optional[str] = ..., repurchase_window_days: _Optional[int] = ...) -> None: ...
+    include_categories: _containers.RepeatedScalarFieldContainer[str]
+    exclude_categories: _containers.RepeatedScalarFieldContainer[str]
+    boost_item_ids: _containers.RepeatedScalarFieldContainer[str]
+    max_per_category: int
+    def __init__(self, exclude_item_ids: _Optional[_Iterable[str]] = ..., include_item_ids: _Optional[_Iterable[str]] = ..., min_price: _Optional[float] = ..., max_price: _Optional[float] = ..., repurchase_policy: _Optional[str] = ..., repurchase_window_days: _Optional[int] = ..., include_categories: _Optional[_Iterable[str]] = ..., exclude_categories: _Optional[_Iterable[str]] = ..., boost_item_ids: _Optional[_Iterable[str]] = ..., max_per_category: _Optional[int] = ...) -> None: ...
 
 class RecommendRequest(_message.Message):
     __slots__ = ("customer_id", "channel", "store_id", "context", "k", "filters", "request_id")
