@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from engine.errors import InvalidArgument, PayloadTooLarge
+from engine.errors import InvalidArgument
 from engine.events import MAX_PRICE, MIN_TIMESTAMP_MS, MAX_FUTURE_SKEW_MS
-from engine.validation import require_id, require_int, require_number
+from engine.validation import parse_whole_batch, require_id, require_int, require_number
 
 UPDATE_FIELDS = frozenset({"item_id", "name", "category", "price", "in_stock", "timestamp_ms"})
 MAX_NAME_LENGTH = 256
@@ -84,13 +84,7 @@ def parse_update(raw: Any, now_ms: int, where: str = "update") -> CatalogUpdate:
 
 def parse_updates(raw: Any, now_ms: int, max_updates: int) -> list[CatalogUpdate]:
     """A whole batch or nothing, like events.parse_batch."""
-    if not isinstance(raw, (list, tuple)):
-        raise InvalidArgument("updates: must be a list")
-    if not raw:
-        raise InvalidArgument("updates: must not be empty")
-    if len(raw) > max_updates:
-        raise PayloadTooLarge(f"updates: at most {max_updates} per request, got {len(raw)}")
-    return [parse_update(item, now_ms, f"updates[{i}]") for i, item in enumerate(raw)]
+    return parse_whole_batch(raw, "updates", max_updates, lambda item, where: parse_update(item, now_ms, where))
 
 
 def update_to_dict(update: CatalogUpdate) -> dict[str, Any]:

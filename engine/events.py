@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from engine.errors import InvalidArgument, PayloadTooLarge
-from engine.validation import require_choice, require_id, require_int, require_number
+from engine.errors import InvalidArgument
+from engine.validation import parse_whole_batch, require_choice, require_id, require_int, require_number
 
 ITEM_EVENT_TYPES = frozenset({"view", "add_to_cart", "remove_from_cart", "purchase", "return", "rate"})
 # A consent event carries no item: attributes {"personalization": "granted"|"denied",
@@ -159,13 +159,7 @@ def _parse_attributes(raw: Any, where: str) -> tuple[tuple[str, str], ...]:
 
 def parse_batch(raw_events: Any, now_ms: int, max_events: int) -> list[Event]:
     """Validate a whole batch; any bad event rejects all of it (nothing is half-applied)."""
-    if not isinstance(raw_events, (list, tuple)):
-        raise InvalidArgument("events: must be a list")
-    if not raw_events:
-        raise InvalidArgument("events: must not be empty")
-    if len(raw_events) > max_events:
-        raise PayloadTooLarge(f"events: at most {max_events} per request, got {len(raw_events)}")
-    return [parse_event(raw, now_ms, f"events[{i}]") for i, raw in enumerate(raw_events)]
+    return parse_whole_batch(raw_events, "events", max_events, lambda raw, where: parse_event(raw, now_ms, where))
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from engine.errors import InvalidArgument
 
 MAX_ID_LENGTH = 128
+T = TypeVar("T")
 
 
 def require_id(value: Any, field: str, *, required: bool = True) -> str:
@@ -60,3 +61,17 @@ def require_id_list(value: Any, field: str, *, max_len: int) -> tuple[str, ...]:
     if len(value) > max_len:
         raise InvalidArgument(f"{field}: at most {max_len} entries, got {len(value)}")
     return tuple(require_id(v, f"{field}[{i}]") for i, v in enumerate(value))
+
+
+def parse_whole_batch(raw: Any, field: str, max_items: int, parse_one: Callable[[Any, str], T]) -> list[T]:
+    """Validate a request's list item by item; any bad item rejects the whole list (nothing of it is
+    applied). ``parse_one(item, where)`` names the item's position in its messages."""
+    from engine.errors import PayloadTooLarge
+
+    if not isinstance(raw, (list, tuple)):
+        raise InvalidArgument(f"{field}: must be a list")
+    if not raw:
+        raise InvalidArgument(f"{field}: must not be empty")
+    if len(raw) > max_items:
+        raise PayloadTooLarge(f"{field}: at most {max_items} per request, got {len(raw)}")
+    return [parse_one(item, f"{field}[{i}]") for i, item in enumerate(raw)]
