@@ -99,11 +99,13 @@ class SqlEventStore:
     def check_layout(self, num_shards: int) -> None:
         """Events are filed by shard: a store written with N shards is served with N shards."""
         with self._lock:
+            # shards start together: the first to write wins, the others read what it wrote
+            self._execute(self._sql("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"),
+                          ("num_shards", str(num_shards)))
+            self._commit()
             row = self._execute(self._sql("SELECT value FROM meta WHERE key = ?"), ("num_shards",)).fetchone()
-            if row is None:
-                self._execute(self._sql("INSERT INTO meta (key, value) VALUES (?, ?)"), ("num_shards", str(num_shards)))
-                self._commit()
-            elif int(row[0]) != num_shards:
+            self._commit()
+            if int(row[0]) != num_shards:
                 raise InvalidArgument(f"the store was written with {row[0]} shards; serve it with "
                                       f"--shards {row[0]} (resharding is not supported)")
 
@@ -132,8 +134,8 @@ class SqlEventStore:
     def set_meta(self, key: str, value: str) -> None:
         with self._lock:
             try:
-                self._execute(self._sql("DELETE FROM meta WHERE key = ?"), (key,))
-                self._execute(self._sql("INSERT INTO meta (key, value) VALUES (?, ?)"), (key, value))
+                self._execute(self._sql("INSERT INTO meta (key, value) VALUES (?, ?) "
+                                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value"), (key, value))
                 self._commit()
             except Exception:
                 self._rollback()

@@ -73,3 +73,36 @@ class StoreContract:
         store.check_layout(4)
         with pytest.raises(InvalidArgument, match="--shards 4"):
             store.check_layout(8)
+
+    def test_shards_starting_together_agree_on_the_layout(self, store, reopen):
+        from concurrent.futures import ThreadPoolExecutor
+
+        stores = [reopen() for _ in range(6)]
+        try:
+            with ThreadPoolExecutor(max_workers=6) as pool:
+                list(pool.map(lambda s: s.check_layout(3), stores))
+        finally:
+            for s in stores:
+                s.close()
+        with pytest.raises(InvalidArgument, match="--shards 3"):
+            store.check_layout(2)
+
+    def test_meta_values_are_replaced(self, store):
+        assert store.get_meta("k") is None
+        store.set_meta("k", "one")
+        store.set_meta("k", "two")
+        assert store.get_meta("k") == "two"
+
+    def test_catalogue_log_and_outbox(self, store):
+        from engine.catalog import CatalogUpdate
+
+        store.append_catalog([CatalogUpdate("i1", 1, price=2.0), CatalogUpdate("i1", 2, in_stock=False)])
+        assert [u.timestamp_ms for u in store.catalog_updates()] == [1, 2]
+        action = {"action_id": "a-1", "customer_id": "c1", "kind": "cross_sell", "created_ms": 5, "item_ids": ["x"]}
+        assert store.append_actions([action, {**action, "action_id": "a-2"}]) == 2
+        assert store.append_actions([action]) == 0  # the same action again is not stored twice
+        rows = store.actions_after(0)
+        assert [a["action_id"] for _, a in rows] == ["a-1", "a-2"] and rows[0][0] < rows[1][0]
+        assert [a["action_id"] for _, a in store.actions_after(rows[0][0])] == ["a-2"]
+        store.forget_customer("c1")
+        assert store.actions_after(0) == []

@@ -10,7 +10,7 @@ class TestPostgresStore(StoreContract):
     @pytest.fixture
     def store(self, postgres_url):
         with psycopg.connect(postgres_url, autocommit=True) as conn:
-            for table in ("events", "snapshots", "forgotten", "audit", "meta"):
+            for table in ("events", "snapshots", "forgotten", "audit", "meta", "catalog_updates", "actions"):
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
         store = PostgresEventStore(postgres_url)
         yield store
