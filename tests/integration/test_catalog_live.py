@@ -68,14 +68,18 @@ def test_a_new_item_is_recommended_before_any_retrain(http, stub, service):
     reply = http.post("/v1/catalog", json={"updates": [
         {"item_id": new_item, "name": "Brand new", "category": "group-1", "price": 2.5, "in_stock": True}]})
     assert reply.status_code == 200
-    # customers who shop group 1 (i0020..i0039) see it, on every shard
-    for c in customers_on_every_shard(service, per_shard=1):
-        stub.TrackEvents(pb.TrackEventsRequest(events=[
-            pb.Event(event_id=uuid.uuid4().hex, customer_id=c, event_type="purchase", item_id=i, channel="web")
-            for i in ("i0021", "i0023", "i0027")]))
-        items = stub.Recommend(pb.RecommendRequest(customer_id=c, k=25)).items
-        hit = [i for i in items if i.item_id == new_item]
-        assert hit and "new_items" in hit[0].reasons and hit[0].name == "Brand new"
+    try:
+        # customers who shop group 1 (i0020..i0039) see it, on every shard
+        for c in customers_on_every_shard(service, per_shard=1):
+            stub.TrackEvents(pb.TrackEventsRequest(events=[
+                pb.Event(event_id=uuid.uuid4().hex, customer_id=c, event_type="purchase", item_id=i, channel="web")
+                for i in ("i0021", "i0023", "i0027")]))
+            items = stub.Recommend(pb.RecommendRequest(customer_id=c, k=25)).items
+            hit = [i for i in items if i.item_id == new_item]
+            assert hit and "new_items" in hit[0].reasons and hit[0].name == "Brand new"
+    finally:
+        # the service is shared by the session: other tests expect the synthetic shop's items only
+        http.post("/v1/catalog", json={"updates": [{"item_id": new_item, "in_stock": False}]})
 
 
 def test_bad_catalogue_updates_are_rejected_whole(http, stub, channel):
