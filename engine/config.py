@@ -52,6 +52,11 @@ class RankingConfig:
     # Consent for personalisation when a customer has never said: True treats it as
     # legitimate interest; set False where the law asks for opt-in.
     default_personalization_consent: bool = True
+    # How the repurchase source times an item: "decay" (recent purchases first) or "cycle" (when the
+    # item's learnt repurchase cycle comes round; items without one fall back to decay). "cycle" won on
+    # Online Retail's validation month (600 customers; next-basket HR@10 + Recall@10 + completion HR@10:
+    # 1.447 vs 1.428), the criterion `recsys evaluate` tunes the blend by.
+    repurchase_timing: str = "cycle"
     # Diversity: at most this many items of one category per answer (None: no cap); per request too.
     max_per_category: int | None = None
 
@@ -60,6 +65,8 @@ class RankingConfig:
             raise InvalidArgument(f"ranking.repurchase_policy: one of {sorted(REPURCHASE_POLICIES)}")
         if not 1 <= self.max_k <= 10_000:
             raise InvalidArgument("ranking.max_k: must be between 1 and 10000")
+        if self.repurchase_timing not in ("decay", "cycle"):
+            raise InvalidArgument("ranking.repurchase_timing: 'decay' or 'cycle'")
         if self.candidates_per_source < 1:
             raise InvalidArgument("ranking.candidates_per_source: must be >= 1")
 

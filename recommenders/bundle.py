@@ -25,9 +25,10 @@ from engine.errors import InvalidArgument
 
 FORMAT_VERSION = 3
 # Arrays a format-2 bundle lacks (read as empty, so older bundles still load).
-OPTIONAL_ARRAYS = ("item_category",)
+OPTIONAL_ARRAYS = ("item_category", "repurchase_cycle_days")
 ARRAY_NAMES = (
-    "item_ids", "item_names", "item_category", "item_factors", "item_price", "recommendable", "popularity",
+    "item_ids", "item_names", "item_category", "item_factors", "item_price", "repurchase_cycle_days",
+    "recommendable", "popularity",
     "covis_idx", "covis_w", "ii_idx", "ii_w", "user_ids", "user_factors", "hist_indptr", "hist_items",
     "hist_weight", "hist_last_purchase_ms", "faiss_index",
 )
@@ -123,7 +124,7 @@ def check_shapes(arrays: Mapping[str, np.ndarray], where: str) -> None:
     n_items = len(arrays["item_ids"])
     n_users = len(arrays["user_ids"])
     problems = []
-    for name in ("item_names", "item_category", "item_price", "recommendable", "popularity", "covis_idx", "covis_w",
+    for name in ("item_names", "item_category", "item_price", "repurchase_cycle_days", "recommendable", "popularity", "covis_idx", "covis_w",
                  "ii_idx", "ii_w"):
         if name in arrays and len(arrays[name]) != n_items:
             problems.append(f"{name} has {len(arrays[name])} rows, expected {n_items}")

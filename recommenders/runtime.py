@@ -36,6 +36,9 @@ class ModelRuntime:
         # bundles before format 3 have no categories
         category = arrays.get("item_category")
         self.item_category: np.ndarray = category if category is not None else np.full(len(self.item_ids), "")
+        cycles = arrays.get("repurchase_cycle_days")
+        self.repurchase_cycle_days: np.ndarray = (cycles if cycles is not None
+                                                  else np.full(len(self.item_ids), np.nan, dtype=np.float32))
         self.recommendable: np.ndarray = arrays["recommendable"]
         self.popularity: np.ndarray = arrays["popularity"]
         self.covis_idx: np.ndarray = arrays["covis_idx"]

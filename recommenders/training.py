@@ -169,6 +169,26 @@ def popularity(inter: Interactions, params: TrainParams, now_ms: int) -> np.ndar
     return np.bincount(last.col, weights=decay, minlength=len(inter.item_ids)).astype(np.float32)
 
 
+# An item needs this many observed repurchase intervals for a cycle of its own.
+MIN_CYCLE_OBSERVATIONS = 5
+
+
+def repurchase_cycles(events: pd.DataFrame, item_ids: np.ndarray) -> np.ndarray:
+    """Per item, the median days between one customer's purchases of it (on distinct days), learnt
+    from everyone who bought it more than once; items with too few repeats get the median over all
+    items, and NaN only when the data has no repeat purchase at all."""
+    bought = events.loc[events["event_type"] == "purchase", ["customer_id", "item_id", "timestamp_ms"]].copy()
+    bought["day"] = bought["timestamp_ms"] // DAY_MS
+    days = bought.drop_duplicates(["customer_id", "item_id", "day"]).sort_values(["customer_id", "item_id", "day"])
+    gaps = days.groupby(["customer_id", "item_id"])["day"].diff().dropna()
+    if gaps.empty:
+        return np.full(len(item_ids), np.nan, dtype=np.float32)
+    per_item = gaps.groupby(days.loc[gaps.index, "item_id"]).agg(["median", "size"])
+    per_item = per_item.loc[per_item["size"] >= MIN_CYCLE_OBSERVATIONS, "median"]
+    overall = float(gaps.median())
+    return pd.Series(item_ids).map(per_item).fillna(overall).to_numpy(dtype=np.float32)
+
+
 def item_prices(events: pd.DataFrame, item_ids: np.ndarray) -> np.ndarray:
     priced = events[events["price"].notna() & (events["price"] > 0)]
     median = priced.groupby("item_id")["price"].median()
@@ -212,6 +232,7 @@ def build_bundle(dataset: Dataset, params: TrainParams, progress: bool = True) -
         "item_category": item_categories(dataset.items, inter.item_ids),
         "item_factors": item_factors,
         "item_price": item_prices(events, inter.item_ids),
+        "repurchase_cycle_days": repurchase_cycles(events, inter.item_ids),
         "recommendable": np.ones(len(inter.item_ids), dtype=bool),
         "popularity": popularity(inter, params, now_ms),
         "covis_idx": covis_idx,
