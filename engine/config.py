@@ -24,6 +24,8 @@ class BlendWeights:
     session: float = 1.0
     repurchase: float = 1.5
     popular: float = 0.05
+    # decayed popularity in the request's country (context.country), else its channel
+    trending: float = 0.05
     # Items the catalogue added after training: live co-visitation and category affinity, on an
     # absolute [0, 1] scale. Weighted as much as the sources a new item cannot have yet (ALS,
     # history), so strong live evidence ranks it with established items.

@@ -12,7 +12,7 @@ from typing import Mapping
 
 import numpy as np
 
-SOURCES = ("als", "history", "session", "repurchase", "popular", "new_items", "promoted")
+SOURCES = ("als", "history", "session", "repurchase", "popular", "trending", "new_items", "promoted")
 # Sources whose scores are already on [0, 1] with a meaning of their own (not rescaled per request).
 ABSOLUTE_SOURCES = frozenset({"new_items", "promoted"})
 

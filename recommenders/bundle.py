@@ -25,12 +25,12 @@ from engine.errors import InvalidArgument
 
 FORMAT_VERSION = 3
 # Arrays a format-2 bundle lacks (read as empty, so older bundles still load).
-OPTIONAL_ARRAYS = ("item_category", "repurchase_cycle_days")
+OPTIONAL_ARRAYS = ("item_category", "repurchase_cycle_days", "trend_keys", "trend_pop")
 ARRAY_NAMES = (
     "item_ids", "item_names", "item_category", "item_factors", "item_price", "repurchase_cycle_days",
     "recommendable", "popularity",
     "covis_idx", "covis_w", "ii_idx", "ii_w", "user_ids", "user_factors", "hist_indptr", "hist_items",
-    "hist_weight", "hist_last_purchase_ms", "faiss_index",
+    "hist_weight", "hist_last_purchase_ms", "faiss_index", "trend_keys", "trend_pop",
 )
 
 
@@ -128,6 +128,8 @@ def check_shapes(arrays: Mapping[str, np.ndarray], where: str) -> None:
                  "ii_idx", "ii_w"):
         if name in arrays and len(arrays[name]) != n_items:
             problems.append(f"{name} has {len(arrays[name])} rows, expected {n_items}")
+    if "trend_pop" in arrays and arrays["trend_pop"].size and arrays["trend_pop"].shape != (len(arrays["trend_keys"]), n_items):
+        problems.append("trend_pop is not [trend_keys, items]")
     if arrays["item_factors"].shape[0] != n_items:
         problems.append("item_factors rows != items")
     if arrays["user_factors"].shape[0] != n_users:

@@ -205,6 +205,8 @@ def recommend(model: ModelRuntime, state: CustomerState | None, query: Recommend
         sources["repurchase"] = repurchase_candidates(profile, now_ms, cycles)
     # Enough popular items that k survive any exclusion.
     sources["popular"] = _popular(view, n + len(profile.last_purchase_ms) + len(seeds))
+    if weights.get("trending", 0) > 0:
+        sources["trending"] = trending_candidates(model, query, n)
     if query.filters.boost_item_ids and weights.get("promoted", 0) > 0:
         promoted = np.fromiter(_resolve(view, query.filters.boost_item_ids), dtype=np.int64)
         sources["promoted"] = (promoted, np.ones(promoted.size))
@@ -221,8 +223,20 @@ def recommend(model: ModelRuntime, state: CustomerState | None, query: Recommend
     reasons: tuple[str, ...] = ()
     if not personal:
         reasons = ("unknown_customer",) if not profile.known else ("no_personal_signal",)
-        ranked = [(i, s, ("popular", "cold_start")) for i, s, _r in ranked]
+        ranked = [(i, s, tuple(r for r in reasons if r in ("trending", "popular")) + ("cold_start",))
+                  for i, s, reasons in ranked]
     return Recommendations(_to_items(view, ranked), personal, reasons, model.version)
+
+
+def trending_candidates(model: ModelRuntime, query: RecommendQuery, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """What is trending where the customer is: their country's list, else their channel's."""
+    for key in (f"country:{query.country}" if query.country else "", f"channel:{query.channel}"):
+        found = model.trend.get(key)
+        if found is not None:
+            row, order = found
+            top = order[:n]
+            return top, model.trend_pop[row][top].astype(np.float64)
+    return np.zeros(0, dtype=np.int64), np.zeros(0)
 
 
 def _popular(view: CatalogView, n: int) -> tuple[np.ndarray, np.ndarray]:

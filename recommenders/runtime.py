@@ -56,6 +56,14 @@ class ModelRuntime:
         self.item_norms = np.where(norms > 0, norms, 1.0).astype(np.float32)
         order = np.argsort(-self.popularity, kind="stable")
         self.popular_order = order[self.recommendable[order]]
+        # trending per country / channel: key -> (its row of trend_pop, recommendable items best first)
+        keys = arrays.get("trend_keys")
+        self.trend_pop = arrays.get("trend_pop")
+        self.trend: dict[str, tuple[int, np.ndarray]] = {}
+        for row, key in enumerate([] if keys is None else keys.tolist()):
+            order = np.argsort(-self.trend_pop[row], kind="stable")
+            order = order[self.recommendable[order] & (self.trend_pop[row][order] > 0)]
+            self.trend[key] = (row, order)
         self._plain_view = None
 
     def plain_view(self):

@@ -169,6 +169,42 @@ def popularity(inter: Interactions, params: TrainParams, now_ms: int) -> np.ndar
     return np.bincount(last.col, weights=decay, minlength=len(inter.item_ids)).astype(np.float32)
 
 
+# Trending lists are kept for the countries and channels with at least this many events, at most
+# MAX_TREND_GROUPS of them, and only for catalogues up to MAX_TREND_ITEMS (a dense row each).
+MIN_TREND_EVENTS = 1_000
+MAX_TREND_GROUPS = 40
+MAX_TREND_ITEMS = 200_000
+
+
+def trending(events: pd.DataFrame, item_ids: np.ndarray, params: TrainParams, now_ms: int
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Per country and per channel: customers per item, each weighted by how recently (half-life
+    decay, as ``popularity``) they touched it there. Returns (keys "country:X" / "channel:Y",
+    float32 [groups, items])."""
+    empty = (np.zeros(0, dtype=str), np.zeros((0, len(item_ids)), dtype=np.float32))
+    if len(item_ids) > MAX_TREND_ITEMS:
+        return empty
+    index = pd.Series(np.arange(len(item_ids)), index=item_ids)
+    keys, rows = [], []
+    for column in ("country", "channel"):
+        if column not in events.columns:
+            continue
+        counts = events[column].value_counts()
+        for group in counts.index[counts >= MIN_TREND_EVENTS][:MAX_TREND_GROUPS]:
+            if not group:
+                continue
+            mine = events.loc[events[column] == group]
+            last = mine.groupby(["customer_id", "item_id"])["timestamp_ms"].max().reset_index()
+            col = index.reindex(last["item_id"]).to_numpy()
+            keep = ~np.isnan(col)
+            decay = 0.5 ** ((now_ms - last["timestamp_ms"].to_numpy()[keep]) / DAY_MS / params.popularity_half_life_days)
+            rows.append(np.bincount(col[keep].astype(np.int64), weights=decay, minlength=len(item_ids)))
+            keys.append(f"{column}:{group}")
+    if not keys:
+        return empty
+    return np.asarray(keys).astype(str), np.vstack(rows).astype(np.float32)
+
+
 # An item needs this many observed repurchase intervals for a cycle of its own.
 MIN_CYCLE_OBSERVATIONS = 5
 
@@ -226,7 +262,10 @@ def build_bundle(dataset: Dataset, params: TrainParams, progress: bool = True) -
     hist = inter.matrix
     hist_last = inter.last_purchase_ms
     fp = fingerprint(events)
+    trend_keys, trend_pop = trending(events, inter.item_ids, params, now_ms)
     arrays = {
+        "trend_keys": trend_keys,
+        "trend_pop": trend_pop,
         "item_ids": inter.item_ids.astype(str),
         "item_names": pd.Series(inter.item_ids).map(names).fillna("").to_numpy().astype(str),
         "item_category": item_categories(dataset.items, inter.item_ids),
