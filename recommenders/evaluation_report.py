@@ -80,7 +80,8 @@ def write_reports(results: dict, json_path: Path | None, report_dir: Path, comma
         r = results["online_retail"]
         parts += ["## UCI Online Retail", "", r["protocol"], "",
                   f"{r['customers']} customers, {r['invoices']} test invoices ({r['completion_invoices']} with 2+ items).",
-                  "", retail_table(r), "", f"Blend weights chosen on validation: {r['chosen_weights']}", ""]
+                  "", retail_table(r), "", f"Blend weights chosen on validation: {r['chosen_weights']}; repurchase timing: "
+                  f"{r.get('chosen_repurchase_timing', 'decay')}", ""]
     parts += ["![evaluation chart](evaluation.png)", ""]
     report = report_dir / "evaluation.md"
     report.write_text("\n".join(parts))
