@@ -184,7 +184,8 @@ class CustomerShardLogic:
                 continue
             fresh = self._apply(event)
             if fresh:
-                self.offers.learn(event, self.customers.get(event.customer_id))
+                self.offers.learn(event, self.customers.get(event.customer_id),
+                                  self.model.customer_summary(event.customer_id))
                 if event.event_type == "purchase" and event.channel == "pos":
                     self._cross_sell(event)
             applied.append(fresh)

@@ -68,13 +68,13 @@ class ShardOffers:
             offer_id = dict(event.attributes)["offer_id"]
             self.shows[offer_id] = self.shows.get(offer_id, 0) + 1
 
-    def learn(self, event: Event, state: CustomerState | None) -> None:
+    def learn(self, event: Event, state: CustomerState | None, trained: tuple[int, float, int] | None = None) -> None:
         """Live events only (not replays): the bandit's counts were shared when first seen."""
         kind = LEARNED_KINDS.get(event.event_type)
         if kind is None:
             return
         attributes = dict(event.attributes)
-        seg = attributes.get("segment") or segment(state, event.timestamp_ms)
+        seg = attributes.get("segment") or segment(state, event.timestamp_ms, trained)
         self.bandit.update(attributes["offer_id"], seg, kind)
 
     # -- deciding ------------------------------------------------------------------------------------
@@ -103,12 +103,13 @@ class ShardOffers:
                 known = view.price[i] if i is not None else float("nan")
                 price = None if known != known else float(known)
             priced.append((item, qty, price))
-        seg = segment(state, now_ms)
+        seg = segment(state, now_ms, view.model.customer_summary(query.customer_id))
         ctx = DecisionContext(
             customer_id=query.customer_id, channel=query.channel, now_ms=now_ms, store_id=query.store_id,
             country=query.country, segment=seg, basket=tuple(priced),
             basket_value=sum(q * p for _, q, p in priced if p is not None),
-            purchased_items=frozenset(state.purchases) if state else frozenset(),
+            purchased_items=(frozenset(state.purchases) if state else frozenset())
+            | view.model.purchased_item_ids(query.customer_id),
             item_categories={item: view.category[i] for item, _, _ in priced
                              if (i := view.index_of(item)) is not None and view.category[i]},
             marketing_consent=consents(state, "marketing", self.config.default_marketing_consent))

@@ -111,13 +111,15 @@ def apply_event(state: CustomerState, event: Event) -> bool:
     return True
 
 
-def segment(state: CustomerState | None, now_ms: int) -> str:
-    """The customer's lifecycle segment now (engine.decisioning.segment_of)."""
-    if state is None:
-        return segment_of(0, 0.0, None)
-    last = max((p.last_ms for p in state.purchases.values()), default=None)
-    days = None if last is None else max(now_ms - last, 0) / 86_400_000
-    return segment_of(state.orders, state.spend, days)
+def segment(state: CustomerState | None, now_ms: int, trained: tuple[int, float, int] | None = None) -> str:
+    """The customer's lifecycle segment now (engine.decisioning.segment_of), from live state plus
+    ``trained`` = (orders, spend, last purchase ms) of the history the model was trained on."""
+    orders, spend, last = trained if trained is not None else (0, 0.0, 0)
+    if state is not None:
+        orders, spend = orders + state.orders, spend + state.spend
+        last = max([last] + [p.last_ms for p in state.purchases.values()])
+    days = None if not last else max(now_ms - last, 0) / 86_400_000
+    return segment_of(orders, spend, days)
 
 
 def consents(state: CustomerState | None, purpose: str, default: bool) -> bool:

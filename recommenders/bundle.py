@@ -25,12 +25,14 @@ from engine.errors import InvalidArgument
 
 FORMAT_VERSION = 3
 # Arrays a format-2 bundle lacks (read as empty, so older bundles still load).
-OPTIONAL_ARRAYS = ("item_category", "repurchase_cycle_days", "trend_keys", "trend_pop")
+OPTIONAL_ARRAYS = ("item_category", "repurchase_cycle_days", "trend_keys", "trend_pop", "user_orders", "user_spend",
+                   "user_last_purchase_ms")
 ARRAY_NAMES = (
     "item_ids", "item_names", "item_category", "item_factors", "item_price", "repurchase_cycle_days",
     "recommendable", "popularity",
     "covis_idx", "covis_w", "ii_idx", "ii_w", "user_ids", "user_factors", "hist_indptr", "hist_items",
-    "hist_weight", "hist_last_purchase_ms", "faiss_index", "trend_keys", "trend_pop",
+    "hist_weight", "hist_last_purchase_ms", "faiss_index", "trend_keys", "trend_pop", "user_orders", "user_spend",
+    "user_last_purchase_ms",
 )
 
 

@@ -65,6 +65,8 @@ class ModelRuntime:
             order = order[self.recommendable[order] & (self.trend_pop[row][order] > 0)]
             self.trend[key] = (row, order)
         self._plain_view = None
+        summaries = [arrays.get(n) for n in ("user_orders", "user_spend", "user_last_purchase_ms")]
+        self._summaries = None if any(a is None for a in summaries) else tuple(summaries)
 
     def plain_view(self):
         """This model's items with no live catalogue changes (evaluation, tests, fresh shards)."""
@@ -81,6 +83,22 @@ class ModelRuntime:
     @property
     def dim(self) -> int:
         return self.item_factors.shape[1]
+
+    def customer_summary(self, customer_id: str) -> tuple[int, float, int] | None:
+        """(orders, spend, last purchase ms) in the training data, or None (unknown, or an old bundle)."""
+        row = self.user_index.get(customer_id)
+        if row is None or self._summaries is None:
+            return None
+        orders, spend, last = self._summaries
+        return int(orders[row]), float(spend[row]), int(last[row])
+
+    def purchased_item_ids(self, customer_id: str) -> frozenset[str]:
+        """Items the customer bought in the training data."""
+        row = self.user_index.get(customer_id)
+        if row is None:
+            return frozenset()
+        items, _weights, last = self.history(row)
+        return frozenset(self.item_ids[items[last > 0]].tolist())
 
     def history(self, user_row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Training history of a known customer: item indices, weights, last purchase (ms, 0 = none)."""

@@ -225,6 +225,19 @@ def repurchase_cycles(events: pd.DataFrame, item_ids: np.ndarray) -> np.ndarray:
     return pd.Series(item_ids).map(per_item).fillna(overall).to_numpy(dtype=np.float32)
 
 
+def customer_summaries(events: pd.DataFrame, user_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per trained customer: orders (distinct purchase sessions), spend, last purchase (ms, 0 = none):
+    what the offer segments need for customers whose history is in the model, not in live state."""
+    bought = events.loc[events["event_type"] == "purchase"].copy()
+    bought["spend"] = (bought["quantity"] * bought["price"]).fillna(0.0)
+    order = bought["session_id"].where(bought["session_id"].astype(str) != "", bought["event_id"])
+    per = bought.assign(order=order).groupby("customer_id").agg(
+        orders=("order", "nunique"), spend=("spend", "sum"), last=("timestamp_ms", "max"))
+    per = per.reindex(user_ids)
+    return (per["orders"].fillna(0).to_numpy(dtype=np.int32), per["spend"].fillna(0.0).to_numpy(dtype=np.float32),
+            per["last"].fillna(0).to_numpy(dtype=np.int64))
+
+
 def item_prices(events: pd.DataFrame, item_ids: np.ndarray) -> np.ndarray:
     priced = events[events["price"].notna() & (events["price"] > 0)]
     median = priced.groupby("item_id")["price"].median()
@@ -263,7 +276,11 @@ def build_bundle(dataset: Dataset, params: TrainParams, progress: bool = True) -
     hist_last = inter.last_purchase_ms
     fp = fingerprint(events)
     trend_keys, trend_pop = trending(events, inter.item_ids, params, now_ms)
+    user_orders, user_spend, user_last_purchase = customer_summaries(events, inter.user_ids)
     arrays = {
+        "user_orders": user_orders,
+        "user_spend": user_spend,
+        "user_last_purchase_ms": user_last_purchase,
         "trend_keys": trend_keys,
         "trend_pop": trend_pop,
         "item_ids": inter.item_ids.astype(str),

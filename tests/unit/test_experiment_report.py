@@ -57,3 +57,29 @@ def test_arms_exposures_and_outcomes_reach_the_report(tmp_path, synthetic_model)
     holdout_line = next(line for line in out.splitlines() if "holdout" in line)
     treated = sum(a == "bandit" for a in arms.values())
     assert str(treated) in bandit_line and str(200 - treated) in holdout_line
+
+
+def test_a_customer_known_from_training_is_segmented_and_filtered_by_that_history(synthetic_model, tmp_path):
+    from engine.state import segment
+
+    # c0 of the synthetic shop bought in six baskets before the model was trained
+    trained = synthetic_model.customer_summary("c0")
+    assert trained is not None and trained[0] == 6 and trained[1] > 0
+    now = int(synthetic_model.manifest["counts"]["data_end_ms"]) + 86_400_000
+    assert segment(None, now) == "new" and segment(None, now, trained) == "regular"
+    bought = sorted(synthetic_model.purchased_item_ids("c0"))
+    catalog = catalog_from_toml(f"""
+version = "t"
+[[offers]]
+id = "again"
+name = "Again"
+value = 1.0
+[offers.eligibility]
+consent_required = false
+has_bought_items = ["{bought[0]}"]
+""", "test")
+    shard = CustomerShardLogic(0, synthetic_model, RankingConfig(), SqliteEventStore(tmp_path / "t.db"),
+                               offer_catalog=catalog)
+    reply, _ = shard.offer_decision(parse_offer_query({"customer_id": "c0", "channel": "pos"}), now,
+                                    np.random.default_rng(0))
+    assert [o["offer_id"] for o in reply["offers"]] == ["again"] and reply["segment"] == "regular"
