@@ -31,7 +31,7 @@ from engine.offers import OfferCatalog
 from engine.queries import OfferQuery, RecommendQuery, SimilarQuery
 from engine.state import CustomerState, apply_event, state_from_dict, state_to_dict
 from actors.customer_table import CustomerTable
-from actors.shard_offers import ShardOffers, catalog_from_toml
+from actors.shard_offers import LEARNED_KINDS, ShardOffers, catalog_from_toml
 from actors.store import SqlEventStore, open_store
 from recommenders.catalog_view import CatalogView
 from recommenders.recommend import Recommendations, recommend, similar_items
@@ -117,17 +117,17 @@ class CustomerShardLogic:
     def model(self, model: ModelRuntime) -> None:
         self.view = CatalogView(model, self.catalog, carry_from=self.view)
 
-    def _apply(self, event: Event) -> bool:
+    def _apply(self, event: Event) -> CustomerState:
+        """Apply one stored event (a replay or a new one) to its customer; returns the customer."""
         state = self.customers.get(event.customer_id)
         if state is None:
             state = self.customers[event.customer_id] = CustomerState(event.customer_id)
         if self.view.new_index and event.item_id:
             self.view.observe(event.item_id, [item for item, _kind, _ts in state.recent])
-        applied = apply_event(state, event)
-        if applied:
-            self.offers.count(event)
-            self._arm_triggers(state, event)
-        return applied
+        apply_event(state, event)
+        self.offers.count(event)
+        self._arm_triggers(state, event)
+        return state
 
     # -- triggers: cart abandonment, POS cross-sell -> the outbox ------------------------------------
     def _arm_triggers(self, state: CustomerState, event: Event) -> None:
@@ -182,13 +182,12 @@ class CustomerShardLogic:
             if seq is None:
                 applied.append(False)
                 continue
-            fresh = self._apply(event)
-            if fresh:
-                self.offers.learn(event, self.customers.get(event.customer_id),
-                                  self.model.customer_summary(event.customer_id))
-                if event.event_type == "purchase" and event.channel == "pos":
-                    self._cross_sell(event)
-            applied.append(fresh)
+            state = self._apply(event)
+            if event.event_type in LEARNED_KINDS:
+                self.offers.learn(event, state, self.model.customer_summary(event.customer_id))
+            elif event.event_type == "purchase" and event.channel == "pos":
+                self._cross_sell(event)
+            applied.append(True)
             self.last_seq = max(self.last_seq, seq)
             self.since_snapshot += 1
         return applied

@@ -34,9 +34,8 @@ def _through_grpc(bundle, tmp: Path, n_events: int) -> float:
 
     from benchmarks.bench_auth import bench_auth
     from engine.config import ServeConfig
-    from gateway.server import start_service
+    from gateway.server import free_loopback_port as free_port, start_service
     from recsys.v1 import recsys_pb2 as pb, recsys_pb2_grpc
-    from tests.ports import free_port
 
     key, auth = bench_auth()
     config = ServeConfig(http_port=free_port(), grpc_port=free_port(), num_shards=2, auth=auth,

@@ -23,7 +23,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.ports import free_port  # noqa: E402
 
 
 async def _load(target: str, key: str, rate: float, seconds: float, customers: list[str], results: list) -> None:
@@ -72,7 +71,7 @@ def main() -> int:
 
     from actors.registry import find_registry
     from engine.config import ServeConfig
-    from gateway.server import start_service
+    from gateway.server import free_loopback_port as free_port, start_service
     from recommenders.bundle import list_versions, save_bundle
     from recommenders.loaders import default_data_path, load
     from recommenders.training import TrainParams, train

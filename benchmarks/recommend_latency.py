@@ -10,7 +10,6 @@ Recommend, HTTP POST /v1/recommend, and, for scale, a no-op Serve HTTP deploymen
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 import time
 from pathlib import Path
@@ -20,10 +19,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _summary(name: str, seconds: list[float]) -> str:
@@ -49,14 +44,14 @@ def main() -> int:
     from engine.config import ServeConfig
     from engine.queries import RecommendQuery
     from engine.sharding import shard_for
-    from gateway.server import start_service
+    from gateway.server import free_loopback_port, start_service
     from recsys.v1 import recsys_pb2 as pb, recsys_pb2_grpc
     from benchmarks.bench_auth import bench_auth
     from scripts.cli import _ensure_bundle
 
     key, auth = bench_auth()
     metadata = (("authorization", f"Bearer {key}"),)
-    config = ServeConfig(http_port=_port(), grpc_port=_port(), num_shards=args.shards,
+    config = ServeConfig(http_port=free_loopback_port(), grpc_port=free_loopback_port(), num_shards=args.shards,
                          model_dir=args.model_dir, data_dir=args.data_dir, auth=auth)
     bundle = _ensure_bundle(config, None)
     customers = [c for c in bundle.arrays["user_ids"].tolist() if not c.startswith("guest-")]

@@ -56,7 +56,6 @@ import json
 import math
 import os
 import platform
-import socket
 import sys
 import tempfile
 import time
@@ -73,10 +72,6 @@ PLATEAU_GAIN = 1.05         # closed loop: stop adding clients once a level adds
 MIN_RATE = 1.0              # open loop: the lowest rate tried when the start rate already fails
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _percentiles(ms: list[float]) -> dict:
@@ -374,13 +369,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks.bench_auth import bench_auth
     from engine.config import ServeConfig
-    from gateway.server import GRPC_SERVICERS, start_service
+    from gateway.server import GRPC_SERVICERS, free_loopback_port, start_service
     from scripts.cli import _ensure_bundle
 
     started = time.perf_counter()
     key, auth = bench_auth()
     store_dir = tempfile.mkdtemp(prefix="recsys-throughput-")
-    config = ServeConfig(http_port=_port(), grpc_port=_port(), num_shards=args.shards, model_dir=args.model_dir,
+    config = ServeConfig(http_port=free_loopback_port(), grpc_port=free_loopback_port(), num_shards=args.shards,
+                         model_dir=args.model_dir,
                          data_dir=args.data_dir, auth=auth, store_url=f"sqlite:///{store_dir}/recsys.db",
                          ingress_replicas=args.ingress_replicas, ingress_max_replicas=args.ingress_replicas)
     bundle = _ensure_bundle(config, None)

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from engine.errors import InvalidArgument
 from engine.events import MAX_PRICE, MIN_TIMESTAMP_MS, MAX_FUTURE_SKEW_MS
-from engine.validation import parse_whole_batch, require_id, require_int, require_number
+from engine.validation import parse_whole_batch, reject_unknown, require_id, require_int, require_number
 
 UPDATE_FIELDS = frozenset({"item_id", "name", "category", "price", "in_stock", "timestamp_ms"})
 MAX_NAME_LENGTH = 256
@@ -57,9 +57,7 @@ def _text(value: Any, where: str, limit: int) -> str | None:
 def parse_update(raw: Any, now_ms: int, where: str = "update") -> CatalogUpdate:
     if not isinstance(raw, Mapping):
         raise InvalidArgument(f"{where}: must be an object")
-    unknown = set(raw) - UPDATE_FIELDS
-    if unknown:
-        raise InvalidArgument(f"{where}: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
+    reject_unknown(raw, UPDATE_FIELDS, where)
     in_stock = raw.get("in_stock")
     if in_stock is not None and not isinstance(in_stock, bool):
         raise InvalidArgument(f"{where}.in_stock: must be true or false")

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from engine.errors import InvalidArgument
-from engine.validation import parse_whole_batch, require_choice, require_id, require_int, require_number
+from engine.validation import (parse_whole_batch, reject_unknown, require_choice, require_id, require_int,
+                               require_number)
 
 ITEM_EVENT_TYPES = frozenset({"view", "add_to_cart", "remove_from_cart", "purchase", "return", "rate"})
 # A consent event carries no item: attributes {"personalization": "granted"|"denied",
@@ -77,9 +78,7 @@ def parse_event(raw: Any, now_ms: int, where: str = "event") -> Event:
     """Validate one raw event (a mapping of field -> value) into an Event."""
     if not isinstance(raw, Mapping):
         raise InvalidArgument(f"{where}: must be an object")
-    unknown = set(raw) - EVENT_FIELDS
-    if unknown:
-        raise InvalidArgument(f"{where}: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
+    reject_unknown(raw, EVENT_FIELDS, where)
     event_type = require_choice(raw.get("event_type"), f"{where}.event_type", EVENT_TYPES)
     quantity = raw.get("quantity")
     quantity = 1.0 if quantity is None else require_number(

@@ -20,9 +20,9 @@ from typing import Any, Mapping
 
 from engine.errors import InvalidArgument
 from engine.events import CHANNELS
+from engine.rules import DAY_MS
 from engine.validation import require_choice, require_id, require_int, require_number
 
-DAY_MS = 86_400_000
 
 # Customer segments an offer may target; ``engine.decisioning.segment_of`` returns one of these.
 SEGMENTS = frozenset({"new", "occasional", "regular", "lapsed", "vip"})

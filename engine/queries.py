@@ -7,7 +7,7 @@ from typing import Any, Mapping
 from engine.config import REPURCHASE_POLICIES
 from engine.errors import InvalidArgument
 from engine.events import CHANNELS
-from engine.validation import (require_choice, require_id, require_id_list, require_int,
+from engine.validation import (reject_unknown, require_choice, require_id, require_id_list, require_int,
                                require_number)
 
 MAX_LIST = 1_000
@@ -79,15 +79,9 @@ def _mapping(raw: Any, where: str) -> Mapping[str, Any]:
     return raw
 
 
-def _no_unknown(raw: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = set(raw) - allowed
-    if unknown:
-        raise InvalidArgument(f"{where}: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
-
-
 def parse_filters(raw: Any, where: str = "filters") -> Filters:
     raw = _mapping(raw, where)
-    _no_unknown(raw, {"exclude_item_ids", "include_item_ids", "min_price", "max_price",
+    reject_unknown(raw, {"exclude_item_ids", "include_item_ids", "min_price", "max_price",
                       "repurchase_policy", "repurchase_window_days", "include_categories", "exclude_categories",
                       "boost_item_ids", "max_per_category"}, where)
     policy = raw.get("repurchase_policy") or None
@@ -129,9 +123,9 @@ def _k(raw: Mapping[str, Any], max_k: int) -> int:
 
 def parse_recommend(raw: Any, max_k: int) -> RecommendQuery:
     raw = _mapping(raw, "request")
-    _no_unknown(raw, {"customer_id", "channel", "store_id", "context", "k", "filters", "request_id"}, "request")
+    reject_unknown(raw, {"customer_id", "channel", "store_id", "context", "k", "filters", "request_id"}, "request")
     context = _mapping(raw.get("context"), "context")
-    _no_unknown(context, {"current_item_id", "cart_item_ids", "session_id", "country"}, "context")
+    reject_unknown(context, {"current_item_id", "cart_item_ids", "session_id", "country"}, "context")
     return RecommendQuery(
         customer_id=require_id(raw.get("customer_id"), "customer_id"),
         channel=require_choice(raw.get("channel") or "web", "channel", CHANNELS),
@@ -148,7 +142,7 @@ def parse_recommend(raw: Any, max_k: int) -> RecommendQuery:
 
 def parse_similar(raw: Any, max_k: int) -> SimilarQuery:
     raw = _mapping(raw, "request")
-    _no_unknown(raw, {"item_id", "k", "filters", "channel", "customer_id", "request_id"}, "request")
+    reject_unknown(raw, {"item_id", "k", "filters", "channel", "customer_id", "request_id"}, "request")
     return SimilarQuery(
         item_id=require_id(raw.get("item_id"), "item_id"),
         k=_k(raw, max_k),
@@ -161,7 +155,7 @@ def parse_similar(raw: Any, max_k: int) -> SimilarQuery:
 
 def parse_offer_query(raw: Any) -> OfferQuery:
     raw = _mapping(raw, "request")
-    _no_unknown(raw, {"customer_id", "channel", "store_id", "country", "basket", "n", "request_id"}, "request")
+    reject_unknown(raw, {"customer_id", "channel", "store_id", "country", "basket", "n", "request_id"}, "request")
     basket_raw = raw.get("basket") or []
     if not isinstance(basket_raw, (list, tuple)):
         raise InvalidArgument("basket: must be a list of {item_id, quantity, unit_price}")
@@ -171,7 +165,7 @@ def parse_offer_query(raw: Any) -> OfferQuery:
     for i, line in enumerate(basket_raw):
         where = f"basket[{i}]"
         line = _mapping(line, where)
-        _no_unknown(line, {"item_id", "quantity", "unit_price"}, where)
+        reject_unknown(line, {"item_id", "quantity", "unit_price"}, where)
         quantity = line.get("quantity")
         quantity = 1.0 if quantity in (None, 0) else require_number(quantity, f"{where}.quantity", low=0.0,
                                                                       high=1_000_000.0, low_inclusive=False)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from engine.decisioning import OfferHistory, segment_of
 from engine.events import EVENT_WEIGHTS, Event
+from engine.rules import DAY_MS
 
 # Live session signals kept per customer: enough for co-visitation, small enough that a
 # shard holds many customers.
@@ -55,8 +56,9 @@ class CustomerState:
 
 
 
-def apply_event(state: CustomerState, event: Event) -> bool:
-    """Apply ``event`` to ``state`` (the caller has made sure it is not a re-delivery)."""
+def apply_event(state: CustomerState, event: Event) -> None:
+    """Apply ``event`` to ``state``. Re-deliveries are the caller's to drop: the store knows them
+    (unique customer + event id), so the state keeps no event ids."""
     # one string object per item and kind, shared by every customer who touches it
     item, kind, ts = sys.intern(event.item_id), sys.intern(event.event_type), event.timestamp_ms
     if kind == "consent":
@@ -108,7 +110,6 @@ def apply_event(state: CustomerState, event: Event) -> bool:
     state.channels[channel] = state.channels.get(channel, 0) + 1
     state.last_event_ms = max(state.last_event_ms, ts)
     state.event_count += 1
-    return True
 
 
 def segment(state: CustomerState | None, now_ms: int, trained: tuple[int, float, int] | None = None) -> str:
@@ -118,7 +119,7 @@ def segment(state: CustomerState | None, now_ms: int, trained: tuple[int, float,
     if state is not None:
         orders, spend = orders + state.orders, spend + state.spend
         last = max([last] + [p.last_ms for p in state.purchases.values()])
-    days = None if not last else max(now_ms - last, 0) / 86_400_000
+    days = None if not last else max(now_ms - last, 0) / DAY_MS
     return segment_of(orders, spend, days)
 
 

@@ -63,6 +63,13 @@ def require_id_list(value: Any, field: str, *, max_len: int) -> tuple[str, ...]:
     return tuple(require_id(v, f"{field}[{i}]") for i, v in enumerate(value))
 
 
+def reject_unknown(raw: Any, allowed: set[str] | frozenset[str], where: str) -> None:
+    """A field nobody reads is a typo or a misunderstanding: say so instead of ignoring it."""
+    unknown = set(raw) - allowed
+    if unknown:
+        raise InvalidArgument(f"{where}: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
+
+
 def parse_whole_batch(raw: Any, field: str, max_items: int, parse_one: Callable[[Any, str], T]) -> list[T]:
     """Validate a request's list item by item; any bad item rejects the whole list (nothing of it is
     applied). ``parse_one(item, where)`` names the item's position in its messages."""

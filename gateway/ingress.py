@@ -28,7 +28,7 @@ from engine.errors import InvalidArgument, PayloadTooLarge, RecsysError, Unavail
 from engine.events import Event, parse_batch
 from engine.queries import parse_offer_query, parse_recommend, parse_similar
 from engine.sharding import shard_for
-from engine.validation import require_id, require_int
+from engine.validation import reject_unknown, require_id, require_int
 from gateway import codec
 from gateway.grpc_registration import MalformedMessage
 from gateway.metrics import Metrics
@@ -76,6 +76,14 @@ def _request_id(given: str) -> str:
 
 def _principal(key: ApiKey | None) -> str:
     return key.name if key is not None else "auth-disabled"
+
+
+def _list_body(raw: Any, field: str) -> tuple[Any, Any]:
+    """A body of the shape {field: [...], "request_id": "..."}: (the list, the request id)."""
+    if not isinstance(raw, dict):
+        raise InvalidArgument(f"body: must be an object with an '{field}' list")
+    reject_unknown(raw, {field, "request_id"}, "body")
+    return raw.get(field), raw.get("request_id")
 
 
 def _now_ms() -> int:
@@ -170,20 +178,27 @@ class Ingress:
         started = time.perf_counter()
         rpc = type(empty).__name__.removesuffix("Response")
         try:
-            metadata = dict(grpc_context.invocation_metadata()) if grpc_context is not None else {}
-            key = self._admit(metadata.get("authorization"), scope, request.ByteSize())
-            if isinstance(request, MalformedMessage):
-                raise InvalidArgument(f"malformed {request.type_name}: {request.error}")
-            response = await work(key)
+            response = await work(self._grpc_admit(request, grpc_context, scope))
             self.metrics.observe(rpc, "grpc", "OK", time.perf_counter() - started)
             return response
         except RecsysError as error:
-            code, _ = statuses(error)
-            grpc_context.set_code(code)
-            grpc_context.set_details(error.message)
-            self.metrics.observe(rpc, "grpc", code.name, time.perf_counter() - started)
-            log.info("grpc %s rejected: %s %s", rpc, code.name, error.message)
+            self._grpc_reject(rpc, error, grpc_context, started)
             return empty
+
+    def _grpc_admit(self, request, grpc_context, scope: str) -> ApiKey | None:
+        """Key, scope, rate and size of a gRPC call, and whether its message parsed at all."""
+        metadata = dict(grpc_context.invocation_metadata()) if grpc_context is not None else {}
+        key = self._admit(metadata.get("authorization"), scope, request.ByteSize())
+        if isinstance(request, MalformedMessage):
+            raise InvalidArgument(f"malformed {request.type_name}: {request.error}")
+        return key
+
+    def _grpc_reject(self, rpc: str, error: RecsysError, grpc_context, started: float) -> None:
+        code, _ = statuses(error)
+        grpc_context.set_code(code)
+        grpc_context.set_details(error.message)
+        self.metrics.observe(rpc, "grpc", code.name, time.perf_counter() - started)
+        log.info("grpc %s rejected: %s %s", rpc, code.name, error.message)
 
     async def Recommend(self, request: pb.RecommendRequest, grpc_context=None) -> pb.RecommendResponse:
         async def work(_key):
@@ -236,16 +251,10 @@ class Ingress:
         """Server-streaming: the outbox after ``after_seq``, then new actions as they come."""
         started = time.perf_counter()
         try:
-            metadata = dict(grpc_context.invocation_metadata()) if grpc_context is not None else {}
-            self._admit(metadata.get("authorization"), "offers", request.ByteSize())
-            if isinstance(request, MalformedMessage):
-                raise InvalidArgument(f"malformed {request.type_name}: {request.error}")
+            self._grpc_admit(request, grpc_context, "offers")
             after, kinds, limit = self._action_query(request.after_seq, list(request.kinds), request.max_actions)
         except RecsysError as error:
-            code, _ = statuses(error)
-            grpc_context.set_code(code)
-            grpc_context.set_details(error.message)
-            self.metrics.observe("SubscribeActions", "grpc", code.name, time.perf_counter() - started)
+            self._grpc_reject("SubscribeActions", error, grpc_context, started)
             # A stream's status only reaches the client when the generator raises after setting
             # it (Serve wraps it in gRPCStatusError); a bare return would end the stream as OK.
             raise
@@ -334,12 +343,7 @@ class Ingress:
     @app.post("/v1/events")
     async def http_events(self, request: Request) -> Response:
         async def work(raw, _key):
-            if not isinstance(raw, dict):
-                raise InvalidArgument("body: must be an object with an 'events' list")
-            unknown = set(raw) - {"events", "request_id"}
-            if unknown:
-                raise InvalidArgument(f"body: unknown field(s) {', '.join(sorted(unknown))}")
-            accepted, duplicates, request_id = await self.track(raw.get("events"), raw.get("request_id"))
+            accepted, duplicates, request_id = await self.track(*_list_body(raw, "events"))
             return {"accepted": accepted, "duplicates": duplicates, "request_id": request_id}
         return await self._http(request, "TrackEvents", "events", work)
 
@@ -372,12 +376,7 @@ class Ingress:
     @app.post("/v1/catalog")
     async def http_catalog(self, request: Request) -> Response:
         async def work(raw, _key):
-            if not isinstance(raw, dict):
-                raise InvalidArgument("body: must be an object with an 'updates' list")
-            unknown = set(raw) - {"updates", "request_id"}
-            if unknown:
-                raise InvalidArgument(f"body: unknown field(s) {', '.join(sorted(unknown))}")
-            applied, request_id = await self.update_catalog(raw.get("updates"), raw.get("request_id"))
+            applied, request_id = await self.update_catalog(*_list_body(raw, "updates"))
             return {"applied": applied, "request_id": request_id}
         return await self._http(request, "UpdateCatalog", "admin", work)
 

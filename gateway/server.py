@@ -48,7 +48,8 @@ class RunningService:
         self.keep_alive = None
 
 
-def _free_loopback_port() -> int:
+def free_loopback_port() -> int:
+    """A TCP port free on loopback now (for Serve's proxy behind the TLS front; tests, benchmarks)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -65,7 +66,7 @@ def start_service(config: ServeConfig, bundle: ModelBundle, shard_options: dict 
         http_options = HTTPOptions(host=config.http_host, port=config.http_port,
                                    ssl_certfile=config.tls_certfile, ssl_keyfile=config.tls_keyfile)
     # With TLS, Serve's plaintext gRPC proxy moves to a loopback port behind the TLS front.
-    serve_grpc_port = _free_loopback_port() if tls else config.grpc_port
+    serve_grpc_port = free_loopback_port() if tls else config.grpc_port
     serve.start(http_options=http_options,
                 grpc_options=gRPCOptions(port=serve_grpc_port, grpc_servicer_functions=GRPC_SERVICERS,
                                          enable_reflection=True))

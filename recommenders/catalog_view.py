@@ -154,6 +154,8 @@ class CatalogView:
 
     def new_items_by_category_popularity(self) -> tuple[np.ndarray, np.ndarray]:
         """New in-stock items with the popularity of their category (for cold start)."""
+        if not self.new_index:  # every request asks: nothing to compute while there are none
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
         popular = self.category_popularity()
         idx = [i for i in self.new_index.values()
                if self.recommendable[i] and self.category[i] in popular]

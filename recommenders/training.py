@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from engine.config import RankingConfig
 from engine.events import EVENT_WEIGHTS
 from engine.queries import Filters, RecommendQuery
+from engine.rules import DAY_MS
 from recommenders.bundle import ModelBundle
 from recommenders.index import ItemIndex
 from recommenders.item_item import empty_neighbours, fit_ease, top_neighbours
@@ -30,7 +31,6 @@ from recommenders.loaders import Dataset
 from recommenders.recommend import recommend
 from recommenders.runtime import ModelRuntime, confidence
 
-DAY_MS = 86_400_000
 _CONSUMED = ("purchase", "rate")
 
 

@@ -1,8 +1,4 @@
-"""A free TCP port on loopback, for the servers the tests start."""
-import socket
+"""A free TCP port on loopback, for the servers the tests start (the service's own helper)."""
+from gateway.server import free_loopback_port as free_port
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = ["free_port"]

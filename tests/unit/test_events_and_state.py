@@ -61,8 +61,9 @@ def test_batch_is_all_or_nothing():
 
 def test_cart_transitions():
     state = CustomerState("c1")
-    assert apply_event(state, ev(event_id="1", event_type="add_to_cart", item_id="a", quantity=2))
-    assert apply_event(state, ev(event_id="2", event_type="remove_from_cart", item_id="a", quantity=1))
+    apply_event(state, ev(event_id="1", event_type="add_to_cart", item_id="a", quantity=2))
+    assert state.cart == {"a": 2.0}
+    apply_event(state, ev(event_id="2", event_type="remove_from_cart", item_id="a", quantity=1))
     assert state.cart == {"a": 1.0}
     apply_event(state, ev(event_id="3", event_type="remove_from_cart", item_id="a", quantity=5))
     assert state.cart == {}

@@ -3,7 +3,8 @@ import numpy as np
 import pandas as pd
 
 from recommenders.recommend import _Profile, repurchase_candidates
-from recommenders.training import DAY_MS, repurchase_cycles
+from engine.rules import DAY_MS
+from recommenders.training import repurchase_cycles
 
 T0 = 1_700_000_000_000
 

@@ -7,7 +7,8 @@ from engine.queries import parse_recommend
 from recommenders.loaders import Dataset, _items_from_events
 from recommenders.recommend import recommend
 from recommenders.runtime import ModelRuntime
-from recommenders.training import DAY_MS, TrainParams, train
+from engine.rules import DAY_MS
+from recommenders.training import TrainParams, train
 
 T0 = 1_700_000_000_000
 
