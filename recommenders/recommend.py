@@ -14,7 +14,7 @@ import numpy as np
 
 from engine.config import RankingConfig
 from engine.queries import Filters, RecommendQuery, SimilarQuery
-from engine.ranking import ScoredItem, blend, top_k
+from engine.ranking import ScoredItem, blend, sum_by_index, top_k
 from engine.rules import DAY_MS, allowed_mask, purchased_to_exclude
 from engine.state import CustomerState, consents
 from recommenders.catalog_view import CatalogView
@@ -117,8 +117,7 @@ def neighbour_candidates(neighbour_idx: np.ndarray, neighbour_w: np.ndarray,
     flat_idx, flat_w = neighbours[valid].astype(np.int64), weights[valid]
     if flat_idx.size == 0:
         return flat_idx, flat_w
-    unique, inverse = np.unique(flat_idx, return_inverse=True)
-    return unique, np.bincount(inverse, weights=flat_w)
+    return sum_by_index(flat_idx, flat_w, neighbour_idx.shape[0])
 
 
 def repurchase_candidates(profile: _Profile, now_ms: int, cycles: np.ndarray | None = None

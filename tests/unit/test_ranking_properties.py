@@ -72,3 +72,42 @@ def test_recommend_properties(synthetic_model, customer, history, k, exclude, po
     if policy == "exclude_always":
         assert not set(ids) & set(state.purchases)
     assert all(i.reasons for i in result.items)
+
+
+@settings(max_examples=200, deadline=None)
+@given(candidate_lists, st.lists(st.tuples(st.integers(0, 50), st.floats(0, 10)), max_size=60))
+def test_dense_and_sorted_unions_agree(raw, weighted):
+    """The dense-array path (small catalogues) and the sorting path (huge ones) are one function:
+    same indices, same scores to the bit, same reasons."""
+    import engine.ranking as ranking
+
+    candidates = {name: (np.array([i for i, _ in pairs], dtype=np.int64), np.array([s for _, s in pairs]))
+                  for name, pairs in raw.items()}
+    idx = np.array([i for i, _ in weighted], dtype=np.int64)
+    w = np.array([x for _, x in weighted])
+    limit = ranking.DENSE_INDEX_LIMIT
+    try:
+        dense = blend(candidates, {name: 1.0 for name in SOURCES})
+        dense_sum = ranking.sum_by_index(idx, w, 51)
+        ranking.DENSE_INDEX_LIMIT = 0
+        sorted_ = blend(candidates, {name: 1.0 for name in SOURCES})
+        sorted_sum = ranking.sum_by_index(idx, w, 10**9)   # so large that the dense path is not taken
+    finally:
+        ranking.DENSE_INDEX_LIMIT = limit
+    assert np.array_equal(dense.idx, sorted_.idx)
+    assert np.array_equal(dense.score, sorted_.score)
+    assert np.array_equal(dense.contributions, sorted_.contributions)
+    assert top_k(dense, np.ones(dense.idx.size, bool), 10) == top_k(sorted_, np.ones(sorted_.idx.size, bool), 10)
+    assert np.array_equal(dense_sum[0], sorted_sum[0]) and np.array_equal(dense_sum[1], sorted_sum[1])
+    assert dense_sum[0].tolist() == sorted(set(idx.tolist()))
+
+
+def test_diversity_cap_takes_the_best_of_each_group_beyond_the_first_slice():
+    # 300 items of group 0 outrank 5 of groups 1 and 2: with a cap of 2, the answer reaches past the
+    # first slice of the ranking to find groups 1 and 2
+    scores = np.concatenate([np.linspace(10, 5, 300), np.linspace(4, 3, 5)])
+    idx = np.arange(305)
+    blended = blend({"als": (idx, scores)}, {"als": 1.0})
+    groups = np.array([0] * 300 + [1, 1, 1, 2, 2])
+    ranked = top_k(blended, np.ones(305, bool), 5, groups, 2)
+    assert [i for i, _, _ in ranked] == [0, 1, 300, 301, 303]
