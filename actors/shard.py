@@ -331,6 +331,17 @@ class CustomerShard:
     async def recommend(self, query: RecommendQuery, now_ms: int | None = None) -> Recommendations:
         return self._logic.recommend(query, now_ms or _now_ms())
 
+    async def recommend_many(self, requests: list[tuple[RecommendQuery, int]]) -> list[Recommendations | Exception]:
+        """Several Recommends in one actor call (the ingress coalesces them under load); an error
+        is returned in its request's place, so it fails that request only."""
+        out: list[Recommendations | Exception] = []
+        for query, now_ms in requests:
+            try:
+                out.append(self._logic.recommend(query, now_ms or _now_ms()))
+            except Exception as exc:  # noqa: BLE001 - returned to the one caller it belongs to
+                out.append(exc)
+        return out
+
     async def similar(self, query: SimilarQuery) -> Recommendations:
         return self._logic.similar(query)
 

@@ -126,6 +126,10 @@ class ServeConfig:
     snapshot_every_events: int = 10_000
     # Customers a shard keeps unpacked (recently used); the rest are held packed (actors/customer_table.py).
     hot_customers_per_shard: int = 50_000
+    # Recommend calls from one ingress replica to one shard: at most this many outstanding; requests
+    # arriving meanwhile go together in the next call, up to shard_batch_max (gateway/coalesce.py).
+    shard_calls_in_flight: int = 2
+    shard_batch_max: int = 32
     auth: AuthConfig = field(default_factory=AuthConfig)
     # TLS: PEM files; when set, HTTP is HTTPS and gRPC is served with TLS on grpc_port (see
     # gateway/tls_front.py) while Serve's own gRPC proxy listens on loopback only.
@@ -141,6 +145,8 @@ class ServeConfig:
             raise InvalidArgument("ingress_replicas, ingress_max_replicas: must be >= 1")
         if self.hot_customers_per_shard < 100:
             raise InvalidArgument("hot_customers_per_shard: must be >= 100")
+        if self.shard_calls_in_flight < 1 or self.shard_batch_max < 1:
+            raise InvalidArgument("shard_calls_in_flight, shard_batch_max: must be >= 1")
         if self.snapshot_every_events < 1:
             raise InvalidArgument("snapshot_every_events: must be >= 1")
         for name in ("http_port", "grpc_port"):

@@ -123,19 +123,13 @@ def parse_app_args(args: Mapping[str, Any] | None, environ: Mapping[str, str] | 
     return AppArgs(config=config, model=_text(args, "model"))
 
 
-def ingress_settings(config: ServeConfig) -> IngressSettings:
-    return IngressSettings(num_shards=config.num_shards, max_k=config.ranking.max_k,
-                           max_body_bytes=config.max_body_bytes,
-                           max_events_per_request=config.max_events_per_request, auth=config.auth)
-
-
 def build_app(args: dict):
     """Serve application builder (one parameter, as Serve requires): validate ``args``, make sure the
     shard actors and the model registry run, and return the ingress application."""
     parsed = parse_app_args(args)
     ensure_backend(parsed)
     config = parsed.config
-    return Ingress.options(**ingress_scaling(config)).bind(ingress_settings(config))
+    return Ingress.options(**ingress_scaling(config)).bind(IngressSettings.from_config(config))
 
 
 # --- the Ray side -----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from ray import serve
 
 from actors.cluster import find_shards
 from engine.auth import ApiKey, AuthConfig, Authenticator
+from engine.config import ServeConfig
 from engine.catalog import parse_updates
 from engine.errors import InvalidArgument, PayloadTooLarge, RecsysError, Unavailable
 from engine.events import Event, parse_batch
@@ -30,6 +31,7 @@ from engine.queries import parse_offer_query, parse_recommend, parse_similar
 from engine.sharding import shard_for
 from engine.validation import reject_unknown, require_id, require_int
 from gateway import codec
+from gateway.coalesce import Coalescer
 from gateway.grpc_registration import MalformedMessage
 from gateway.metrics import Metrics
 from gateway.status_map import statuses
@@ -55,6 +57,15 @@ class IngressSettings:
     max_body_bytes: int
     max_events_per_request: int
     auth: AuthConfig = AuthConfig(enabled=False)
+    # Recommend calls to one shard: at most this many outstanding, the rest coalesced (gateway/coalesce.py).
+    shard_calls_in_flight: int = 2
+    shard_batch_max: int = 32
+
+    @classmethod
+    def from_config(cls, config: ServeConfig) -> "IngressSettings":
+        return cls(num_shards=config.num_shards, max_k=config.ranking.max_k, max_body_bytes=config.max_body_bytes,
+                   max_events_per_request=config.max_events_per_request, auth=config.auth,
+                   shard_calls_in_flight=config.shard_calls_in_flight, shard_batch_max=config.shard_batch_max)
 
 
 def group_by_shard(events: list[Event], num_shards: int) -> dict[int, list[Event]]:
@@ -96,8 +107,17 @@ class Ingress:
     def __init__(self, settings: IngressSettings):
         self.settings = settings
         self.shards = find_shards(settings.num_shards)
+        self.recommenders = [Coalescer(self._sender(shard),
+                                       settings.shard_batch_max, settings.shard_calls_in_flight)
+                             for shard in self.shards]
         self.auth = Authenticator(settings.auth)
         self.metrics = Metrics()
+
+    def _sender(self, shard):
+        async def send(requests: list) -> list:
+            self.metrics.shard_batch.observe(len(requests))
+            return await self._call(shard.recommend_many.remote(requests))
+        return send
 
     def _shard(self, customer_id: str):
         return self.shards[shard_for(customer_id, self.settings.num_shards)]
@@ -123,7 +143,8 @@ class Ingress:
 
     async def recommend(self, raw: Any) -> dict[str, Any]:
         query = parse_recommend(raw, self.settings.max_k)
-        result = await self._call(self._shard(query.customer_id).recommend.remote(query, _now_ms()))
+        shard = shard_for(query.customer_id, self.settings.num_shards)
+        result = await self.recommenders[shard].submit((query, _now_ms()))
         return {"result": result, "request_id": _request_id(query.request_id)}
 
     async def similar(self, raw: Any) -> dict[str, Any]:

@@ -26,6 +26,9 @@ class Metrics:
         # "none:<reason>" for a decision with no offer (reasons are a fixed set)
         self.decisions = Counter("recsys_offer_decisions", "Next-best-offer decisions by offer made",
                                  ["offer"], registry=self.registry)
+        # how many Recommends each ingress -> shard call carried (gateway/coalesce.py): 1 when idle
+        self.shard_batch = Histogram("recsys_shard_call_batch_size", "Recommend requests per call to a shard",
+                                     buckets=(1, 2, 4, 8, 16, 32, 64), registry=self.registry)
         self.model = Gauge("recsys_model_info", "The model version the shards serve (value 1)", ["version"],
                            registry=self.registry)
 

@@ -70,9 +70,7 @@ def start_service(config: ServeConfig, bundle: ModelBundle, shard_options: dict 
     serve.start(http_options=http_options,
                 grpc_options=gRPCOptions(port=serve_grpc_port, grpc_servicer_functions=GRPC_SERVICERS,
                                          enable_reflection=True))
-    settings = IngressSettings(num_shards=config.num_shards, max_k=config.ranking.max_k,
-                               max_body_bytes=config.max_body_bytes,
-                               max_events_per_request=config.max_events_per_request, auth=config.auth)
+    settings = IngressSettings.from_config(config)
     serve.run(Ingress.options(**ingress_scaling(config)).bind(settings),
               name=APP_NAME, route_prefix="/", blocking=False,
               logging_config=LoggingConfig(encoding="JSON", log_level="INFO", enable_access_log=True))

@@ -1,0 +1,83 @@
+"""Coalescing of concurrent calls to one shard into fewer, larger actor calls.
+
+Each Recommend is a small amount of scoring (about a millisecond) behind a Ray actor call whose
+own cost (serialising, two gRPC messages between core workers, two event-loop turns) is of the
+same order. Under load, many requests for one shard are waiting at the same moment: sending them
+as one call pays that cost once.
+
+No timer and no added wait: a request goes out at once while fewer than ``max_in_flight`` calls
+to the shard are outstanding; otherwise it joins the queue, and when a call returns, everything
+queued (up to ``max_batch``) goes out as the next call. An idle service therefore answers each
+request with a call of its own, as before; a busy one sends batches whose size follows the load.
+
+A failure of the call (the shard died, timed out) fails every request in it, each with the same
+error, as separate calls would have; an error for one request (returned in its place in the
+result list) fails that request only.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Awaitable, Callable, Generic, TypeVar
+
+Item = TypeVar("Item")
+
+
+class Coalescer(Generic[Item]):
+    def __init__(self, send: Callable[[list[Item]], Awaitable[list[Any]]], max_batch: int = 32,
+                 max_in_flight: int = 2):
+        if max_batch < 1 or max_in_flight < 1:
+            raise ValueError("max_batch and max_in_flight must be >= 1")
+        self._send = send
+        self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
+        self._queue: list[tuple[Item, asyncio.Future]] = []
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task] = set()
+        self.calls = 0          # actor calls made (for metrics and tests)
+        self.items = 0          # requests carried by them
+
+    async def submit(self, item: Item) -> Any:
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((item, future))
+        if self._in_flight < self._max_in_flight:
+            self._launch()
+        return await future
+
+    def _launch(self) -> None:
+        batch, self._queue = self._queue[:self._max_batch], self._queue[self._max_batch:]
+        # requests whose caller has gone (cancelled) are not sent
+        batch = [(item, future) for item, future in batch if not future.done()]
+        if not batch:
+            return
+        self._in_flight += 1
+        self.calls += 1
+        self.items += len(batch)
+        task = asyncio.ensure_future(self._run(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: list[tuple[Item, asyncio.Future]]) -> None:
+        try:
+            results = await self._send([item for item, _ in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"batch of {len(batch)} answered with {len(results)} results")
+        except asyncio.CancelledError:
+            for _, future in batch:
+                future.cancel()
+            raise
+        except Exception as exc:  # noqa: BLE001 - handed to every caller in the batch
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+        else:
+            for (_, future), result in zip(batch, results):
+                if future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+        finally:
+            self._in_flight -= 1
+            while self._queue and self._in_flight < self._max_in_flight:
+                self._launch()

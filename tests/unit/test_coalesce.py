@@ -1,0 +1,113 @@
+"""The ingress's coalescing of concurrent shard calls (gateway/coalesce.py)."""
+import asyncio
+
+import pytest
+
+from engine.errors import InvalidArgument, Unavailable
+from gateway.coalesce import Coalescer
+
+
+class Shard:
+    """Stands in for the actor call: records each batch, answers after the test releases it."""
+
+    def __init__(self, fail_with: Exception | None = None):
+        self.batches: list[list] = []
+        self.release = asyncio.Event()
+        self.fail_with = fail_with
+
+    async def send(self, items: list) -> list:
+        self.batches.append(list(items))
+        await self.release.wait()
+        if self.fail_with is not None:
+            raise self.fail_with
+        return [InvalidArgument(f"bad {i}") if i < 0 else i * 10 for i in items]
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def settle():
+    """Let every ready task run (submissions, then the calls they started)."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def test_idle_requests_go_out_at_once_and_a_busy_queue_goes_out_together():
+    async def scenario():
+        shard = Shard()
+        coalescer = Coalescer(shard.send, max_batch=32, max_in_flight=2)
+        tasks = [asyncio.create_task(coalescer.submit(i)) for i in range(10)]
+        await settle()
+        # the first two went out alone (nothing outstanding), the other eight wait
+        assert shard.batches == [[0], [1]]
+        shard.release.set()
+        results = await asyncio.gather(*tasks)
+        assert results == [i * 10 for i in range(10)]
+        # when a call returned, everything queued went out as one call
+        assert shard.batches[2] == list(range(2, 10)) and len(shard.batches) == 3
+        assert (coalescer.calls, coalescer.items) == (3, 10)
+    run(scenario())
+
+
+def test_batches_are_capped():
+    async def scenario():
+        shard = Shard()
+        coalescer = Coalescer(shard.send, max_batch=3, max_in_flight=1)
+        tasks = [asyncio.create_task(coalescer.submit(i)) for i in range(8)]
+        await settle()
+        shard.release.set()
+        assert await asyncio.gather(*tasks) == [i * 10 for i in range(8)]
+        assert [len(b) for b in shard.batches] == [1, 3, 3, 1]
+    run(scenario())
+
+
+def test_an_error_for_one_request_fails_that_request_only():
+    async def scenario():
+        shard = Shard()
+        coalescer = Coalescer(shard.send, max_batch=32, max_in_flight=1)
+        tasks = [asyncio.create_task(coalescer.submit(i)) for i in (1, -2, 3, 4)]
+        await settle()
+        shard.release.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert results[0] == 10 and results[2:] == [30, 40]
+        assert isinstance(results[1], InvalidArgument) and results[1].message == "bad -2"
+    run(scenario())
+
+
+def test_a_failed_call_fails_every_request_in_it_and_the_next_ones_still_go():
+    async def scenario():
+        shard = Shard(fail_with=Unavailable("customer shard unavailable, retry: ActorDiedError"))
+        coalescer = Coalescer(shard.send, max_batch=32, max_in_flight=1)
+        tasks = [asyncio.create_task(coalescer.submit(i)) for i in range(5)]
+        await settle()
+        shard.release.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(isinstance(r, Unavailable) for r in results)
+        shard.fail_with = None
+        assert await coalescer.submit(7) == 70
+        assert coalescer._in_flight == 0
+    run(scenario())
+
+
+def test_a_cancelled_caller_is_not_sent_and_does_not_block_the_others():
+    async def scenario():
+        shard = Shard()
+        coalescer = Coalescer(shard.send, max_batch=32, max_in_flight=1)
+        first = asyncio.create_task(coalescer.submit(1))
+        gone = asyncio.create_task(coalescer.submit(2))
+        last = asyncio.create_task(coalescer.submit(3))
+        await settle()
+        gone.cancel()
+        await settle()
+        shard.release.set()
+        assert await first == 10 and await last == 30
+        assert shard.batches == [[1], [3]]
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+    run(scenario())
+
+
+def test_limits_must_be_positive():
+    with pytest.raises(ValueError):
+        Coalescer(Shard().send, max_batch=0)
