@@ -20,7 +20,8 @@ What it does, in order, on a local Ray of --num-cpus CPUs (the client runs on th
    bundle (sampled uniformly, a fixed seed), so each one does a shard's real work: profile,
    FAISS candidates, item-item, rules.
 3. The engine gets an open-loop constant rate of half its maximum for --half-seconds; its
-   p50/p90/p99/p99.9 are reported.
+   p50/p90/p99/p99.9 are reported. So is the no-op's own latency at half of its maximum (measured
+   in step 1): the floor that Serve's proxy and replica put under any p99 on this machine.
 
 Maximum throughput, --method open (default): open-loop steps at a constant offered rate (request
 i is sent at t0 + i/rate whatever the earlier ones did; latency counts from that scheduled time, so
@@ -396,6 +397,12 @@ def main(argv: list[str] | None = None) -> int:
         serve.run(_noop_deployment().bind(), name="noop", route_prefix="/noop")
         print("no-op Serve deployment, gRPC Recommend:", flush=True)
         noop = asyncio.run(find_max("no-op", target, key, customers, args))
+        # the floor under any p99 goal: the bare deployment's own latency at half its maximum
+        noop_half_rate = (noop["max_rps"] or noop["peak_achieved_rps"]) / 2
+        print(f"no-op at half its maximum, {noop_half_rate:.1f} req/s for {args.half_seconds:g} s:", flush=True)
+        noop_half = asyncio.run(half_load(target, key, customers, noop_half_rate, noop["idle_latency_ms"], args))
+        noop_half["failed"] = _verdict(noop_half, math.inf)
+        _show("no-op", noop_half)
         serve.delete("noop")
 
         service = start_service(config, bundle)
@@ -424,10 +431,11 @@ def main(argv: list[str] | None = None) -> int:
         "method": args.method, "max_p99_ms": args.max_p99_ms, "step_seconds": args.step_seconds,
         "noop": noop, "engine": engine, "ratio_engine_to_noop": ratio,
         "engine_at_half_max": {"rate_rps": round(half_rate, 1), **half},
+        "noop_at_half_max": {"rate_rps": round(noop_half_rate, 1), **noop_half},
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
     kind = "sustainable (open loop, p99 <= %g ms)" % args.max_p99_ms if args.method == "open" else "closed loop"
-    lat = half["latency_ms"]
+    lat, noop_lat = half["latency_ms"], noop_half["latency_ms"]
     print(f"""
 | measured ({kind})                  | value |
 |---|---|
@@ -435,9 +443,10 @@ def main(argv: list[str] | None = None) -> int:
 | engine Recommend, gRPC: max throughput         | {engine_max} req/s (peak achieved {engine['peak_achieved_rps']}) |
 | ratio engine / no-op                           | {ratio} |
 | engine at {half_rate:.1f} req/s (half its max), {args.half_seconds:g} s | p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms, p99.9 {lat.get('p99.9')} ms, errors {half['errors_by_code'] or 0}, achieved {half['achieved_rps']} req/s |
+| no-op at {noop_half_rate:.1f} req/s (half its max), {args.half_seconds:g} s | p50 {noop_lat.get('p50')} ms, p99 {noop_lat.get('p99')} ms, p99.9 {noop_lat.get('p99.9')} ms, errors {noop_half['errors_by_code'] or 0}, achieved {noop_half['achieved_rps']} req/s |
 
 wall time {result['wall_seconds']} s""")
-    if noop.get("client_saturated") or engine.get("client_saturated") or half.get("client_saturated"):
+    if any(r.get("client_saturated") for r in (noop, engine, half, noop_half)):
         print("note: the load generator fell behind its schedule in a passing step; the figure is a lower bound")
     if args.output_json:
         Path(args.output_json).write_text(json.dumps(result, indent=2))
