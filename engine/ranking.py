@@ -130,11 +130,13 @@ def top_k(blended: Blended, allowed: np.ndarray, k: int, groups: np.ndarray | No
     keep = np.flatnonzero(allowed)
     if keep.size == 0:
         return []
-    ranked_rows = keep[np.lexsort((blended.idx[keep], -blended.score[keep]))]
     if groups is None or max_per_group is None:
-        chosen = ranked_rows[:k]
+        chosen = _ranked(blended, keep, k)[:k]
     else:
-        chosen = _capped(ranked_rows, blended.idx, groups, k, max_per_group)
+        # the cap usually fills k from near the top: rank a prefix first, everything if it did not
+        chosen = _capped(_ranked(blended, keep, 8 * k), blended.idx, groups, k, max_per_group)
+        if chosen.size < k:
+            chosen = _capped(_ranked(blended, keep, keep.size), blended.idx, groups, k, max_per_group)
     contrib = blended.contributions[chosen]
     columns = np.argsort(-contrib, axis=1, kind="stable").tolist()
     positive = (contrib > 0).tolist()
@@ -142,6 +144,18 @@ def top_k(blended: Blended, allowed: np.ndarray, k: int, groups: np.ndarray | No
     for cols, pos, idx, score in zip(columns, positive, blended.idx[chosen].tolist(), blended.score[chosen].tolist()):
         out.append((idx, score, tuple(blended.sources[c] for c in cols if pos[c])))
     return out
+
+
+def _ranked(blended: Blended, keep: np.ndarray, need: int) -> np.ndarray:
+    """The first ``need`` or more rows of ``keep`` in rank order (score descending, then item
+    index): a prefix of the full ranking, found without sorting all of it. Every row scoring at
+    least the need-th best score is ranked, so ties at the edge are ordered as in a full sort."""
+    scores = blended.score[keep]
+    if need < keep.size:
+        threshold = np.partition(scores, keep.size - need)[keep.size - need]
+        keep = keep[scores >= threshold]
+        scores = blended.score[keep]
+    return keep[np.lexsort((blended.idx[keep], -scores))]
 
 
 def _capped(ranked_rows: np.ndarray, idx: np.ndarray, groups: np.ndarray, k: int, max_per_group: int) -> np.ndarray:
