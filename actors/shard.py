@@ -12,6 +12,7 @@ its latest snapshot plus the events logged after it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 import zlib
@@ -25,7 +26,7 @@ import ray
 from engine.catalog import CatalogUpdate, LiveCatalog
 from engine.config import OffersConfig, RankingConfig
 from engine.decisioning import counts_from_rows, counts_to_rows
-from engine.errors import NotFound, Unavailable
+from engine.errors import NotFound, RecsysError, Unavailable
 from engine.events import Event, event_to_dict
 from engine.offers import OfferCatalog
 from engine.queries import OfferQuery, RecommendQuery, SimilarQuery
@@ -36,6 +37,8 @@ from actors.store import SqlEventStore, open_store
 from recommenders.catalog_view import CatalogView
 from recommenders.recommend import Recommendations, recommend, similar_items
 from recommenders.runtime import ModelRuntime
+
+log = logging.getLogger(__name__)
 
 
 # store meta key: the offer catalogue (TOML) in force
@@ -338,7 +341,10 @@ class CustomerShard:
         for query, now_ms in requests:
             try:
                 out.append(self._logic.recommend(query, now_ms or _now_ms()))
-            except Exception as exc:  # noqa: BLE001 - returned to the one caller it belongs to
+            except RecsysError as exc:  # the caller's error: returned to the one caller it belongs to
+                out.append(exc)
+            except Exception as exc:  # noqa: BLE001 - a bug: logged here, where its traceback is
+                log.exception("recommend failed for one request of a batch of %d", len(requests))
                 out.append(exc)
         return out
 

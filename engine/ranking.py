@@ -68,7 +68,7 @@ def sum_by_index(idx: np.ndarray, weights: np.ndarray, size: int) -> tuple[np.nd
 def _union(indices: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
     """Sorted union of candidate indices, and (dense case) each index's row in it."""
     size = max(int(i.max()) for i in indices) + 1
-    if size > DENSE_INDEX_LIMIT:
+    if size > DENSE_INDEX_LIMIT or min(int(i.min()) for i in indices) < 0:
         return np.unique(np.concatenate(indices)), None
     mark = np.zeros(size, dtype=bool)
     for i in indices:
@@ -83,20 +83,21 @@ def _best_per_item(idx: np.ndarray, raw: np.ndarray, all_idx: np.ndarray,
                    row_of: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Rows in ``all_idx`` of the items a source proposed, and its best score for each (a source
     may propose an item twice, e.g. from two seeds)."""
-    if row_of is None:
-        order = np.argsort(-raw, kind="stable")
-        idx_sorted = idx[order]
-        _, first = np.unique(idx_sorted, return_index=True)
-        return np.searchsorted(all_idx, idx_sorted[first]), raw[order][first]
-    rows = row_of[idx]
-    count = np.bincount(rows, minlength=all_idx.size)
-    best = np.full(all_idx.size, -np.inf)
-    if int(count.max()) == 1:
-        best[rows] = raw
-    else:
-        np.maximum.at(best, rows, raw)
-    proposed = np.flatnonzero(count)
-    return proposed, best[proposed]
+    if row_of is not None:
+        rows = row_of[idx]
+        count = np.bincount(rows, minlength=all_idx.size)
+        proposed = np.flatnonzero(count)
+        best = np.full(all_idx.size, -np.inf)
+        if int(count.max()) == 1:
+            best[rows] = raw
+            return proposed, best[proposed]
+        if not np.isnan(raw).any():  # (with a NaN, the sort below: it puts NaN last, as best-of must)
+            np.maximum.at(best, rows, raw)
+            return proposed, best[proposed]
+    order = np.argsort(-raw, kind="stable")
+    idx_sorted = idx[order]
+    _, first = np.unique(idx_sorted, return_index=True)
+    return np.searchsorted(all_idx, idx_sorted[first]), raw[order][first]
 
 
 def blend(candidates: Mapping[str, tuple[np.ndarray, np.ndarray]], weights: Mapping[str, float]) -> Blended:
@@ -151,7 +152,7 @@ def _ranked(blended: Blended, keep: np.ndarray, need: int) -> np.ndarray:
     index): a prefix of the full ranking, found without sorting all of it. Every row scoring at
     least the need-th best score is ranked, so ties at the edge are ordered as in a full sort."""
     scores = blended.score[keep]
-    if need < keep.size:
+    if need < keep.size and not np.isnan(scores).any():  # (a NaN would top the partition)
         threshold = np.partition(scores, keep.size - need)[keep.size - need]
         keep = keep[scores >= threshold]
         scores = blended.score[keep]

@@ -12,7 +12,8 @@ request with a call of its own, as before; a busy one sends batches whose size f
 
 A failure of the call (the shard died, timed out) fails every request in it, each with the same
 error, as separate calls would have; an error for one request (returned in its place in the
-result list) fails that request only.
+result list) fails that request only. With ``timeout_s`` a request's deadline counts from its
+submission, time in the queue included (asyncio.TimeoutError).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ Item = TypeVar("Item")
 
 class Coalescer(Generic[Item]):
     def __init__(self, send: Callable[[list[Item]], Awaitable[list[Any]]], max_batch: int = 32,
-                 max_in_flight: int = 2):
+                 max_in_flight: int = 2, timeout_s: float | None = None):
         if max_batch < 1 or max_in_flight < 1:
             raise ValueError("max_batch and max_in_flight must be >= 1")
         self._send = send
@@ -32,6 +33,7 @@ class Coalescer(Generic[Item]):
         self._max_in_flight = max_in_flight
         self._queue: list[tuple[Item, asyncio.Future]] = []
         self._in_flight = 0
+        self._timeout_s = timeout_s
         self._tasks: set[asyncio.Task] = set()
         self.calls = 0          # actor calls made (for metrics and tests)
         self.items = 0          # requests carried by them
@@ -41,7 +43,11 @@ class Coalescer(Generic[Item]):
         self._queue.append((item, future))
         if self._in_flight < self._max_in_flight:
             self._launch()
-        return await future
+        if self._timeout_s is None:
+            return await future
+        # on expiry wait_for cancels the future: a queued request is then not sent, a sent one's
+        # result is dropped
+        return await asyncio.wait_for(future, self._timeout_s)
 
     def _launch(self) -> None:
         batch, self._queue = self._queue[:self._max_batch], self._queue[self._max_batch:]
@@ -74,10 +80,18 @@ class Coalescer(Generic[Item]):
                 if future.done():
                     continue
                 if isinstance(result, BaseException):
-                    future.set_exception(result)
+                    future.set_exception(_raisable(result))
                 else:
                     future.set_result(result)
         finally:
             self._in_flight -= 1
             while self._queue and self._in_flight < self._max_in_flight:
                 self._launch()
+
+
+def _raisable(error: BaseException) -> Exception:
+    """An error a future can carry (asyncio refuses StopIteration, and a BaseException that is not
+    an Exception would escape the caller's error handling)."""
+    if isinstance(error, Exception) and not isinstance(error, StopIteration):
+        return error
+    return RuntimeError(f"{type(error).__name__}: {error}")

@@ -107,8 +107,8 @@ class Ingress:
     def __init__(self, settings: IngressSettings):
         self.settings = settings
         self.shards = find_shards(settings.num_shards)
-        self.recommenders = [Coalescer(self._sender(shard),
-                                       settings.shard_batch_max, settings.shard_calls_in_flight)
+        self.recommenders = [Coalescer(self._sender(shard), settings.shard_batch_max,
+                                       settings.shard_calls_in_flight, timeout_s=SHARD_TIMEOUT_S)
                              for shard in self.shards]
         self.auth = Authenticator(settings.auth)
         self.metrics = Metrics()
@@ -144,7 +144,10 @@ class Ingress:
     async def recommend(self, raw: Any) -> dict[str, Any]:
         query = parse_recommend(raw, self.settings.max_k)
         shard = shard_for(query.customer_id, self.settings.num_shards)
-        result = await self.recommenders[shard].submit((query, _now_ms()))
+        try:
+            result = await self.recommenders[shard].submit((query, _now_ms()))
+        except asyncio.TimeoutError as exc:  # queued and called for longer than a shard call may take
+            raise Unavailable("customer shard unavailable, retry: TimeoutError") from exc
         return {"result": result, "request_id": _request_id(query.request_id)}
 
     async def similar(self, raw: Any) -> dict[str, Any]:

@@ -46,20 +46,26 @@ def main() -> int:
         before = running_replicas()
         # Load in windows of 5 s until a second replica is RUNNING (at most 150 s): on a busy 2-core
         # machine the replica Serve decides to add can take longer to start than any fixed load window.
-        summaries = []
+        summaries, failures = [], []
         load_until = time.monotonic() + 150
         while time.monotonic() < load_until:
             done = threading.Event()
 
             def load():
-                summaries.append(run_load(LoadSpec(target=f"127.0.0.1:{config.grpc_port}", rate=60, duration_s=5,
-                                                   mix={"recommend": 1.0}, customers=100)))
-                done.set()
+                try:
+                    summaries.append(run_load(LoadSpec(target=f"127.0.0.1:{config.grpc_port}", rate=60,
+                                                       duration_s=5, mix={"recommend": 1.0}, customers=100)))
+                except Exception as exc:  # re-raised below: a broken load generator must fail the test
+                    failures.append(exc)
+                finally:
+                    done.set()
 
             threading.Thread(target=load, daemon=True).start()
             while not done.is_set():
                 seen_during.append(running_replicas())
                 time.sleep(1)
+            if failures:
+                raise failures[0]
             if max(seen_during) > 1:
                 break
         quiet_until = time.monotonic() + 120

@@ -8,7 +8,7 @@ from tests.conftest import ROOT
 
 def test_ingress_scales_up_under_load_and_down_after():
     result = subprocess.run([sys.executable, str(ROOT / "tests" / "integration" / "autoscale_scenario.py")],
-                            capture_output=True, text=True, timeout=400, cwd=ROOT)
+                            capture_output=True, text=True, timeout=500, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads([line for line in result.stdout.splitlines() if line.startswith("{")][-1])
     assert report["before"] == 1

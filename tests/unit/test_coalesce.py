@@ -111,3 +111,33 @@ def test_a_cancelled_caller_is_not_sent_and_does_not_block_the_others():
 def test_limits_must_be_positive():
     with pytest.raises(ValueError):
         Coalescer(Shard().send, max_batch=0)
+
+
+def test_a_result_a_future_cannot_carry_still_fails_only_its_request():
+    # asyncio refuses StopIteration as a future's exception; the rest of the batch must not hang
+    async def send(items):
+        return [StopIteration() if i == 1 else i * 10 for i in items]
+
+    async def scenario():
+        coalescer = Coalescer(send, max_batch=32, max_in_flight=1)
+        tasks = [asyncio.create_task(coalescer.submit(i)) for i in range(4)]
+        results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
+        assert results[0] == 0 and results[2:] == [20, 30]
+        assert isinstance(results[1], RuntimeError) and "StopIteration" in str(results[1])
+    run(scenario())
+
+
+def test_the_deadline_counts_from_submission_and_an_expired_request_is_not_sent():
+    async def scenario():
+        shard = Shard()
+        coalescer = Coalescer(shard.send, max_batch=32, max_in_flight=1, timeout_s=0.2)
+        tasks = [asyncio.create_task(coalescer.submit(i)) for i in range(3)]
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        # the shard never answered: each request gave up after its own 0.2 s, queued or not
+        assert all(isinstance(r, asyncio.TimeoutError) for r in results)
+        shard.release.set()
+        await settle()
+        # the two that were only queued never went to the shard
+        assert shard.batches == [[0]]
+        assert await coalescer.submit(5) == 50
+    run(scenario())

@@ -138,3 +138,15 @@ def test_top_k_equals_a_full_sort(pairs, k, cap, seed):
         if len(expected) == k:
             break
     assert got == expected
+
+
+def test_nan_scores_rank_last_as_a_full_sort_puts_them():
+    from engine.ranking import Blended
+
+    nan = float("nan")
+    for scores, k, expected in (([nan, 1.0, 2.0, 3.0], 2, [3, 2]), ([nan, nan, 2.0, 3.0], 1, [3])):
+        blended = Blended(np.arange(4), np.array(scores), np.ones((4, 1)), ("als",))
+        assert [i for i, _, _ in top_k(blended, np.ones(4, bool), k)] == expected
+    # an item proposed twice, once with NaN: its best real score counts
+    blended = blend({"als": (np.array([3, 3, 5]), np.array([nan, 1.0, 2.0]))}, {"als": 1.0})
+    assert blended.idx.tolist() == [3, 5] and blended.score.tolist() == [0.05, 1.0]
