@@ -4,7 +4,8 @@ Retail traffic is skewed: a small share of customers is active at any moment, wh
 must hold everyone it has seen. Live objects cost a few hundred bytes to kilobytes each (dicts,
 tuples, floats); a packed customer is one bytes object of its state_to_dict JSON. A customer
 is unpacked when touched (an event, a request) and becomes the most recently used; when more
-than ``max_hot`` are unpacked the least recently used tenth is packed again.
+than ``max_hot`` are unpacked the least recently used one is packed again (one per insertion, so
+no request pays for packing thousands).
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ class CustomerTable:
     def _put(self, customer_id: str, state: CustomerState) -> None:
         self._hot[customer_id] = state
         if len(self._hot) > self.max_hot:
-            self._pack(len(self._hot) - self.max_hot + self.max_hot // 10)
+            self._pack(len(self._hot) - self.max_hot)
 
     def _pack(self, n: int) -> None:
         for customer_id in list(islice(self._hot, n)):
@@ -79,13 +80,12 @@ class CustomerTable:
         for customer_id, packed in list(self._cold.items()):
             yield customer_id, state_from_dict(orjson.loads(packed))
 
-    def values(self) -> Iterator[CustomerState]:
-        return (state for _, state in self.items())
-
     def snapshot_entries(self) -> list:
-        """state_to_dict of everyone, for a snapshot; packed customers go in as they are."""
-        return ([state_to_dict(s) for s in self._hot.values()]
-                + [orjson.Fragment(packed) for packed in self._cold.values()])
+        """state_to_dict of everyone, for a snapshot; packed customers go in as they are. Packed
+        first, then the unpacked least recently used first: a restart that inserts them in this
+        order ends with the same customers unpacked."""
+        return ([orjson.Fragment(packed) for packed in self._cold.values()]
+                + [state_to_dict(s) for s in self._hot.values()])
 
     @property
     def hot_count(self) -> int:

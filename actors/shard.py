@@ -331,9 +331,6 @@ class CustomerShard:
             if logic.since_snapshot >= logic.snapshot_every:
                 await self._snapshot()
 
-    async def recommend(self, query: RecommendQuery, now_ms: int | None = None) -> Recommendations:
-        return self._logic.recommend(query, now_ms or _now_ms())
-
     async def recommend_many(self, requests: list[tuple[RecommendQuery, int]]) -> list[Recommendations | Exception]:
         """Several Recommends in one actor call (the ingress coalesces them under load); an error
         is returned in its request's place, so it fails that request only."""

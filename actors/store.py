@@ -103,11 +103,10 @@ class SqlEventStore:
             self._execute(self._sql("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"),
                           ("num_shards", str(num_shards)))
             self._commit()
-            row = self._execute(self._sql("SELECT value FROM meta WHERE key = ?"), ("num_shards",)).fetchone()
-            self._commit()
-            if int(row[0]) != num_shards:
-                raise InvalidArgument(f"the store was written with {row[0]} shards; serve it with "
-                                      f"--shards {row[0]} (resharding is not supported)")
+        written = int(self.get_meta("num_shards"))
+        if written != num_shards:
+            raise InvalidArgument(f"the store was written with {written} shards; serve it with "
+                                  f"--shards {written} (resharding is not supported)")
 
     # -- the event log ----------------------------------------------------------------------------
     def append(self, shard: int, events: Sequence[Event]) -> list[int | None]:

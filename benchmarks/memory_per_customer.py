@@ -31,6 +31,7 @@ def main() -> int:
     from actors.store import SqliteEventStore
     from engine.config import RankingConfig
     from engine.events import parse_event
+    from engine.rules import DAY_MS
     from recommenders.loaders import synthetic_retail
     from recommenders.runtime import ModelRuntime
     from recommenders.training import TrainParams, train
@@ -55,7 +56,7 @@ def main() -> int:
             event = parse_event({"event_id": f"{customer}-{e}", "customer_id": customer,
                                  "event_type": kinds[e % len(kinds)], "item_id": f"i{(c * 7 + e * 13) % 4000:04d}",
                                  "channel": ("web", "app", "pos")[e % 3], "session_id": f"s-{c}-{e // 3}",
-                                 "price": 2.95, "timestamp_ms": now - 86_400_000 + e * 1000}, now)
+                                 "price": 2.95, "timestamp_ms": now - DAY_MS + e * 1000}, now)
             shard._apply(event)
     seconds = time.perf_counter() - started
     gc.collect()

@@ -79,7 +79,7 @@ def main() -> int:
         for customer in sample:
             shard = shards[shard_for(customer, config.num_shards)]
             started = time.perf_counter()
-            ray.get(shard.recommend.remote(RecommendQuery(customer_id=customer, channel="web", k=10)))
+            ray.get(shard.recommend_many.remote([(RecommendQuery(customer_id=customer, channel="web", k=10), 0)]))
             timings.append(time.perf_counter() - started)
         print(_summary("shard actor call (no Serve)", timings[50:]))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, TypeVar
 
-from engine.errors import InvalidArgument
+from engine.errors import InvalidArgument, PayloadTooLarge
 
 MAX_ID_LENGTH = 128
 T = TypeVar("T")
@@ -73,8 +73,6 @@ def reject_unknown(raw: Any, allowed: set[str] | frozenset[str], where: str) -> 
 def parse_whole_batch(raw: Any, field: str, max_items: int, parse_one: Callable[[Any, str], T]) -> list[T]:
     """Validate a request's list item by item; any bad item rejects the whole list (nothing of it is
     applied). ``parse_one(item, where)`` names the item's position in its messages."""
-    from engine.errors import PayloadTooLarge
-
     if not isinstance(raw, (list, tuple)):
         raise InvalidArgument(f"{field}: must be a list")
     if not raw:

@@ -12,8 +12,8 @@ request with a call of its own, as before; a busy one sends batches whose size f
 
 A failure of the call (the shard died, timed out) fails every request in it, each with the same
 error, as separate calls would have; an error for one request (returned in its place in the
-result list) fails that request only. With ``timeout_s`` a request's deadline counts from its
-submission, time in the queue included (asyncio.TimeoutError).
+result list) fails that request only. A caller that gives up (a deadline around ``submit``) cancels
+its request: if still queued, it is not sent.
 """
 from __future__ import annotations
 
@@ -24,8 +24,7 @@ Item = TypeVar("Item")
 
 
 class Coalescer(Generic[Item]):
-    def __init__(self, send: Callable[[list[Item]], Awaitable[list[Any]]], max_batch: int = 32,
-                 max_in_flight: int = 2, timeout_s: float | None = None):
+    def __init__(self, send: Callable[[list[Item]], Awaitable[list[Any]]], max_batch: int, max_in_flight: int):
         if max_batch < 1 or max_in_flight < 1:
             raise ValueError("max_batch and max_in_flight must be >= 1")
         self._send = send
@@ -33,21 +32,14 @@ class Coalescer(Generic[Item]):
         self._max_in_flight = max_in_flight
         self._queue: list[tuple[Item, asyncio.Future]] = []
         self._in_flight = 0
-        self._timeout_s = timeout_s
         self._tasks: set[asyncio.Task] = set()
-        self.calls = 0          # actor calls made (for metrics and tests)
-        self.items = 0          # requests carried by them
 
     async def submit(self, item: Item) -> Any:
         future = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
         if self._in_flight < self._max_in_flight:
             self._launch()
-        if self._timeout_s is None:
-            return await future
-        # on expiry wait_for cancels the future: a queued request is then not sent, a sent one's
-        # result is dropped
-        return await asyncio.wait_for(future, self._timeout_s)
+        return await future
 
     def _launch(self) -> None:
         batch, self._queue = self._queue[:self._max_batch], self._queue[self._max_batch:]
@@ -56,8 +48,6 @@ class Coalescer(Generic[Item]):
         if not batch:
             return
         self._in_flight += 1
-        self.calls += 1
-        self.items += len(batch)
         task = asyncio.ensure_future(self._run(batch))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -57,9 +57,10 @@ class IngressSettings:
     max_body_bytes: int
     max_events_per_request: int
     auth: AuthConfig = AuthConfig(enabled=False)
-    # Recommend calls to one shard: at most this many outstanding, the rest coalesced (gateway/coalesce.py).
-    shard_calls_in_flight: int = 2
-    shard_batch_max: int = 32
+    # Recommend calls to one shard: at most this many outstanding, the rest coalesced (gateway/coalesce.py);
+    # defaults in ServeConfig
+    shard_calls_in_flight: int = ServeConfig.shard_calls_in_flight
+    shard_batch_max: int = ServeConfig.shard_batch_max
 
     @classmethod
     def from_config(cls, config: ServeConfig) -> "IngressSettings":
@@ -107,8 +108,7 @@ class Ingress:
     def __init__(self, settings: IngressSettings):
         self.settings = settings
         self.shards = find_shards(settings.num_shards)
-        self.recommenders = [Coalescer(self._sender(shard), settings.shard_batch_max,
-                                       settings.shard_calls_in_flight, timeout_s=SHARD_TIMEOUT_S)
+        self.recommenders = [Coalescer(self._sender(shard), settings.shard_batch_max, settings.shard_calls_in_flight)
                              for shard in self.shards]
         self.auth = Authenticator(settings.auth)
         self.metrics = Metrics()
@@ -144,10 +144,8 @@ class Ingress:
     async def recommend(self, raw: Any) -> dict[str, Any]:
         query = parse_recommend(raw, self.settings.max_k)
         shard = shard_for(query.customer_id, self.settings.num_shards)
-        try:
-            result = await self.recommenders[shard].submit((query, _now_ms()))
-        except asyncio.TimeoutError as exc:  # queued and called for longer than a shard call may take
-            raise Unavailable("customer shard unavailable, retry: TimeoutError") from exc
+        # the deadline counts from here, time queued behind other calls to the shard included
+        result = await self._call(self.recommenders[shard].submit((query, _now_ms())))
         return {"result": result, "request_id": _request_id(query.request_id)}
 
     async def similar(self, raw: Any) -> dict[str, Any]:

@@ -160,8 +160,9 @@ def _rules_mask(view: CatalogView, candidate_idx: np.ndarray, filters: Filters, 
     return mask
 
 
-def _top(view: CatalogView, blended, mask: np.ndarray, query, config: RankingConfig):
-    cap = query.filters.max_per_category or config.max_per_category
+def _top(view: CatalogView, blended, mask: np.ndarray, query, config: RankingConfig | None = None):
+    """Top k with the diversity cap: the request's, else the configured one (every ranking path)."""
+    cap = query.filters.max_per_category or (config.max_per_category if config is not None else None)
     return top_k(blended, mask, query.k, view.category_code if cap else None, cap)
 
 
@@ -179,7 +180,7 @@ def recommend(model: ModelRuntime, state: CustomerState | None, query: Recommend
     """Top-k for one customer now. ``view`` is the shard's live catalogue over ``model``."""
     view = view if view is not None else model.plain_view()
     if not consents(state, "personalization", config.default_personalization_consent):
-        return _without_personalisation(view, state, query)
+        return _without_personalisation(view, state, query, config)
     profile = _profile(model, query.customer_id, state)
     n = max(config.candidates_per_source, query.k * 3)
     policy = query.filters.repurchase_policy or config.repurchase_policy
@@ -249,7 +250,8 @@ def _popular(view: CatalogView, n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([popular, new_idx]), np.concatenate([model.popularity[popular], new_pop])
 
 
-def _without_personalisation(view: CatalogView, state: CustomerState | None, query: RecommendQuery) -> Recommendations:
+def _without_personalisation(view: CatalogView, state: CustomerState | None, query: RecommendQuery,
+                             config: RankingConfig) -> Recommendations:
     """The customer said no to personalisation: popular items, nothing learnt about them.
 
     The cart is still excluded (showing what is in the basket helps no one); nothing from the
@@ -258,7 +260,7 @@ def _without_personalisation(view: CatalogView, state: CustomerState | None, que
     n = query.k + len(query.cart_item_ids) + (len(state.cart) if state is not None else 0)
     blended = blend({"popular": _popular(view, n + 50)}, {"popular": 1.0})
     cart = set(query.cart_item_ids) | (set(state.cart) if state is not None else set())
-    ranked = top_k(blended, _rules_mask(view, blended.idx, query.filters, _resolve(view, cart)), query.k)
+    ranked = _top(view, blended, _rules_mask(view, blended.idx, query.filters, _resolve(view, cart)), query, config)
     ranked = [(i, s, ("popular",)) for i, s, _r in ranked]
     return Recommendations(_to_items(view, ranked), False, ("no_personalization_consent",), view.model.version)
 
@@ -282,5 +284,5 @@ def similar_items(model: ModelRuntime, query: SimilarQuery, state: CustomerState
     excluded = {i}
     if state is not None:
         excluded |= _resolve(view, state.cart)
-    ranked = top_k(blended, _rules_mask(view, blended.idx, query.filters, excluded), query.k)
+    ranked = _top(view, blended, _rules_mask(view, blended.idx, query.filters, excluded), query)
     return Recommendations(_to_items(view, ranked), False, (), model.version)

@@ -57,3 +57,20 @@ def test_diversity_cap_holds_and_k_is_still_filled(synthetic_model, cap, seed_gr
     per_category = Counter(category(synthetic_model, i.item_id) for i in got)
     assert max(per_category.values()) <= cap
     assert len(got) == min(10, 3 * cap)  # three categories in the shop
+
+
+def test_diversity_cap_holds_on_every_ranking_path(synthetic_model):
+    """Similar items and the no-consent answer honour the request's max_per_category too."""
+    from engine.queries import parse_similar
+    from recommenders.recommend import similar_items
+
+    similar = similar_items(synthetic_model, parse_similar({"item_id": "i0001", "k": 10,
+                                                             "filters": {"max_per_category": 1}}, 100), None)
+    assert similar.items and max(Counter(category(synthetic_model, i.item_id) for i in similar.items).values()) == 1
+    state = shopper("i0001")
+    apply_event(state, parse_event({"event_id": "consent", "customer_id": "c-rules", "event_type": "consent",
+                                    "channel": "web", "attributes": {"personalization": "denied"},
+                                    "timestamp_ms": NOW - 1000}, NOW))
+    got = ask(synthetic_model, state, max_per_category=2)
+    assert got and max(Counter(category(synthetic_model, i.item_id) for i in got).values()) <= 2
+    assert len(got) == 6  # three categories in the shop, two each

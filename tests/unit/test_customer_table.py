@@ -53,3 +53,18 @@ def test_a_shard_with_a_tiny_hot_set_answers_as_one_with_everyone_unpacked(tmp_p
     again.recover()
     assert {c: state_to_dict(s) for c, s in again.customers.items()} == \
         {c: state_to_dict(s) for c, s in roomy.customers.items()}
+
+
+def test_packing_is_one_at_a_time_and_a_restart_keeps_the_active_customers_unpacked():
+    table = CustomerTable(max_hot=5)
+    for c in range(12):
+        table[f"c{c}"] = CustomerState(f"c{c}")
+        # never more than one customer over: no insertion packs a batch
+        assert table.hot_count == min(c + 1, 5)
+    for c in (0, 1, 2):  # active again: unpacked, most recently used
+        table.get(f"c{c}")
+    hot_before = list(table._hot)
+    restarted = CustomerTable(max_hot=5)
+    for data in orjson.loads(orjson.dumps(table.snapshot_entries())):   # recovery inserts in this order
+        restarted[data["customer_id"]] = CustomerState(data["customer_id"])
+    assert list(restarted._hot) == hot_before and set(hot_before) >= {"c0", "c1", "c2"}
