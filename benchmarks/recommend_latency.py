@@ -4,7 +4,8 @@
 
 Starts a local Ray (2 CPUs) and the service with the model in --model-dir (training one on
 Online Retail if there is none), then, from one client, sends sequential requests for known
-customers: the scoring function in-process, the shard actor called directly (no Serve), gRPC
+customers: the scoring function in-process, the shard actor called directly (no Serve) and its
+bare ping (the actor call alone), gRPC
 Recommend, HTTP POST /v1/recommend, and, for scale, a no-op Serve HTTP deployment. Prints p50/p90/p99 in milliseconds.
 """
 from __future__ import annotations
@@ -82,6 +83,13 @@ def main() -> int:
             ray.get(shard.recommend_many.remote([(RecommendQuery(customer_id=customer, channel="web", k=10), 0)]))
             timings.append(time.perf_counter() - started)
         print(_summary("shard actor call (no Serve)", timings[50:]))
+        timings = []
+        for customer in sample:
+            shard = shards[shard_for(customer, config.num_shards)]
+            started = time.perf_counter()
+            ray.get(shard.ping.remote())
+            timings.append(time.perf_counter() - started)
+        print(_summary("shard actor ping (no work)", timings[50:]))
 
         with grpc.insecure_channel(f"127.0.0.1:{config.grpc_port}") as channel:
             stub = recsys_pb2_grpc.PersonalizationStub(channel)
