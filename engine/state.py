@@ -77,7 +77,9 @@ def apply_event(state: CustomerState, event: Event) -> None:
     elif kind in ("purchase", "rate"):
         # A rating means the item was consumed: for exclusion it counts as bought.
         previous = state.purchases.get(item)
-        count = (previous.count if previous else 0.0) + (event.quantity if kind == "purchase" else 1.0)
+        # purchases of the item, not units: a trade customer's 144 mugs are one repeat, as in the
+        # trained history (one per purchase line), so live and trained counts add up on one scale
+        count = (previous.count if previous else 0.0) + 1.0
         state.purchases[item] = Purchase(count=count, last_ms=max(ts, previous.last_ms if previous else 0))
         state.cart.pop(item, None)
         if state.returned:

@@ -120,20 +120,23 @@ def neighbour_candidates(neighbour_idx: np.ndarray, neighbour_w: np.ndarray,
     return sum_by_index(flat_idx, flat_w, neighbour_idx.shape[0])
 
 
-def repurchase_candidates(profile: _Profile, now_ms: int, cycles: np.ndarray | None = None
-                          ) -> tuple[np.ndarray, np.ndarray]:
-    """The customer's own purchases, by how often they bought each. Timing: with ``cycles`` (the
-    items' learnt repurchase cycles, days) an item scores highest when its cycle has come round
-    (a log-normal bump around the cycle); otherwise, and for items without a cycle, recent
-    purchases score highest (half-life decay)."""
+def repurchase_candidates(profile: _Profile, now_ms: int, cycles: np.ndarray | None = None,
+                          timing_kind: str = "cycle") -> tuple[np.ndarray, np.ndarray]:
+    """The customer's own purchases, by how often they bought each. Timing: ``"frequency"`` none
+    (how often alone: the other sources, popularity first, order items bought equally often);
+    ``"cycle"`` an item scores highest when its learnt repurchase cycle (``cycles``, days) has come
+    round (a log-normal bump around the cycle; items without one decay); ``"decay"`` recent purchases
+    score highest (half-life decay)."""
     if not profile.last_purchase_ms:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
     idx = np.fromiter(profile.last_purchase_ms.keys(), dtype=np.int64)
     last = np.fromiter(profile.last_purchase_ms.values(), dtype=np.float64)
     count = np.array([profile.purchase_weight.get(i, 1.0) for i in idx.tolist()])
+    if timing_kind == "frequency":
+        return idx, np.log1p(count)
     age_days = np.maximum(now_ms - last, 0) / DAY_MS
     timing = 0.5 ** (age_days / REPURCHASE_HALF_LIFE_DAYS)
-    if cycles is not None:
+    if timing_kind == "cycle" and cycles is not None:
         cycle = cycles[idx].astype(np.float64)
         known = ~np.isnan(cycle)
         due = np.exp(-0.5 * (np.log((age_days + 1.0) / (np.where(known, cycle, 1.0) + 1.0)) / CYCLE_SPREAD) ** 2)
@@ -201,8 +204,8 @@ def recommend(model: ModelRuntime, state: CustomerState | None, query: Recommend
     if weights["new_items"] > 0:
         sources["new_items"] = view.new_item_candidates(seeds, profile.weights)
     if policy != "exclude_always" and weights["repurchase"] > 0:
-        cycles = model.repurchase_cycle_days if config.repurchase_timing == "cycle" else None
-        sources["repurchase"] = repurchase_candidates(profile, now_ms, cycles)
+        sources["repurchase"] = repurchase_candidates(profile, now_ms, model.repurchase_cycle_days,
+                                                      config.repurchase_timing)
     # Enough popular items that k survive any exclusion.
     sources["popular"] = _popular(view, n + len(profile.last_purchase_ms) + len(seeds))
     if weights.get("trending", 0) > 0:

@@ -75,8 +75,12 @@ def test_purchase_leaves_cart_and_is_remembered():
     apply_event(state, ev(event_id="2", event_type="purchase", item_id="a", quantity=3, channel="pos",
                           timestamp_ms=NOW - 1000))
     assert state.cart == {}
-    assert state.purchases["a"].count == 3 and state.purchases["a"].last_ms == NOW - 1000
-    assert state.channels == {"app": 1, "pos": 1}
+    # a purchase counts once whatever its quantity (as a purchase line does in the trained history)
+    assert state.purchases["a"].count == 1 and state.purchases["a"].last_ms == NOW - 1000
+    apply_event(state, ev(event_id="2b", event_type="purchase", item_id="a", quantity=144, channel="pos",
+                          timestamp_ms=NOW - 500))
+    assert state.purchases["a"].count == 2 and state.purchases["a"].last_ms == NOW - 500
+    assert state.channels == {"app": 1, "pos": 2}
     apply_event(state, ev(event_id="3", event_type="return", item_id="a"))
     assert "a" in state.returned and "a" not in state.interactions
 

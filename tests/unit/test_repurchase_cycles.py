@@ -43,3 +43,27 @@ def test_cycle_timing_prefers_the_item_that_is_due():
     assert np.allclose(plain, plain[0])  # decay timing cannot tell them apart
     idx, nan_cycles = repurchase_candidates(profile, now, np.array([np.nan, np.nan], dtype=np.float32))
     assert np.allclose(nan_cycles, plain)  # no cycle: falls back to decay
+
+
+def test_frequency_timing_ranks_by_how_often_alone():
+    now = T0 + 100 * DAY_MS
+    # item 0 bought 3 times, last 90 days ago; item 1 once, yesterday; item 2 once, 50 days ago
+    profile = _Profile(vector=None, weights={}, purchase_weight={0: 3.0, 1: 1.0, 2: 1.0}, known=True,
+                       last_purchase_ms={0: now - 90 * DAY_MS, 1: now - DAY_MS, 2: now - 50 * DAY_MS})
+    idx, score = repurchase_candidates(profile, now, np.array([7.0, 7.0, 7.0], dtype=np.float32), "frequency")
+    by_item = dict(zip(idx.tolist(), score.tolist()))
+    assert by_item[0] > by_item[1] == by_item[2]  # equally often: a tie the other sources break
+    _, decayed = repurchase_candidates(profile, now, None, "decay")
+    assert dict(zip(idx.tolist(), decayed.tolist()))[1] > dict(zip(idx.tolist(), decayed.tolist()))[2]
+
+
+def test_repurchase_timing_is_checked():
+    import pytest
+
+    from engine.config import RankingConfig
+    from engine.errors import InvalidArgument
+
+    for timing in ("decay", "cycle", "frequency"):
+        assert RankingConfig(repurchase_timing=timing).repurchase_timing == timing
+    with pytest.raises(InvalidArgument, match="repurchase_timing"):
+        RankingConfig(repurchase_timing="soon")
