@@ -130,10 +130,10 @@ def repurchase_candidates(profile: _Profile, now_ms: int, cycles: np.ndarray | N
     if not profile.last_purchase_ms:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
     idx = np.fromiter(profile.last_purchase_ms.keys(), dtype=np.int64)
-    last = np.fromiter(profile.last_purchase_ms.values(), dtype=np.float64)
     count = np.array([profile.purchase_weight.get(i, 1.0) for i in idx.tolist()])
     if timing_kind == "frequency":
         return idx, np.log1p(count)
+    last = np.fromiter(profile.last_purchase_ms.values(), dtype=np.float64)
     age_days = np.maximum(now_ms - last, 0) / DAY_MS
     timing = 0.5 ** (age_days / REPURCHASE_HALF_LIFE_DAYS)
     if timing_kind == "cycle" and cycles is not None:

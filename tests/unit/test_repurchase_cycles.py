@@ -1,6 +1,10 @@
 """Per-item repurchase cycles: learnt from repeat purchases, used to time the repurchase source."""
 import numpy as np
 import pandas as pd
+import pytest
+
+from engine.config import RankingConfig
+from engine.errors import InvalidArgument
 
 from recommenders.recommend import _Profile, repurchase_candidates
 from engine.rules import DAY_MS
@@ -58,11 +62,6 @@ def test_frequency_timing_ranks_by_how_often_alone():
 
 
 def test_repurchase_timing_is_checked():
-    import pytest
-
-    from engine.config import RankingConfig
-    from engine.errors import InvalidArgument
-
     for timing in ("decay", "cycle", "frequency"):
         assert RankingConfig(repurchase_timing=timing).repurchase_timing == timing
     with pytest.raises(InvalidArgument, match="repurchase_timing"):
