@@ -192,15 +192,19 @@ def _knn_rank(model: ModelRuntime, items: Iterable[str], excluded: set[str], k: 
     return [str(model.item_ids[i]) for i, _, _ in top_k(blended, allowed, k)]
 
 
-def retail_methods(best: BlendWeights, timing: str = "frequency") -> list[Method]:
+def retail_methods(best: BlendWeights, timing: str = "frequency", cart: BlendWeights | None = None) -> list[Method]:
     return [
-        Method("engine (tuned blend, live state)", RankingConfig(weights=best, repurchase_policy="exclude_never",
+        Method("engine (tuned blend, live state)", RankingConfig(weights=best, cart_weights=cart or best,
+                                                                 repurchase_policy="exclude_never",
                                                                  repurchase_timing=timing)),
-        Method("popularity", RankingConfig(weights=weights_only(popular=1.0), repurchase_policy="exclude_never")),
+        Method("popularity", RankingConfig(weights=weights_only(popular=1.0), cart_weights=weights_only(popular=1.0),
+                                           repurchase_policy="exclude_never")),
         # the classic baseline: what the customer bought, most often and most recently first
         Method("own history + popularity", RankingConfig(weights=weights_only(repurchase=1.0, popular=0.05),
+                                                         cart_weights=weights_only(repurchase=1.0, popular=0.05),
                                                          repurchase_policy="exclude_never", repurchase_timing="decay")),
-        Method("plain ALS (no live state)", RankingConfig(weights=weights_only(als=1.0), repurchase_policy="exclude_never"),
+        Method("plain ALS (no live state)", RankingConfig(weights=weights_only(als=1.0), cart_weights=weights_only(als=1.0),
+                                                          repurchase_policy="exclude_never"),
                use_live_state=False),
         Method("item co-occurrence kNN", RankingConfig(weights=weights_only(session=1.0)), use_live_state=True),
     ]
@@ -271,10 +275,18 @@ def replay_retail(model: ModelRuntime, test: pd.DataFrame, methods: list[Method]
 
 
 def retail_grid() -> list[BlendWeights]:
+    """Blends tried with each repurchase timing (the timing is chosen on these)."""
     # The item-item (history) source never won on this data's validation month: left out of the grid
     # (it stays in the engine for catalogues such as MovieLens, where it carries the ranking).
     return [weights_only(als=als, session=1.0, repurchase=rep, popular=pop)
             for rep, als, pop in itertools.product((1.5, 3.0), (0.5, 1.0, 0.25), (0.3, 0.05))]
+
+
+def retail_context_grid() -> list[BlendWeights]:
+    """Blends tried with the chosen timing, for each context (no basket in progress / a cart) apart:
+    the live session's weight and a heavier repurchase are what the two tasks disagree on."""
+    return [weights_only(als=als, session=session, repurchase=rep, popular=pop)
+            for session, rep, als, pop in itertools.product((0.5, 1.0), (1.5, 3.0, 6.0), (0.5, 0.25, 1.0), (0.3, 0.05))]
 
 
 def retail_split(dataset: Dataset, cut: str, max_customers: int | None, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -294,8 +306,41 @@ def retail_split(dataset: Dataset, cut: str, max_customers: int | None, seed: in
     return train, test
 
 
+def _task_score(metrics: Mapping, task: str, k: int) -> float:
+    return metrics[task][f"hr@{k}"] + metrics[task][f"recall@{k}"]
+
+
+def choose_retail_blends(model: ModelRuntime, valid: pd.DataFrame, grid: list[BlendWeights],
+                         context_grid: list[BlendWeights], k: int) -> dict:
+    """On the validation month: the repurchase timing (over ``grid``, by the best next-basket plus the
+    best completion HR@10 + Recall@10 it allows), then, with that timing, the blend without a basket in
+    progress (best next basket) and the blend with a cart (best completion), over ``context_grid``."""
+    tried: dict[tuple[str, BlendWeights], dict] = {}
+
+    def run(timing: str, weights: BlendWeights) -> dict:
+        if (timing, weights) not in tried:
+            # the same blend in both contexts: next basket scores `weights`, completion scores it with a cart
+            config = RankingConfig(weights=weights, cart_weights=weights, repurchase_policy="exclude_never",
+                                   repurchase_timing=timing)
+            tried[timing, weights] = replay_retail(model, valid, [Method("candidate", config)], k,
+                                                   log=lambda _m: None)["methods"]["candidate"]
+        return tried[timing, weights]
+
+    def best(timing: str, weights: list[BlendWeights], task: str) -> tuple[float, BlendWeights]:
+        return max(((_task_score(run(timing, w), task, k), w) for w in weights), key=lambda s: s[0])
+
+    by_timing = {t: best(t, grid, "next_basket")[0] + best(t, grid, "basket_completion")[0]
+                 for t in REPURCHASE_TIMINGS}
+    timing = max(by_timing, key=by_timing.get)
+    next_score, weights = best(timing, context_grid, "next_basket")
+    cart_score, cart = best(timing, context_grid, "basket_completion")
+    return {"timing": timing, "weights": weights, "cart_weights": cart, "criterion_by_timing": by_timing,
+            "validation": {"next_basket": next_score, "basket_completion": cart_score}, "blends_tried": len(tried)}
+
+
 def evaluate_online_retail(dataset: Dataset, params: TrainParams, k: int = 10, cut: str = RETAIL_CUT,
                            max_customers: int | None = None, grid: list[BlendWeights] | None = None,
+                           context_grid: list[BlendWeights] | None = None,
                            seed: int = 0, log: Callable[[str], None] = print) -> dict:
     """Train before ``cut``; replay invoices after it of customers seen in training. Blend weights
     are chosen on the month before the cut (trained on what came before that month)."""
@@ -304,22 +349,18 @@ def evaluate_online_retail(dataset: Dataset, params: TrainParams, k: int = 10, c
     fit, valid = retail_split(Dataset(train, dataset.items, dataset.source), valid_cut, max_customers, seed)
     bundle = build_bundle(Dataset(fit, dataset.items, dataset.source), params, progress=False)
     model = ModelRuntime(bundle.arrays, bundle.manifest)
-    scores = []
-    for timing in REPURCHASE_TIMINGS:
-        for weights in grid or retail_grid():
-            config = RankingConfig(weights=weights, repurchase_policy="exclude_never", repurchase_timing=timing)
-            out = replay_retail(model, valid, [Method("candidate", config)], k, log=lambda _m: None)
-            m = out["methods"]["candidate"]
-            scores.append((m["next_basket"][f"hr@{k}"] + m["next_basket"][f"recall@{k}"]
-                           + m["basket_completion"][f"hr@{k}"], weights, timing))
-    _, best, timing = max(scores, key=lambda s: s[0])
-    log(f"online-retail blend chosen on validation ({valid_cut}..{cut}): {best.as_dict()}, repurchase timing {timing}")
+    chosen = choose_retail_blends(model, valid, grid or retail_grid(), context_grid or retail_context_grid(), k)
+    best, cart, timing = chosen["weights"], chosen["cart_weights"], chosen["timing"]
+    log(f"online-retail chosen on validation ({valid_cut}..{cut}), {chosen['blends_tried']} blends tried: "
+        f"repurchase timing {timing}; no basket in progress {best.as_dict()}; with a cart {cart.as_dict()}")
     bundle = build_bundle(Dataset(train, dataset.items, dataset.source), params, progress=False)
     model = ModelRuntime(bundle.arrays, bundle.manifest)
-    out = replay_retail(model, test, retail_methods(best, timing), k, log)
+    out = replay_retail(model, test, retail_methods(best, timing, cart), k, log)
     return {"protocol": f"UCI Online Retail, purchases; train before {cut}, test = invoices from {cut} of customers "
                         "seen in training, replayed in time order through live state. Next basket: distinct items "
                         "of the invoice (repurchases count). Completion: first half of the distinct items (line "
                         "order) revealed as add_to_cart, score the other half.",
             "customers": int(test["customer_id"].nunique()), "chosen_weights": best.as_dict(),
-            "chosen_repurchase_timing": timing, **out}
+            "chosen_cart_weights": cart.as_dict(), "chosen_repurchase_timing": timing,
+            "validation_criterion_by_timing": chosen["criterion_by_timing"],
+            "validation_best": chosen["validation"], **out}

@@ -80,8 +80,9 @@ def write_reports(results: dict, json_path: Path | None, report_dir: Path, comma
         r = results["online_retail"]
         parts += ["## UCI Online Retail", "", r["protocol"], "",
                   f"{r['customers']} customers, {r['invoices']} test invoices ({r['completion_invoices']} with 2+ items).",
-                  "", retail_table(r), "", f"Blend weights chosen on validation: {r['chosen_weights']}; repurchase timing: "
-                  f"{r.get('chosen_repurchase_timing', 'decay')}", ""]
+                  "", retail_table(r), "", f"Chosen on the validation month: repurchase timing "
+                  f"{r.get('chosen_repurchase_timing', 'decay')}; blend without a basket in progress "
+                  f"{r['chosen_weights']}; blend with a cart {r.get('chosen_cart_weights', r['chosen_weights'])}", ""]
     parts += ["![evaluation chart](evaluation.png)", ""]
     report = report_dir / "evaluation.md"
     report.write_text("\n".join(parts))

@@ -190,7 +190,8 @@ def recommend(model: ModelRuntime, state: CustomerState | None, query: Recommend
     window = query.filters.repurchase_window_days
     window = config.repurchase_window_days if window is None else window
 
-    weights = config.weights.as_dict()
+    cart = set(query.cart_item_ids) | (set(state.cart) if state is not None else set())
+    weights = (config.cart_weights if cart else config.weights).as_dict()
     sources: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     # a source with weight 0 cannot change the ranking: do not compute it
     if profile.vector is not None and weights["als"] > 0:
@@ -215,7 +216,6 @@ def recommend(model: ModelRuntime, state: CustomerState | None, query: Recommend
         sources["promoted"] = (promoted, np.ones(promoted.size))
 
     excluded = purchased_to_exclude(policy, profile.last_purchase_ms, now_ms, window)
-    cart = set(query.cart_item_ids) | (set(state.cart) if state is not None else set())
     excluded |= _resolve(view, cart)
     if state is not None:
         excluded |= _resolve(view, state.returned or ())

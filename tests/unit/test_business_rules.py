@@ -74,3 +74,29 @@ def test_diversity_cap_holds_on_every_ranking_path(synthetic_model):
     got = ask(synthetic_model, state, max_per_category=2)
     assert got and max(Counter(category(synthetic_model, i.item_id) for i in got).values()) <= 2
     assert len(got) == 6  # three categories in the shop, two each
+
+
+def test_a_basket_in_progress_switches_to_the_cart_blend(synthetic_model):
+    """`weights` rank without a cart, `cart_weights` with one, whether the cart comes in the request
+    or from the customer's live state."""
+    from engine.config import BlendWeights
+
+    only = {name: 0.0 for name in BlendWeights().as_dict()}
+    config = RankingConfig(weights=BlendWeights(**{**only, "popular": 1.0}),
+                           cart_weights=BlendWeights(**{**only, "session": 1.0}))
+
+    def reasons(query_cart=(), live_cart=()):
+        live = shopper("i0021", "i0022")
+        for n, item in enumerate(live_cart):
+            apply_event(live, parse_event({"event_id": f"c{n}", "customer_id": "c-rules", "event_type": "add_to_cart",
+                                           "item_id": item, "channel": "web", "timestamp_ms": NOW}, NOW))
+        query = parse_recommend({"customer_id": "c-rules", "k": 10, "context": {"cart_item_ids": list(query_cart)}},
+                                 100)
+        items = recommend(synthetic_model, live, query, config, NOW).items
+        assert items
+        return {r for item in items for r in item.reasons}
+
+    without = reasons()
+    assert "popular" in without and "session" not in without
+    assert "session" in reasons(query_cart=["i0025"]) and "popular" not in reasons(query_cart=["i0025"])
+    assert "session" in reasons(live_cart=["i0025"]) and "popular" not in reasons(live_cart=["i0025"])
