@@ -148,6 +148,10 @@ class ServeConfig:
     # arriving meanwhile go together in the next call, up to shard_batch_max (gateway/coalesce.py).
     shard_calls_in_flight: int = 2
     shard_batch_max: int = 32
+    # Ray task events (the dashboard's task list, `ray list tasks`) for calls to the shards. Off, as
+    # Serve keeps them off for its own replicas: every call's events cost CPU in the caller, the shard
+    # and the GCS. Turn on to trace shard calls while debugging.
+    shard_task_events: bool = False
     auth: AuthConfig = field(default_factory=AuthConfig)
     # TLS: PEM files; when set, HTTP is HTTPS and gRPC is served with TLS on grpc_port (see
     # gateway/tls_front.py) while Serve's own gRPC proxy listens on loopback only.
@@ -182,8 +186,12 @@ def _build(cls, data: dict[str, Any], where: str):
     for name, value in data.items():
         if name == "ranking":
             value = _build(RankingConfig, value, f"{where}.ranking")
-        elif name in ("weights", "cart_weights"):
-            value = _build(BlendWeights, value, f"{where}.{name}")
+        elif name == "weights":
+            value = _build(BlendWeights, value, f"{where}.weights")
+        elif name == "cart_weights":
+            # keys left out keep the cart blend's defaults, not the no-cart ones
+            _build(BlendWeights, value, f"{where}.cart_weights")  # unknown keys are an error
+            value = replace(CART_BLEND, **value)
         elif name == "auth":
             value = _build(AuthConfig, value, f"{where}.auth")
         elif name == "offers":

@@ -71,3 +71,17 @@ def test_ingress_scaling_policy():
                                              "upscale_delay_s": 30.0, "downscale_delay_s": 600.0}}
     with pytest.raises(InvalidArgument):
         ServeConfig(ingress_max_replicas=0)
+
+
+def test_toml_cart_weights_override_the_cart_blend_key_by_key(tmp_path):
+    from engine.config import CART_BLEND, BlendWeights
+
+    path = tmp_path / "recsys.toml"
+    path.write_text("[ranking.cart_weights]\nsession = 2.0\n")
+    ranking = load_serve_config(path).ranking
+    assert ranking.cart_weights.session == 2.0
+    assert ranking.cart_weights.repurchase == CART_BLEND.repurchase != BlendWeights().repurchase
+    assert ranking.weights == BlendWeights()
+    path.write_text("[ranking.cart_weights]\nsesion = 2.0\n")
+    with pytest.raises(InvalidArgument, match="cart_weights: unknown key"):
+        load_serve_config(path)
