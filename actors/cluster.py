@@ -38,7 +38,7 @@ def start_shards(bundle: ModelBundle, config: ServeConfig, actor_options: dict |
         str(Path(config.model_dir).resolve()), config.num_shards, [arrays_ref], dict(bundle.manifest))
     ray.get(registry.serving_version.remote())
     num_shards = config.num_shards
-    options = {"scheduling_strategy": "SPREAD", "enable_task_events": config.shard_task_events, **(actor_options or {})}
+    options = {"scheduling_strategy": "SPREAD", **(actor_options or {})}
     shards = [
         CustomerShard.options(name=shard_name(i), namespace=NAMESPACE, **options)
         .remote(i, config.ranking, config.store_url, num_shards, config.snapshot_every_events, config.offers,

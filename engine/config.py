@@ -148,10 +148,6 @@ class ServeConfig:
     # arriving meanwhile go together in the next call, up to shard_batch_max (gateway/coalesce.py).
     shard_calls_in_flight: int = 2
     shard_batch_max: int = 32
-    # Ray task events (the dashboard's task list, `ray list tasks`) for calls to the shards. Off, as
-    # Serve keeps them off for its own replicas: every call's events cost CPU in the caller, the shard
-    # and the GCS. Turn on to trace shard calls while debugging.
-    shard_task_events: bool = False
     auth: AuthConfig = field(default_factory=AuthConfig)
     # TLS: PEM files; when set, HTTP is HTTPS and gRPC is served with TLS on grpc_port (see
     # gateway/tls_front.py) while Serve's own gRPC proxy listens on loopback only.
