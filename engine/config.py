@@ -41,7 +41,9 @@ class BlendWeights:
 
 # The blend `recsys evaluate` chose for basket completion (a cart in progress) on the same
 # validation month: the live session counts twice as much, the customer's own frequency a quarter.
-CART_BLEND = BlendWeights(als=0.25, session=1.0, repurchase=1.5, popular=0.3)
+# Only these four are chosen there; the other weights follow `[ranking.weights]`.
+CART_TUNED = {"als": 0.25, "session": 1.0, "repurchase": 1.5, "popular": 0.3}
+CART_BLEND = replace(BlendWeights(), **CART_TUNED)
 
 
 # How the repurchase source weighs an own purchase by its timing (RankingConfig.repurchase_timing).
@@ -54,11 +56,15 @@ class RankingConfig:
 
     # The blend without a basket in progress (next basket: what will they buy next?) ...
     weights: BlendWeights = field(default_factory=BlendWeights)
-    # ... and while one is (a cart in the request or in the customer's live state: what completes
-    # it?). The two tasks want different mixes: the live session carries a basket being filled,
-    # the customer's own buying frequency carries the next one. Each is chosen on its own task by
-    # `recsys evaluate` (docs/evaluation/evaluation.md).
+    # ... and while one is (a cart in the request, or a live cart added to within
+    # `cart_active_hours`: what completes it?). The two tasks want different mixes: the live
+    # session carries a basket being filled, the customer's own buying frequency carries the next
+    # one. Each is chosen on its own task by `recsys evaluate` (docs/evaluation/evaluation.md).
     cart_weights: BlendWeights = field(default_factory=lambda: CART_BLEND)
+    # A live cart left alone longer than this (no add_to_cart among the customer's recent events
+    # since) no longer counts as a basket in progress for the choice of blend; its items stay
+    # excluded from answers.
+    cart_active_hours: float = 24.0
     candidates_per_source: int = 200
     max_k: int = 100
     # Online Retail customers re-buy: excluding everything they ever bought halves the hit
@@ -87,6 +93,8 @@ class RankingConfig:
             raise InvalidArgument("ranking.max_k: must be between 1 and 10000")
         if self.repurchase_timing not in REPURCHASE_TIMINGS:
             raise InvalidArgument(f"ranking.repurchase_timing: one of {list(REPURCHASE_TIMINGS)}")
+        if not self.cart_active_hours >= 0:
+            raise InvalidArgument("ranking.cart_active_hours: must be >= 0")
         if self.candidates_per_source < 1:
             raise InvalidArgument("ranking.candidates_per_source: must be >= 1")
 
@@ -185,9 +193,8 @@ def _build(cls, data: dict[str, Any], where: str):
         elif name == "weights":
             value = _build(BlendWeights, value, f"{where}.weights")
         elif name == "cart_weights":
-            # keys left out keep the cart blend's defaults, not the no-cart ones
             _build(BlendWeights, value, f"{where}.cart_weights")  # unknown keys are an error
-            value = replace(CART_BLEND, **value)
+            continue  # completed below, once [ranking.weights] is known
         elif name == "auth":
             value = _build(AuthConfig, value, f"{where}.auth")
         elif name == "offers":
@@ -195,6 +202,11 @@ def _build(cls, data: dict[str, Any], where: str):
         elif name == "keys":
             value = tuple(_build(ApiKey, k, f"{where}.keys[{i}]") for i, k in enumerate(value))
         kwargs[name] = value
+    if cls is RankingConfig:
+        # cart_weights left out: the four chosen for completion from the cart blend, the rest
+        # (history, trending, new_items, promoted) as configured in [ranking.weights]
+        kwargs["cart_weights"] = replace(kwargs.get("weights", BlendWeights()),
+                                         **{**CART_TUNED, **data.get("cart_weights", {})})
     return cls(**kwargs)
 
 

@@ -178,6 +178,14 @@ def _known(seeds: dict[int, float], n_known: int) -> dict[int, float]:
     return {i: w for i, w in seeds.items() if i < n_known}
 
 
+def basket_in_progress(state: CustomerState | None, now_ms: int, active_hours: float) -> bool:
+    """A live cart the customer added to within ``active_hours`` (among their recent events)."""
+    if state is None or not state.cart:
+        return False
+    horizon = now_ms - active_hours * 3_600_000
+    return any(kind == "add_to_cart" and ts >= horizon for _, kind, ts in reversed(state.recent))
+
+
 def recommend(model: ModelRuntime, state: CustomerState | None, query: RecommendQuery,
               config: RankingConfig, now_ms: int, view: CatalogView | None = None) -> Recommendations:
     """Top-k for one customer now. ``view`` is the shard's live catalogue over ``model``."""
@@ -191,7 +199,8 @@ def recommend(model: ModelRuntime, state: CustomerState | None, query: Recommend
     window = config.repurchase_window_days if window is None else window
 
     cart = set(query.cart_item_ids) | (set(state.cart) if state is not None else set())
-    weights = (config.cart_weights if cart else config.weights).as_dict()
+    in_progress = bool(query.cart_item_ids) or basket_in_progress(state, now_ms, config.cart_active_hours)
+    weights = (config.cart_weights if in_progress else config.weights).as_dict()
     sources: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     # a source with weight 0 cannot change the ranking: do not compute it
     if profile.vector is not None and weights["als"] > 0:

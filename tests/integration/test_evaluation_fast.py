@@ -26,5 +26,8 @@ def test_engine_beats_popularity_and_plain_als(tmp_path):
     for baseline in ("popularity", "plain ALS (no live state)"):
         for task in ("next_basket", "basket_completion"):
             assert mine[task]["hr@10"] > retail[baseline][task]["hr@10"], (baseline, task)
+    # both blends chosen on validation and recorded with their validation scores
+    assert set(results["online_retail"]["chosen_cart_weights"]) == set(results["online_retail"]["chosen_weights"])
+    assert set(results["online_retail"]["validation_best"]) == {"next_basket", "basket_completion"}
     assert (tmp_path / "report" / "evaluation.png").stat().st_size > 10_000
     assert "MovieLens" in (tmp_path / "report" / "evaluation.md").read_text()

@@ -74,14 +74,20 @@ def test_ingress_scaling_policy():
 
 
 def test_toml_cart_weights_override_the_cart_blend_key_by_key(tmp_path):
-    from engine.config import CART_BLEND, BlendWeights
+    from engine.config import CART_BLEND, BlendWeights, RankingConfig
 
+    assert RankingConfig().cart_weights == CART_BLEND
     path = tmp_path / "recsys.toml"
     path.write_text("[ranking.cart_weights]\nsession = 2.0\n")
     ranking = load_serve_config(path).ranking
     assert ranking.cart_weights.session == 2.0
     assert ranking.cart_weights.repurchase == CART_BLEND.repurchase != BlendWeights().repurchase
     assert ranking.weights == BlendWeights()
+    # weights the evaluation does not choose per context follow [ranking.weights] in both blends
+    path.write_text("[ranking.weights]\npromoted = 0.0\nrepurchase = 9.0\n")
+    ranking = load_serve_config(path).ranking
+    assert ranking.weights.promoted == ranking.cart_weights.promoted == 0.0
+    assert ranking.weights.repurchase == 9.0 and ranking.cart_weights.repurchase == CART_BLEND.repurchase
     path.write_text("[ranking.cart_weights]\nsesion = 2.0\n")
     with pytest.raises(InvalidArgument, match="cart_weights: unknown key"):
         load_serve_config(path)

@@ -85,11 +85,12 @@ def test_a_basket_in_progress_switches_to_the_cart_blend(synthetic_model):
     config = RankingConfig(weights=BlendWeights(**{**only, "popular": 1.0}),
                            cart_weights=BlendWeights(**{**only, "session": 1.0}))
 
-    def reasons(query_cart=(), live_cart=()):
+    def reasons(query_cart=(), live_cart=(), added_hours_ago=0.0):
         live = shopper("i0021", "i0022")
+        added = NOW - int(added_hours_ago * 3_600_000)
         for n, item in enumerate(live_cart):
             apply_event(live, parse_event({"event_id": f"c{n}", "customer_id": "c-rules", "event_type": "add_to_cart",
-                                           "item_id": item, "channel": "web", "timestamp_ms": NOW}, NOW))
+                                           "item_id": item, "channel": "web", "timestamp_ms": added}, NOW))
         query = parse_recommend({"customer_id": "c-rules", "k": 10, "context": {"cart_item_ids": list(query_cart)}},
                                  100)
         items = recommend(synthetic_model, live, query, config, NOW).items
@@ -100,3 +101,7 @@ def test_a_basket_in_progress_switches_to_the_cart_blend(synthetic_model):
     assert "popular" in without and "session" not in without
     assert "session" in reasons(query_cart=["i0025"]) and "popular" not in reasons(query_cart=["i0025"])
     assert "session" in reasons(live_cart=["i0025"]) and "popular" not in reasons(live_cart=["i0025"])
+    assert "session" in reasons(live_cart=["i0025"], added_hours_ago=23)
+    # a cart left alone longer than cart_active_hours (24) is not a basket in progress any more
+    stale = reasons(live_cart=["i0025"], added_hours_ago=25)
+    assert "popular" in stale and "session" not in stale
