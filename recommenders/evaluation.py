@@ -275,16 +275,11 @@ def replay_retail(model: ModelRuntime, test: pd.DataFrame, methods: list[Method]
 
 
 def retail_grid() -> list[BlendWeights]:
-    """Blends tried with each repurchase timing (the timing is chosen on these)."""
+    """Blends tried on the validation month, with each repurchase timing, for each context apart (no
+    basket in progress / a cart): the live session's weight and a heavier repurchase are what the two
+    tasks disagree on."""
     # The item-item (history) source never won on this data's validation month: left out of the grid
     # (it stays in the engine for catalogues such as MovieLens, where it carries the ranking).
-    return [weights_only(als=als, session=1.0, repurchase=rep, popular=pop)
-            for rep, als, pop in itertools.product((1.5, 3.0), (0.5, 1.0, 0.25), (0.3, 0.05))]
-
-
-def retail_context_grid() -> list[BlendWeights]:
-    """Blends tried with the chosen timing, for each context (no basket in progress / a cart) apart:
-    the live session's weight and a heavier repurchase are what the two tasks disagree on."""
     return [weights_only(als=als, session=session, repurchase=rep, popular=pop)
             for session, rep, als, pop in itertools.product((0.5, 1.0), (1.5, 3.0, 6.0), (0.5, 0.25, 1.0), (0.3, 0.05))]
 
@@ -310,37 +305,33 @@ def _task_score(metrics: Mapping, task: str, k: int) -> float:
     return metrics[task][f"hr@{k}"] + metrics[task][f"recall@{k}"]
 
 
-def choose_retail_blends(model: ModelRuntime, valid: pd.DataFrame, grid: list[BlendWeights],
-                         context_grid: list[BlendWeights], k: int) -> dict:
-    """On the validation month: the repurchase timing (over ``grid``, by the best next-basket plus the
-    best completion HR@10 + Recall@10 it allows), then, with that timing, the blend without a basket in
-    progress (best next basket) and the blend with a cart (best completion), over ``context_grid``."""
-    tried: dict[tuple[str, BlendWeights], dict] = {}
-
-    def run(timing: str, weights: BlendWeights) -> dict:
-        if (timing, weights) not in tried:
-            # the same blend in both contexts: next basket scores `weights`, completion scores it with a cart
+def choose_retail_blends(model: ModelRuntime, valid: pd.DataFrame, grid: list[BlendWeights], k: int) -> dict:
+    """On the validation month, every blend of ``grid`` with every repurchase timing: the timing whose
+    best next-basket plus best completion HR@10 + Recall@10 is highest, and with it the blend without
+    a basket in progress (best next basket) and the blend with a cart (best completion)."""
+    scores: dict[str, list[tuple[BlendWeights, dict]]] = {}
+    for timing in REPURCHASE_TIMINGS:
+        for weights in grid:
+            # one blend in both contexts: next basket scores it without a cart, completion with one
             config = RankingConfig(weights=weights, cart_weights=weights, repurchase_policy="exclude_never",
                                    repurchase_timing=timing)
-            tried[timing, weights] = replay_retail(model, valid, [Method("candidate", config)], k,
-                                                   log=lambda _m: None)["methods"]["candidate"]
-        return tried[timing, weights]
+            metrics = replay_retail(model, valid, [Method("candidate", config)], k, log=lambda _m: None)
+            scores.setdefault(timing, []).append((weights, metrics["methods"]["candidate"]))
 
-    def best(timing: str, weights: list[BlendWeights], task: str) -> tuple[float, BlendWeights]:
-        return max(((_task_score(run(timing, w), task, k), w) for w in weights), key=lambda s: s[0])
+    def best(timing: str, task: str) -> tuple[float, BlendWeights]:
+        return max(((_task_score(m, task, k), w) for w, m in scores[timing]), key=lambda s: s[0])
 
-    by_timing = {t: best(t, grid, "next_basket")[0] + best(t, grid, "basket_completion")[0]
-                 for t in REPURCHASE_TIMINGS}
+    by_timing = {t: best(t, "next_basket")[0] + best(t, "basket_completion")[0] for t in scores}
     timing = max(by_timing, key=by_timing.get)
-    next_score, weights = best(timing, context_grid, "next_basket")
-    cart_score, cart = best(timing, context_grid, "basket_completion")
+    next_score, weights = best(timing, "next_basket")
+    cart_score, cart = best(timing, "basket_completion")
     return {"timing": timing, "weights": weights, "cart_weights": cart, "criterion_by_timing": by_timing,
-            "validation": {"next_basket": next_score, "basket_completion": cart_score}, "blends_tried": len(tried)}
+            "validation": {"next_basket": next_score, "basket_completion": cart_score},
+            "blends_tried": sum(len(v) for v in scores.values())}
 
 
 def evaluate_online_retail(dataset: Dataset, params: TrainParams, k: int = 10, cut: str = RETAIL_CUT,
                            max_customers: int | None = None, grid: list[BlendWeights] | None = None,
-                           context_grid: list[BlendWeights] | None = None,
                            seed: int = 0, log: Callable[[str], None] = print) -> dict:
     """Train before ``cut``; replay invoices after it of customers seen in training. Blend weights
     are chosen on the month before the cut (trained on what came before that month)."""
@@ -349,7 +340,7 @@ def evaluate_online_retail(dataset: Dataset, params: TrainParams, k: int = 10, c
     fit, valid = retail_split(Dataset(train, dataset.items, dataset.source), valid_cut, max_customers, seed)
     bundle = build_bundle(Dataset(fit, dataset.items, dataset.source), params, progress=False)
     model = ModelRuntime(bundle.arrays, bundle.manifest)
-    chosen = choose_retail_blends(model, valid, grid or retail_grid(), context_grid or retail_context_grid(), k)
+    chosen = choose_retail_blends(model, valid, grid or retail_grid(), k)
     best, cart, timing = chosen["weights"], chosen["cart_weights"], chosen["timing"]
     log(f"online-retail chosen on validation ({valid_cut}..{cut}), {chosen['blends_tried']} blends tried: "
         f"repurchase timing {timing}; no basket in progress {best.as_dict()}; with a cart {cart.as_dict()}")

@@ -140,7 +140,7 @@ def cmd_offers(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from recommenders.evaluation import (evaluate_movielens, evaluate_online_retail, movielens_grid,
-                                         retail_context_grid, retail_grid)
+                                         retail_grid)
     from recommenders.evaluation_report import movielens_table, retail_table, write_reports
     from recommenders.loaders import load_movielens, load_online_retail
     from recommenders.training import TrainParams
@@ -155,11 +155,9 @@ def cmd_evaluate(args) -> int:
         print(movielens_table(results["movielens"]))
     if args.dataset in ("online-retail", "all"):
         dataset = load_online_retail(data / "online-retail" / "online_retail.csv.gz")
-        grid = retail_grid()[: 3 if args.fast else None]
-        context_grid = retail_context_grid()[: 4 if args.fast else None]
+        grid = retail_grid()[: 4 if args.fast else None]
         results["online_retail"] = evaluate_online_retail(dataset, TrainParams(evaluate=False),
-                                                          max_customers=args.max_customers, grid=grid,
-                                                          context_grid=context_grid)
+                                                          max_customers=args.max_customers, grid=grid)
         print(retail_table(results["online_retail"]))
     command = "recsys evaluate " + " ".join(args.argv)
     written = write_reports(results, Path(args.output_json) if args.output_json else None, Path(args.report_dir),
