@@ -43,7 +43,11 @@ class BlendWeights:
 # validation month: the live session counts twice as much, the customer's own frequency a quarter.
 # Only these four are chosen there; the other weights follow `[ranking.weights]`.
 CART_TUNED = {"als": 0.25, "session": 1.0, "repurchase": 1.5, "popular": 0.3}
-CART_BLEND = replace(BlendWeights(), **CART_TUNED)
+
+
+def cart_blend(weights: BlendWeights, **overrides: float) -> BlendWeights:
+    """The blend with a cart over ``weights``: the four keys chosen for completion, then ``overrides``."""
+    return replace(weights, **{**CART_TUNED, **overrides})
 
 
 # How the repurchase source weighs an own purchase by its timing (RankingConfig.repurchase_timing).
@@ -60,7 +64,8 @@ class RankingConfig:
     # `cart_active_hours`: what completes it?). The two tasks want different mixes: the live
     # session carries a basket being filled, the customer's own buying frequency carries the next
     # one. Each is chosen on its own task by `recsys evaluate` (docs/evaluation/evaluation.md).
-    cart_weights: BlendWeights = field(default_factory=lambda: CART_BLEND)
+    # None: cart_blend(weights).
+    cart_weights: BlendWeights | None = None
     # A live cart left alone longer than this (no add_to_cart among the customer's recent events
     # since) no longer counts as a basket in progress for the choice of blend; its items stay
     # excluded from answers.
@@ -87,6 +92,8 @@ class RankingConfig:
     max_per_category: int | None = None
 
     def __post_init__(self) -> None:
+        if self.cart_weights is None:
+            object.__setattr__(self, "cart_weights", cart_blend(self.weights))
         if self.repurchase_policy not in REPURCHASE_POLICIES:
             raise InvalidArgument(f"ranking.repurchase_policy: one of {sorted(REPURCHASE_POLICIES)}")
         if not 1 <= self.max_k <= 10_000:
@@ -202,11 +209,9 @@ def _build(cls, data: dict[str, Any], where: str):
         elif name == "keys":
             value = tuple(_build(ApiKey, k, f"{where}.keys[{i}]") for i, k in enumerate(value))
         kwargs[name] = value
-    if cls is RankingConfig:
-        # cart_weights left out: the four chosen for completion from the cart blend, the rest
-        # (history, trending, new_items, promoted) as configured in [ranking.weights]
-        kwargs["cart_weights"] = replace(kwargs.get("weights", BlendWeights()),
-                                         **{**CART_TUNED, **data.get("cart_weights", {})})
+    if cls is RankingConfig and "cart_weights" in data:
+        # keys left out: as cart_blend gives them over [ranking.weights]
+        kwargs["cart_weights"] = cart_blend(kwargs.get("weights", BlendWeights()), **data["cart_weights"])
     return cls(**kwargs)
 
 

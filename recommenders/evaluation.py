@@ -192,20 +192,20 @@ def _knn_rank(model: ModelRuntime, items: Iterable[str], excluded: set[str], k: 
     return [str(model.item_ids[i]) for i, _, _ in top_k(blended, allowed, k)]
 
 
+def one_blend(weights: BlendWeights, **options) -> RankingConfig:
+    """``weights`` with and without a cart (repurchases allowed, as the replay's tasks count them)."""
+    return RankingConfig(weights=weights, cart_weights=weights, repurchase_policy="exclude_never", **options)
+
+
 def retail_methods(best: BlendWeights, timing: str = "frequency", cart: BlendWeights | None = None) -> list[Method]:
     return [
-        Method("engine (tuned blend, live state)", RankingConfig(weights=best, cart_weights=cart or best,
-                                                                 repurchase_policy="exclude_never",
-                                                                 repurchase_timing=timing)),
-        Method("popularity", RankingConfig(weights=weights_only(popular=1.0), cart_weights=weights_only(popular=1.0),
-                                           repurchase_policy="exclude_never")),
+        Method("engine (tuned blend, live state)", replace(one_blend(best, repurchase_timing=timing),
+                                                           cart_weights=cart or best)),
+        Method("popularity", one_blend(weights_only(popular=1.0))),
         # the classic baseline: what the customer bought, most often and most recently first
-        Method("own history + popularity", RankingConfig(weights=weights_only(repurchase=1.0, popular=0.05),
-                                                         cart_weights=weights_only(repurchase=1.0, popular=0.05),
-                                                         repurchase_policy="exclude_never", repurchase_timing="decay")),
-        Method("plain ALS (no live state)", RankingConfig(weights=weights_only(als=1.0), cart_weights=weights_only(als=1.0),
-                                                          repurchase_policy="exclude_never"),
-               use_live_state=False),
+        Method("own history + popularity", one_blend(weights_only(repurchase=1.0, popular=0.05),
+                                                     repurchase_timing="decay")),
+        Method("plain ALS (no live state)", one_blend(weights_only(als=1.0)), use_live_state=False),
         Method("item co-occurrence kNN", RankingConfig(weights=weights_only(session=1.0)), use_live_state=True),
     ]
 
@@ -313,8 +313,7 @@ def choose_retail_blends(model: ModelRuntime, valid: pd.DataFrame, grid: list[Bl
     for timing in REPURCHASE_TIMINGS:
         for weights in grid:
             # one blend in both contexts: next basket scores it without a cart, completion with one
-            config = RankingConfig(weights=weights, cart_weights=weights, repurchase_policy="exclude_never",
-                                   repurchase_timing=timing)
+            config = one_blend(weights, repurchase_timing=timing)
             metrics = replay_retail(model, valid, [Method("candidate", config)], k, log=lambda _m: None)
             scores.setdefault(timing, []).append((weights, metrics["methods"]["candidate"]))
 

@@ -182,7 +182,7 @@ def basket_in_progress(state: CustomerState | None, now_ms: int, active_hours: f
     """A live cart the customer added to within ``active_hours`` (among their recent events)."""
     if state is None or not state.cart:
         return False
-    horizon = now_ms - active_hours * 3_600_000
+    horizon = now_ms - active_hours * DAY_MS / 24
     return any(kind == "add_to_cart" and ts >= horizon for _, kind, ts in reversed(state.recent))
 
 

@@ -74,9 +74,12 @@ def test_ingress_scaling_policy():
 
 
 def test_toml_cart_weights_override_the_cart_blend_key_by_key(tmp_path):
-    from engine.config import CART_BLEND, BlendWeights, RankingConfig
+    from engine.config import BlendWeights, RankingConfig, cart_blend
 
-    assert RankingConfig().cart_weights == CART_BLEND
+    CART_BLEND = cart_blend(BlendWeights())
+    assert RankingConfig().cart_weights == CART_BLEND and CART_BLEND.session == 1.0
+    # built in code, the cart blend follows the given weights the same way
+    assert RankingConfig(weights=BlendWeights(promoted=0.0)).cart_weights.promoted == 0.0
     path = tmp_path / "recsys.toml"
     path.write_text("[ranking.cart_weights]\nsession = 2.0\n")
     ranking = load_serve_config(path).ranking
