@@ -120,7 +120,6 @@ def simulate(catalog: OfferCatalog, customers: list[Customer], categories: dict[
     channels = world.integers(0, len(CHANNEL_ORDER), size=rounds)
     basket_pick = world.random(rounds)
     clock = SIM_START_MS + np.sort(world.integers(0, SIM_DAYS * DAY_MS, size=rounds))
-    horizon = catalog.history_horizon_ms
     results = {}
     for policy in POLICIES:
         # same arrivals for every policy; each has its own responses, histories and learning
@@ -158,8 +157,9 @@ def simulate(catalog: OfferCatalog, customers: list[Customer], categories: dict[
             regret[t] = best - p * chosen.value
             took = bool(rng.random() < p)
             kind = "accepted" if took else "declined"
-            history.record(chosen.id, ctx.channel, "shown", ctx.now_ms, horizon_ms=horizon)
-            history.record(chosen.id, ctx.channel, kind, ctx.now_ms, horizon_ms=horizon)
+            history.record(chosen.id, ctx.channel, "shown", ctx.now_ms)
+            history.record(chosen.id, ctx.channel, kind, ctx.now_ms)
+            history.trim(catalog, ctx.now_ms)  # what the shard does after every offer event
             bandit.update(chosen.id, customer.segment, "shown")
             bandit.update(chosen.id, customer.segment, kind)
             shown += 1

@@ -10,7 +10,7 @@ import bisect
 import hashlib
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -22,7 +22,8 @@ from engine.validation import require_choice, require_id, require_int
 __all__ = [
     "SEGMENTS", "STRATEGIES", "HISTORY_KINDS", "NO_OFFER_REASONS", "OfferHistory", "DecisionContext",
     "segment_of", "check_eligibility", "caps_left", "BanditState", "counts_to_rows", "counts_from_rows",
-    "assign_arm", "ScoredOffer", "Decision", "decide", "ArmReport", "experiment_report", "format_report",
+    "assign_arm", "ScoredOffer", "Decision", "decide", "CustomerOutcome", "ArmReport", "experiment_report",
+    "format_report", "DIRECT_MARKETING_CHANNELS", "TRIM_SLACK_MS",
 ]
 
 HISTORY_KINDS = frozenset({"shown", "accepted", "declined"})
@@ -30,8 +31,17 @@ HISTORY_KINDS = frozenset({"shown", "accepted", "declined"})
 NO_OFFER_REASONS = frozenset({"no_offers", "no_eligible_offer", "no_marketing_consent", "contact_capped",
                               "control_arm"})
 MAX_OFFERS_PER_DECISION = 100
-# A customer's offer history is kept short: it lives in memory for every customer of a shard.
-MAX_HISTORY_ENTRIES = 50
+# Direct marketing by law (ePrivacy art. 13, PECR reg. 22): in these channels an offer needs the
+# customer's marketing consent even when its catalogue entry says consent_required = false.
+DIRECT_MARKETING_CHANNELS = frozenset({"email", "push"})
+# How far a later decision's clock may lag the clock of the show that trimmed a history (several
+# ingress replicas stamp decisions): trimming keeps this much more than a window needs, so caps
+# stay exact for such a decision too. Keeping more never changes a count (the cap bounds memory).
+TRIM_SLACK_MS = DAY_MS
+# Responses are screened against a customer's recent shows (engine.config.OffersConfig:
+# answerable_shows, response_window_days); these are the defaults for OfferHistory.trim.
+DEFAULT_ANSWERABLE_SHOWS = 32
+DEFAULT_RESPONSE_WINDOW_MS = 30 * DAY_MS
 _CAP_RULES = frozenset({"cap_per_channel", "cooldown_after_decline", "global_budget"})
 _Z95 = 1.959963984540054
 
@@ -45,74 +55,156 @@ REGULAR_MIN_ORDERS = 5
 
 # Interned once, so a million histories share one string object per kind.
 _KINDS = {kind: sys.intern(kind) for kind in HISTORY_KINDS}
-
-HistoryEntry = tuple[str, str, str, int]
+_SNAPSHOT_VERSION = 2
 
 
 @dataclass(slots=True)
 class OfferHistory:
-    """One customer's recent offer contacts: (offer_id, channel, kind, ts_ms), oldest first.
+    """One customer's offer contacts, kept as the contact policy and the response screening need
+    them, and no more (a shard keeps one per customer who was ever offered something):
 
-    Mutable and compact on purpose: a shard keeps one per customer. Entries beyond the last
-    ``MAX_HISTORY_ENTRIES``, or older than the catalogue's longest cap period, are dropped,
-    since no cap can look at them any more."""
+    - ``shows``: (offer_id, channel) -> show timestamps, ascending. ``trim`` keeps, per key, at most
+      the offer's ``per_customer_per_channel`` latest ones, none older than its window (plus
+      TRIM_SLACK_MS); offers without that cap keep none. The latest K timestamps are enough to say
+      exactly how many of them fall in any window that ends after them, up to K: so the cap check
+      and ``caps_left`` are exact whatever the volume of history, and memory is at most the sum of
+      the caps (per channel used).
+    - ``declines``: offer_id -> the latest decline, in any channel; kept only for offers with a
+      cool-down, and only while it can still block.
+    - ``decisions``: (decision_id, offer_id) -> [shown_ms, the event id of its first response or ""],
+      in the order shown: the shows a response may answer (``answerable``), at most the last
+      ``keep_decisions``, none older than ``decision_window_ms``.
 
-    entries: list[HistoryEntry] = field(default_factory=list)
+    Records come in any order (several channels, late arrivals); ``record`` keeps everything and
+    ``trim`` (which needs the catalogue) drops what no rule can look at any more. Checks are exact
+    on a trimmed or an untrimmed history alike."""
 
-    def record(self, offer_id: str, channel: str, kind: str, ts_ms: int, *, horizon_ms: int | None = None) -> None:
-        """Add one contact. ``horizon_ms`` (``OfferCatalog.history_horizon_ms``) trims old entries."""
-        entry = (sys.intern(require_id(offer_id, "offer_id")),
-                 sys.intern(require_choice(channel, "channel", CHANNELS)),
-                 _KINDS[require_choice(kind, "kind", HISTORY_KINDS)],
-                 require_int(ts_ms, "ts_ms", low=0, high=2**62))
-        entries = self.entries
-        if not entries or entries[-1][3] <= ts_ms:
-            entries.append(entry)
-        else:
-            # events from several channels can arrive out of order; keep time order for trimming
-            bisect.insort(entries, entry, key=lambda e: e[3])
-        if len(entries) > MAX_HISTORY_ENTRIES:
-            del entries[:len(entries) - MAX_HISTORY_ENTRIES]
-        if horizon_ms is not None:
-            self.trim(entries[-1][3], horizon_ms)
+    shows: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    declines: dict[str, int] = field(default_factory=dict)
+    decisions: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
 
-    def trim(self, now_ms: int, horizon_ms: int) -> None:
-        """Drop entries older than ``now_ms - horizon_ms``."""
-        cutoff = now_ms - horizon_ms
-        entries = self.entries
-        if entries and entries[0][3] < cutoff:
-            keep = bisect.bisect_left(entries, cutoff, key=lambda e: e[3])
-            del entries[:keep]
+    def record(self, offer_id: str, channel: str, kind: str, ts_ms: int, *, decision_id: str = "",
+               event_id: str = "") -> None:
+        """Add one contact. With ``decision_id``, a show becomes answerable and a response marks
+        its show answered (by ``event_id``)."""
+        offer_id = sys.intern(require_id(offer_id, "offer_id"))
+        channel = sys.intern(require_choice(channel, "channel", CHANNELS))
+        kind = _KINDS[require_choice(kind, "kind", HISTORY_KINDS)]
+        ts_ms = require_int(ts_ms, "ts_ms", low=0, high=2**62)
+        if kind == "shown":
+            times = self.shows.setdefault((offer_id, channel), [])
+            if not times or times[-1] <= ts_ms:
+                times.append(ts_ms)
+            else:  # out of order: keep time order, the counts bisect it
+                bisect.insort(times, ts_ms)
+            if decision_id:
+                self.decisions.setdefault((decision_id, offer_id), [ts_ms, ""])
+            return
+        if kind == "declined":
+            self.declines[offer_id] = max(ts_ms, self.declines.get(offer_id, ts_ms))
+        if decision_id:
+            shown = self.decisions.get((decision_id, offer_id))
+            if shown is not None and not shown[1]:
+                shown[1] = event_id or "?"
+
+    def trim(self, catalog: OfferCatalog, now_ms: int | None = None, *,
+             keep_decisions: int = DEFAULT_ANSWERABLE_SHOWS,
+             decision_window_ms: int = DEFAULT_RESPONSE_WINDOW_MS) -> None:
+        """Drop what no rule of ``catalog`` can look at for a decision at ``now_ms - TRIM_SLACK_MS``
+        or later. ``now_ms`` None: trim by count only (a client's clock must not age the history)."""
+        for key in list(self.shows):
+            offer = catalog.by_id.get(key[0])
+            cap = offer.caps.per_customer_per_channel if offer is not None else None
+            if cap is None:
+                del self.shows[key]
+                continue
+            times = self.shows[key]
+            if now_ms is not None:
+                old = bisect.bisect_left(times, now_ms - offer.caps.period_days * DAY_MS - TRIM_SLACK_MS)
+                if old:
+                    del times[:old]
+            if len(times) > cap:
+                del times[:len(times) - cap]
+            if not times:
+                del self.shows[key]
+        for offer_id, declined in list(self.declines.items()):
+            offer = catalog.by_id.get(offer_id)
+            cooldown = offer.caps.cooldown_after_decline_days if offer is not None else 0.0
+            if cooldown <= 0 or (now_ms is not None and declined + cooldown * DAY_MS <= now_ms - TRIM_SLACK_MS):
+                del self.declines[offer_id]
+        decisions = self.decisions
+        if now_ms is not None:
+            for key in [k for k, (shown, _) in decisions.items() if shown < now_ms - decision_window_ms]:
+                del decisions[key]
+        while len(decisions) > keep_decisions:
+            del decisions[next(iter(decisions))]
+
+    def answerable(self, decision_id: str, offer_id: str, event_id: str, ts_ms: int,
+                   window_ms: int = DEFAULT_RESPONSE_WINDOW_MS) -> bool:
+        """Whether a response (accept/decline) counts: it names a show made to this customer, within
+        ``window_ms`` after it, and is that show's first response. A re-delivery of the first
+        response (same event id) passes, for the store to answer it as a duplicate."""
+        shown = self.decisions.get((decision_id, offer_id))
+        if shown is None:
+            return False
+        if shown[1]:
+            return shown[1] == event_id
+        return ts_ms <= shown[0] + window_ms
+
+    def entry_count(self) -> int:
+        """Timestamps kept for the contact policy (what the caps bound)."""
+        return sum(len(times) for times in self.shows.values()) + len(self.declines)
 
     def shown_count(self, offer_id: str, channel: str, since_ms: int) -> int:
         """How many times the offer was shown in this channel at or after ``since_ms``."""
-        return sum(1 for o, c, k, ts in self.entries
-                   if ts >= since_ms and o == offer_id and c == channel and k == "shown")
+        times = self.shows.get((offer_id, channel))
+        return len(times) - bisect.bisect_left(times, since_ms) if times else 0
 
     def last_declined_ms(self, offer_id: str) -> int | None:
         """When the customer last declined this offer, in any channel."""
-        for o, _, k, ts in reversed(self.entries):
-            if o == offer_id and k == "declined":
-                return ts
-        return None
+        return self.declines.get(offer_id)
 
-    def to_list(self) -> list[list[Any]]:
-        """JSON-ready snapshot."""
-        return [list(entry) for entry in self.entries]
+    def to_list(self) -> dict[str, Any]:
+        """JSON-ready snapshot (a mapping since version 2; ``from_list`` also reads the version-1
+        list of [offer_id, channel, kind, ts_ms] entries)."""
+        return {"v": _SNAPSHOT_VERSION,
+                "shows": [[o, c, list(times)] for (o, c), times in self.shows.items()],
+                "declines": [[o, ts] for o, ts in self.declines.items()],
+                "decisions": [[d, o, shown, answered] for (d, o), (shown, answered) in self.decisions.items()]}
 
     @classmethod
     def from_list(cls, raw: Any, where: str = "offer_history") -> OfferHistory:
-        """Rebuild from ``to_list`` output, validating every entry."""
-        if not isinstance(raw, (list, tuple)):
-            raise InvalidArgument(f"{where}: must be a list")
+        """Rebuild from ``to_list`` output (either version), validating every entry."""
         history = cls()
-        for i, entry in enumerate(raw):
-            if not isinstance(entry, (list, tuple)) or len(entry) != 4:
-                raise InvalidArgument(f"{where}[{i}]: must be [offer_id, channel, kind, ts_ms]")
-            try:
-                history.record(*entry)
-            except InvalidArgument as exc:
-                raise InvalidArgument(f"{where}[{i}].{exc.message}") from None
+        if isinstance(raw, (list, tuple)):  # version 1: every contact, oldest first
+            for i, entry in enumerate(raw):
+                if not isinstance(entry, (list, tuple)) or len(entry) != 4:
+                    raise InvalidArgument(f"{where}[{i}]: must be [offer_id, channel, kind, ts_ms]")
+                try:
+                    history.record(*entry)
+                except InvalidArgument as exc:
+                    raise InvalidArgument(f"{where}[{i}].{exc.message}") from None
+            return history
+        if not isinstance(raw, Mapping) or raw.get("v") != _SNAPSHOT_VERSION:
+            raise InvalidArgument(f"{where}: must be a list (version 1) or a mapping with v = {_SNAPSHOT_VERSION}")
+        part = "shows"
+        try:
+            for offer_id, channel, times in raw.get("shows", ()):
+                for ts in times:
+                    history.record(offer_id, channel, "shown", ts)
+            part = "declines"
+            for offer_id, ts in raw.get("declines", ()):
+                history.declines[sys.intern(require_id(offer_id, "offer_id"))] = require_int(
+                    ts, "ts_ms", low=0, high=2**62)
+            part = "decisions"
+            for decision_id, offer_id, shown, answered in raw.get("decisions", ()):
+                key = (require_id(decision_id, "decision_id"), sys.intern(require_id(offer_id, "offer_id")))
+                history.decisions[key] = [require_int(shown, "shown_ms", low=0, high=2**62),
+                                          require_id(answered, "answered", required=False)]
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{where}.{part}.{exc.message}") from None
+        except (TypeError, ValueError):
+            raise InvalidArgument(f"{where}.{part}: malformed (version {_SNAPSHOT_VERSION})") from None
         return history
 
 
@@ -176,7 +268,9 @@ def _rules(offer: Offer, ctx: DecisionContext, history: OfferHistory,
                                   and (offer.valid_until_ms is None or ctx.now_ms < offer.valid_until_ms))
     if offer.channels:
         yield "channel", ctx.channel in offer.channels
-    if rules.consent_required:
+    # consent_required = false declares a service offer, not marketing (a treat at the till for a
+    # customer who is there); where the channel itself is direct marketing, consent still applies
+    if rules.consent_required or ctx.channel in DIRECT_MARKETING_CHANNELS:
         yield "marketing_consent", ctx.marketing_consent
     if rules.segments:
         yield "segment", ctx.segment in rules.segments
@@ -397,7 +491,9 @@ class ScoredOffer:
 class Decision:
     """The outcome of ``decide``: offers best first (possibly none, then ``reason`` says why),
     the strategy used, the experiment arm (empty when none applied) and why each rejected
-    offer was rejected (its first failed rule)."""
+    offer was rejected (its first failed rule). For a control-arm customer ``offers`` is empty
+    and ``withheld`` holds what would have been offered (the control exposure records it, so
+    that every arm's outcome is measured on the same offers' target items)."""
 
     offers: tuple[ScoredOffer, ...]
     reason: str
@@ -405,6 +501,7 @@ class Decision:
     experiment_id: str
     arm: str
     rejected: Mapping[str, str]
+    withheld: tuple[ScoredOffer, ...] = ()
 
 
 def _affinity(affinity: Mapping[str, float] | None, offer_id: str) -> float:
@@ -440,7 +537,9 @@ def decide(catalog: OfferCatalog, ctx: DecisionContext, history: OfferHistory, b
     - static_priority: score = weight * value (no randomness; ties by offer id)
     - control: no offer. Eligibility is still evaluated, and reason is "control_arm" only when
       an offer would have been made, so the caller logs a control exposure exactly when a
-      treated customer would have had one (otherwise the arms are not comparable).
+      treated customer would have had one (otherwise the arms are not comparable). The offers
+      that would have been made are in ``Decision.withheld``, ranked by the strategy of the
+      experiment's first treated arm (bandit when there is none).
     """
     n = require_int(n, "n", low=1, high=MAX_OFFERS_PER_DECISION)
     experiment_id = arm_name = ""
@@ -463,14 +562,21 @@ def decide(catalog: OfferCatalog, ctx: DecisionContext, history: OfferHistory, b
         else:
             rejected[offer.id] = failed
 
-    def result(offers: tuple[ScoredOffer, ...], reason: str) -> Decision:
-        return Decision(offers, reason, strategy, experiment_id, arm_name, rejected)
-
     if not eligible:
-        return result((), _no_offer_reason(rejected))
+        return Decision((), _no_offer_reason(rejected), strategy, experiment_id, arm_name, rejected)
     if strategy == "control":
-        return result((), "control_arm")
+        treated = next((a.strategy for a in catalog.experiment.arms if a.strategy != "control"), "bandit") \
+            if catalog.experiment is not None else "bandit"
+        withheld = _rank(catalog, ctx, history, bandit, affinity, budget_left, n, rng, treated, eligible)
+        return Decision((), "control_arm", strategy, experiment_id, arm_name, rejected, withheld)
+    offers = _rank(catalog, ctx, history, bandit, affinity, budget_left, n, rng, strategy, eligible)
+    return Decision(offers, "", strategy, experiment_id, arm_name, rejected)
 
+
+def _rank(catalog: OfferCatalog, ctx: DecisionContext, history: OfferHistory, bandit: BanditState,
+          affinity: Mapping[str, float] | None, budget_left: Mapping[str, int] | None, n: int, rng: Any,
+          strategy: str, eligible: list[tuple[Offer, tuple[str, ...]]]) -> tuple[ScoredOffer, ...]:
+    """The eligible offers scored by ``strategy`` ("bandit" or "static_priority"), best ``n``."""
     weight_of_affinity = catalog.bandit.affinity_weight
     scored = []
     for offer, passed in eligible:
@@ -483,33 +589,67 @@ def decide(catalog: OfferCatalog, ctx: DecisionContext, history: OfferHistory, b
             score = offer.weight * offer.value
         scored.append((score, offer, passed, aff, sample))
     scored.sort(key=lambda s: (-s[0], s[1].id))
-    offers = tuple(
+    return tuple(
         ScoredOffer(offer_id=offer.id, name=offer.name, score=score,
                     propensity=bandit.mean(offer.id, ctx.segment), sample=sample, value=offer.value,
                     affinity=aff, passed_rules=passed,
                     caps_left=MappingProxyType(caps_left(offer, ctx, history, budget_left)))
         for score, offer, passed, aff, sample in scored[:n])
-    return result(offers, "")
+
+
+@dataclass(frozen=True)
+class CustomerOutcome:
+    """One exposed customer in one experiment, the unit of analysis (engine.offer_log builds these
+    from the stored events). From the customer's first exposure, ``converted`` says whether they
+    bought one of the exposures' target items within the outcome window, ``revenue`` is what they
+    spent in it (price x quantity, every item). ``control``: the exposures were control ones (the
+    offer withheld). ``exposures`` / ``acceptances`` count decisions and genuine acceptances (a
+    secondary figure, for treated arms). ``window_open``: the window had not ended at the
+    read-out's clock, so the outcome may still change."""
+
+    experiment_id: str
+    arm: str
+    customer_id: str
+    converted: bool
+    revenue: float
+    control: bool = False
+    exposures: int = 1
+    acceptances: int = 0
+    window_open: bool = False
 
 
 @dataclass(frozen=True)
 class ArmReport:
-    """An experiment arm's read-out. Intervals are 95%: Wilson for the acceptance rate, normal
-    approximation over customers for revenue per customer (NaN with fewer than 2 customers)."""
+    """An experiment arm's read-out over its exposed customers. Intervals are 95%: Wilson for the
+    conversion rate, normal approximation for revenue per customer (NaN with fewer than 2
+    customers); the differences to the ``baseline`` arm (empty for the baseline itself) use
+    Newcombe's hybrid score interval for the rates and Welch's normal interval for revenue.
+    ``acceptance_rate`` is acceptances per exposure, None for a control arm (nothing was shown)."""
 
     experiment_id: str
     arm: str
+    control: bool
     customers: int
-    exposures: int
-    acceptances: int
-    acceptance_rate: float
-    acceptance_ci: tuple[float, float]
+    conversions: int
+    conversion_rate: float
+    conversion_ci: tuple[float, float]
     revenue: float
     revenue_per_customer: float
     revenue_per_customer_ci: tuple[float, float]
+    baseline: str
+    conversion_diff: float
+    conversion_diff_ci: tuple[float, float]
+    revenue_diff: float
+    revenue_diff_ci: tuple[float, float]
+    exposures: int
+    acceptances: int
+    acceptance_rate: float | None
+    acceptance_ci: tuple[float, float] | None
+    open_windows: int
 
 
-_ROW_FIELDS = ("experiment_id", "arm", "customer_id", "kind", "value")
+_OUTCOME_FIELDS = tuple(f.name for f in fields(CustomerOutcome))
+_NAN2 = (math.nan, math.nan)
 
 
 def _wilson(successes: int, trials: int) -> tuple[float, float]:
@@ -523,60 +663,121 @@ def _wilson(successes: int, trials: int) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def experiment_report(rows: Iterable[Mapping[str, Any] | Sequence[Any]]) -> list[ArmReport]:
-    """Per (experiment, arm) read-out from exposure/outcome rows: mappings with keys
-    experiment_id, arm, customer_id, kind ("shown"/"accepted"/"declined"), value (the value
-    realised on "accepted"), or tuples in that order. For a control arm, log "shown" when the
-    decision said "control_arm" and "accepted" when the customer took up the target anyway."""
-    arms: dict[tuple[str, str], dict[str, Any]] = {}
-    for i, row in enumerate(rows):
-        if isinstance(row, Mapping):
-            experiment_id, arm, customer_id, kind, value = (row.get(f) for f in _ROW_FIELDS)
-        elif isinstance(row, (list, tuple)) and len(row) in (4, 5):
-            experiment_id, arm, customer_id, kind, value = (*row, None)[:5]
-        else:
-            raise InvalidArgument(f"rows[{i}]: must be a mapping or (experiment_id, arm, customer_id, kind, value)")
-        require_choice(kind, f"rows[{i}].kind", HISTORY_KINDS)
-        stats = arms.setdefault((str(experiment_id), str(arm)), {"revenue": {}, "exposures": 0, "acceptances": 0})
-        per_customer = stats["revenue"]
-        per_customer.setdefault(customer_id, 0.0)
-        if kind == "shown":
-            stats["exposures"] += 1
-        elif kind == "accepted":
-            stats["acceptances"] += 1
-            per_customer[customer_id] += float(value or 0.0)
+def _newcombe(x1: int, n1: int, x0: int, n0: int) -> tuple[float, float]:
+    """95% interval of p1 - p0 (Newcombe 1998, method 10: from the two Wilson intervals)."""
+    if n1 == 0 or n0 == 0:
+        return _NAN2
+    p1, p0 = x1 / n1, x0 / n0
+    (l1, u1), (l0, u0) = _wilson(x1, n1), _wilson(x0, n0)
+    d = p1 - p0
+    return d - math.sqrt((p1 - l1) ** 2 + (u0 - p0) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p0 - l0) ** 2)
+
+
+def _mean_var(values: Sequence[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = math.fsum(values) / n if n else 0.0
+    var = math.fsum((v - mean) ** 2 for v in values) / (n - 1) if n >= 2 else math.nan
+    return mean, var
+
+
+def _as_outcome(row: Any, i: int) -> CustomerOutcome:
+    if isinstance(row, CustomerOutcome):
+        return row
+    if isinstance(row, Mapping):
+        unknown = set(row) - set(_OUTCOME_FIELDS)
+        if unknown:
+            raise InvalidArgument(f"outcomes[{i}]: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
+        try:
+            return CustomerOutcome(**row)
+        except TypeError as exc:
+            raise InvalidArgument(f"outcomes[{i}]: {exc}") from None
+    raise InvalidArgument(f"outcomes[{i}]: must be a CustomerOutcome or a mapping of its fields")
+
+
+def experiment_report(outcomes: Iterable[CustomerOutcome | Mapping[str, Any]],
+                      baseline: str | None = None) -> list[ArmReport]:
+    """Per (experiment, arm) read-out of customer outcomes (one per exposed customer and
+    experiment), sorted by experiment and arm. Each arm is compared with the experiment's
+    ``baseline`` arm: the one named, else its control arm (the one whose exposures were control
+    exposures, when exactly one is), else the first arm by name."""
+    arms: dict[tuple[str, str], list[CustomerOutcome]] = {}
+    seen: dict[tuple[str, str], str] = {}
+    for i, row in enumerate(outcomes):
+        outcome = _as_outcome(row, i)
+        key = (outcome.experiment_id, outcome.customer_id)
+        if key in seen:
+            raise InvalidArgument(f"outcomes[{i}]: customer {outcome.customer_id!r} appears twice in experiment "
+                                  f"{outcome.experiment_id!r} (arms {seen[key]!r}, {outcome.arm!r}); "
+                                  "the unit of analysis is the customer")
+        seen[key] = outcome.arm
+        if not math.isfinite(float(outcome.revenue)):
+            raise InvalidArgument(f"outcomes[{i}].revenue: must be a finite number")
+        arms.setdefault((outcome.experiment_id, outcome.arm), []).append(outcome)
+
+    stats = {}
+    for key, rows in arms.items():
+        revenues = [float(r.revenue) for r in rows]
+        mean, var = _mean_var(revenues)
+        stats[key] = {"n": len(rows), "x": sum(bool(r.converted) for r in rows), "mean": mean, "var": var,
+                      "revenue": math.fsum(revenues), "control": any(r.control for r in rows),
+                      "exposures": sum(r.exposures for r in rows), "acceptances": sum(r.acceptances for r in rows),
+                      "open": sum(bool(r.window_open) for r in rows)}
+    bases = {}
+    for experiment in sorted({e for e, _ in arms}):
+        names = sorted(a for e, a in arms if e == experiment)
+        controls = [a for a in names if stats[(experiment, a)]["control"]]
+        bases[experiment] = (baseline if baseline in names else controls[0] if len(controls) == 1 else names[0])
+
     reports = []
-    for (experiment_id, arm), stats in sorted(arms.items()):
-        revenues = list(stats["revenue"].values())
-        customers = len(revenues)
-        total = math.fsum(revenues)
-        mean = total / customers if customers else 0.0
-        if customers >= 2:
-            variance = math.fsum((r - mean) ** 2 for r in revenues) / (customers - 1)
-            half = _Z95 * math.sqrt(variance / customers)
-            interval = (mean - half, mean + half)
+    for (experiment, arm), s in sorted(stats.items()):
+        base_name = bases[experiment]
+        b = stats[(experiment, base_name)]
+        n, x = s["n"], s["x"]
+        half = _Z95 * math.sqrt(s["var"] / n) if n >= 2 else math.nan
+        if arm == base_name:
+            diff, diff_ci, rdiff, rdiff_ci = 0.0, (0.0, 0.0), 0.0, (0.0, 0.0)
         else:
-            interval = (math.nan, math.nan)
-        exposures, acceptances = stats["exposures"], stats["acceptances"]
+            diff = x / n - b["x"] / b["n"]
+            diff_ci = _newcombe(x, n, b["x"], b["n"])
+            rdiff = s["mean"] - b["mean"]
+            se = math.sqrt(s["var"] / n + b["var"] / b["n"]) if n >= 2 and b["n"] >= 2 else math.nan
+            rdiff_ci = (rdiff - _Z95 * se, rdiff + _Z95 * se)
+        treated = not s["control"]
         reports.append(ArmReport(
-            experiment_id=experiment_id, arm=arm, customers=customers, exposures=exposures,
-            acceptances=acceptances, acceptance_rate=acceptances / exposures if exposures else 0.0,
-            acceptance_ci=_wilson(acceptances, exposures), revenue=total,
-            revenue_per_customer=mean, revenue_per_customer_ci=interval))
+            experiment_id=experiment, arm=arm, control=s["control"], customers=n, conversions=x,
+            conversion_rate=x / n, conversion_ci=_wilson(x, n), revenue=s["revenue"],
+            revenue_per_customer=s["mean"], revenue_per_customer_ci=(s["mean"] - half, s["mean"] + half),
+            baseline="" if arm == base_name else base_name, conversion_diff=diff, conversion_diff_ci=diff_ci,
+            revenue_diff=rdiff, revenue_diff_ci=rdiff_ci, exposures=s["exposures"], acceptances=s["acceptances"],
+            acceptance_rate=(s["acceptances"] / s["exposures"] if s["exposures"] else 0.0) if treated else None,
+            acceptance_ci=_wilson(s["acceptances"], s["exposures"]) if treated else None,
+            open_windows=s["open"]))
     return reports
 
 
-def format_report(reports: Sequence[ArmReport]) -> str:
+def _ci(low: float, high: float, digits: int, signed: bool = False) -> str:
+    if math.isnan(low):
+        return "n/a"
+    spec = f"{'+' if signed else ''}.{digits}f"
+    return f"{low:{spec}}, {high:{spec}}"
+
+
+def format_report(reports: Sequence[ArmReport], window_days: float | None = None) -> str:
     """A plain-text table of ``experiment_report`` output."""
-    header = ("experiment", "arm", "customers", "exposures", "accepted", "accept rate [95% CI]",
-              "revenue", "revenue/customer [95% CI]")
+    header = ("experiment", "arm", "customers", "converted", "conversion [95% CI]", "vs baseline [95% CI]",
+              "revenue/customer [95% CI]", "vs baseline [95% CI]", "exposures", "accepted", "accept rate")
     lines = [header]
     for r in reports:
-        low, high = r.revenue_per_customer_ci
-        rev_ci = "n/a" if math.isnan(low) else f"{low:.2f}, {high:.2f}"
-        lines.append((r.experiment_id, r.arm, str(r.customers), str(r.exposures), str(r.acceptances),
-                      f"{r.acceptance_rate:.3f} [{r.acceptance_ci[0]:.3f}, {r.acceptance_ci[1]:.3f}]",
-                      f"{r.revenue:.2f}", f"{r.revenue_per_customer:.2f} [{rev_ci}]"))
+        if r.baseline:
+            conv_diff = f"{r.conversion_diff:+.3f} [{_ci(*r.conversion_diff_ci, 3, True)}]"
+            rev_diff = f"{r.revenue_diff:+.2f} [{_ci(*r.revenue_diff_ci, 2, True)}]"
+        else:
+            conv_diff = rev_diff = "(baseline)"
+        accept = "control" if r.acceptance_rate is None else f"{r.acceptance_rate:.3f}"
+        lines.append((r.experiment_id, r.arm, str(r.customers), str(r.conversions),
+                      f"{r.conversion_rate:.3f} [{_ci(*r.conversion_ci, 3)}]", conv_diff,
+                      f"{r.revenue_per_customer:.2f} [{_ci(*r.revenue_per_customer_ci, 2)}]", rev_diff,
+                      str(r.exposures), str(r.acceptances), accept))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = []
     for j, line in enumerate(lines):
@@ -585,4 +786,10 @@ def format_report(reports: Sequence[ArmReport]) -> str:
                              for i, (cell, w) in enumerate(zip(line, widths))))
         if j == 0:
             out.append("  ".join("-" * w for w in widths))
+    window = f" within {window_days:g} days" if window_days is not None else ""
+    out.append(f"\nper exposed customer, from their first exposure: converted = bought one of the exposures' "
+               f"target items{window}; revenue = everything they bought{window}.")
+    still_open = sum(r.open_windows for r in reports)
+    if still_open:
+        out.append(f"{still_open} customer(s) are still inside their window: their outcome may still grow.")
     return "\n".join(out)

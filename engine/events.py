@@ -21,6 +21,9 @@ ITEM_EVENT_TYPES = frozenset({"view", "add_to_cart", "remove_from_cart", "purcha
 # offer_shown (and offer_control for a control-arm customer) when it decides; channels send
 # offer_accepted / offer_declined.
 OFFER_EVENT_TYPES = frozenset({"offer_shown", "offer_accepted", "offer_declined", "offer_control"})
+# Exposures are the engine's record of its own decisions (caps, budgets, bandit trials,
+# experiments): a client that could send them could reset or forge all four.
+ENGINE_ONLY_EVENT_TYPES = frozenset({"offer_shown", "offer_control"})
 EVENT_TYPES = ITEM_EVENT_TYPES | {"consent"} | OFFER_EVENT_TYPES
 CONSENT_PURPOSES = frozenset({"personalization", "marketing"})
 CONSENT_VALUES = frozenset({"granted", "denied"})
@@ -75,11 +78,16 @@ class Event:
 
 
 def parse_event(raw: Any, now_ms: int, where: str = "event") -> Event:
-    """Validate one raw event (a mapping of field -> value) into an Event."""
+    """Validate one raw event (a mapping of field -> value) into an Event. The engine-only types
+    (offer_shown, offer_control) are refused: the engine records those itself when it decides."""
     if not isinstance(raw, Mapping):
         raise InvalidArgument(f"{where}: must be an object")
     reject_unknown(raw, EVENT_FIELDS, where)
     event_type = require_choice(raw.get("event_type"), f"{where}.event_type", EVENT_TYPES)
+    if event_type in ENGINE_ONLY_EVENT_TYPES:
+        raise InvalidArgument(f"{where}.event_type: {event_type} is recorded by the engine itself when "
+                              "NextBestOffer decides; clients send offer_accepted or offer_declined with the "
+                              "reply's decision_id and offer_id")
     quantity = raw.get("quantity")
     quantity = 1.0 if quantity is None else require_number(
         quantity, f"{where}.quantity", low=0.0, high=MAX_QUANTITY, low_inclusive=False)

@@ -51,7 +51,8 @@ class CustomerState:
     orders: int = 0
     spend: float = 0.0
     last_order: str = ""
-    # offers shown, accepted, declined: the contact policy's memory (None until the first)
+    # offers shown and declined, and the shows a response may answer: the contact policy's and
+    # the response screening's memory (None until the first), trimmed by the shard to the caps
     offers: OfferHistory | None = None
 
 
@@ -100,7 +101,9 @@ def apply_event(state: CustomerState, event: Event) -> None:
         attributes = dict(event.attributes)
         if state.offers is None:
             state.offers = OfferHistory()
-        state.offers.record(attributes["offer_id"], event.channel, OFFER_HISTORY_KIND[kind], ts)
+        # the decision id makes a show answerable, and marks a response as its show's answer
+        state.offers.record(attributes["offer_id"], event.channel, OFFER_HISTORY_KIND[kind], ts,
+                            decision_id=attributes.get("decision_id", ""), event_id=event.event_id)
 
     weight = EVENT_WEIGHTS[kind]
     if weight > 0:

@@ -90,9 +90,11 @@ def test_acceptances_teach_the_bandit_on_every_shard(stub, service):
     n = service.config.num_shards
     teachers = [c for c in (uid() for _ in range(200)) if shard_for(c, n) != 0][:30]
     for c in teachers:  # 30 customers on shards 1..n-1 take the till treat every time
-        consent(stub, c)
+        # no marketing consent: the till treat is the one offer they can be shown, and only an
+        # answer to an offer actually shown to them counts
         reply = nbo(stub, c, channel="pos")
-        offer_event(stub, c, "offer_accepted", reply.decision_id, "pos-only", channel="pos")
+        assert [o.offer_id for o in reply.offers] == ["pos-only"]
+        assert offer_event(stub, c, "offer_accepted", reply.decision_id, "pos-only", channel="pos").accepted == 1
     learner = next(c for c in (uid() for _ in range(200)) if shard_for(c, n) == 0)
     prior = 1.0 / (1.0 + 9.0)
     deadline = time.monotonic() + 20

@@ -17,6 +17,12 @@ def event(customer, kind, item, channel="web"):
     return pb.Event(event_id=uuid.uuid4().hex, customer_id=customer, event_type=kind, item_id=item, channel=channel)
 
 
+def marketing(customer, value="granted"):
+    """Actions are marketing: only for customers who consented (opt-in by default)."""
+    return pb.Event(event_id=uuid.uuid4().hex, customer_id=customer, event_type="consent", channel="web",
+                    attributes={"marketing": value})
+
+
 def all_actions(http, kind):
     actions, after = [], 0
     while True:
@@ -28,9 +34,11 @@ def all_actions(http, kind):
 
 
 def test_an_abandoned_cart_becomes_an_action_and_a_bought_one_does_not(stub, http):
-    left, bought = uid(), uid()
+    left, bought, denied = uid(), uid(), uid()
+    stub.TrackEvents(pb.TrackEventsRequest(events=[marketing(left), marketing(bought), marketing(denied, "denied")]))
     stub.TrackEvents(pb.TrackEventsRequest(events=[event(left, "add_to_cart", "i0007"),
-                                                   event(bought, "add_to_cart", "i0008")]))
+                                                   event(bought, "add_to_cart", "i0008"),
+                                                   event(denied, "add_to_cart", "i0009")]))
     stub.TrackEvents(pb.TrackEventsRequest(events=[event(bought, "purchase", "i0008")]))
     deadline = time.monotonic() + CART_ABANDON_MINUTES * 60 + 20
     mine = []
@@ -39,12 +47,13 @@ def test_an_abandoned_cart_becomes_an_action_and_a_bought_one_does_not(stub, htt
         mine = [a for a in all_actions(http, "cart_abandonment") if a["customer_id"] == left]
     assert len(mine) == 1 and mine[0]["item_ids"] == ["i0007"]
     assert mine[0]["action_id"].startswith(f"cart_abandonment:{left}:")
-    assert not [a for a in all_actions(http, "cart_abandonment") if a["customer_id"] == bought]
+    assert not [a for a in all_actions(http, "cart_abandonment") if a["customer_id"] in (bought, denied)]
 
 
 def test_a_till_purchase_streams_a_cross_sell_to_subscribers(stub, channel):
     customer = uid()
-    stub.TrackEvents(pb.TrackEventsRequest(events=[event(customer, "purchase", "i0030", channel="pos")]))
+    stub.TrackEvents(pb.TrackEventsRequest(events=[marketing(customer),
+                                                   event(customer, "purchase", "i0030", channel="pos")]))
     stream = stub.SubscribeActions(pb.SubscribeActionsRequest(kinds=["cross_sell"]), timeout=30)
     found = None
     for action in stream:

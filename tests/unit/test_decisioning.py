@@ -1,6 +1,5 @@
 """Next-best-offer decisioning: segments, eligibility and contact policy rule by rule, the bandit's
 counts and their exchange between shards, experiment assignment, arbitration, read-outs."""
-import math
 import random
 from collections import Counter
 
@@ -9,8 +8,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from engine.decisioning import (
-    MAX_HISTORY_ENTRIES, BanditState, DecisionContext, OfferHistory, assign_arm, caps_left,
-    check_eligibility, counts_from_rows, counts_to_rows, decide, experiment_report, format_report, segment_of,
+    BanditState, DecisionContext, OfferHistory, assign_arm, caps_left, check_eligibility, counts_from_rows,
+    counts_to_rows, decide, segment_of,
 )
 from engine.errors import InvalidArgument
 from engine.events import CHANNELS
@@ -57,25 +56,39 @@ def test_segment_of(count, spend, days, expected):
 
 def test_history_records_in_time_order_and_round_trips():
     history = OfferHistory()
-    history.record("a", "web", "shown", 300)
-    history.record("a", "web", "declined", 100)  # late arrival from another channel
-    history.record("b", "pos", "accepted", 200)
-    assert [e[3] for e in history.entries] == [100, 200, 300]
+    history.record("a", "web", "shown", 300, decision_id="d2")
+    history.record("a", "web", "shown", 100, decision_id="d1")  # late arrival from another channel
+    history.record("a", "pos", "declined", 200, decision_id="d1", event_id="e1")
+    history.record("a", "pos", "declined", 150)  # an older decline does not replace the latest
+    assert history.shows == {("a", "web"): [100, 300]}
+    assert history.declines == {"a": 200}
+    assert history.decisions == {("d2", "a"): [300, ""], ("d1", "a"): [100, "e1"]}
     again = OfferHistory.from_list(history.to_list())
-    assert again.entries == history.entries
-    assert history.to_list()[0] == ["a", "web", "declined", 100]
+    assert (again.shows, again.declines, again.decisions) == (history.shows, history.declines, history.decisions)
 
 
-def test_history_is_bounded_by_count_and_horizon():
+def test_version_1_snapshots_still_load():
+    old = [["a", "web", "shown", 100], ["a", "web", "declined", 150], ["b", "pos", "accepted", 200]]
+    history = OfferHistory.from_list(old)
+    assert history.shows == {("a", "web"): [100]} and history.declines == {"a": 150}
+    assert history.decisions == {}  # version 1 kept no decision ids: those shows cannot be answered
+
+
+def test_trim_keeps_the_caps_worth_and_what_a_window_can_still_see():
+    cat = catalog({"id": "capped", "caps": {"per_customer_per_channel": 3, "period_days": 7,
+                                             "cooldown_after_decline_days": 2}},
+                  {"id": "free"})
     history = OfferHistory()
-    for i in range(MAX_HISTORY_ENTRIES + 20):
-        history.record("a", "web", "shown", i)
-    assert len(history.entries) == MAX_HISTORY_ENTRIES
-    assert history.entries[0][3] == 20
-    history.record("a", "web", "shown", 10 * DAY_MS, horizon_ms=DAY_MS)
-    assert [e[3] for e in history.entries] == [10 * DAY_MS]
-
-
+    for ts in range(0, 10 * DAY_MS, DAY_MS // 4):  # 40 shows, 4 a day
+        history.record("capped", "web", "shown", NOW + ts)
+        history.record("free", "web", "shown", NOW + ts)
+    history.record("capped", "web", "declined", NOW)
+    history.record("free", "web", "declined", NOW)
+    history.trim(cat, None)  # by count only
+    assert history.shows == {("capped", "web"): [NOW + 9 * DAY_MS + k * DAY_MS // 4 for k in (1, 2, 3)]}
+    assert history.declines == {"capped": NOW}  # no cool-down configured: nothing to keep
+    history.trim(cat, NOW + 30 * DAY_MS)  # everything is older than the window and the cool-down
+    assert history.shows == {} and history.declines == {} and history.entry_count() == 0
 def test_history_rejects_bad_entries():
     with pytest.raises(InvalidArgument, match="kind"):
         OfferHistory().record("a", "web", "clicked", 1)
@@ -422,38 +435,13 @@ def test_decide_properties(specs, n, strategy, channel, basket_value, seed, budg
         assert 0 <= o.propensity <= 1 and o.score >= 0
 
 
-# --- experiment read-out --------------------------------------------------------------------
-
-def test_experiment_report_numbers():
-    rows = []
-    for i in range(100):
-        rows.append({"experiment_id": "e", "arm": "treat", "customer_id": f"c{i}", "kind": "shown", "value": None})
-        if i < 10:
-            rows.append({"experiment_id": "e", "arm": "treat", "customer_id": f"c{i}", "kind": "accepted",
-                         "value": 5.0})
-        else:
-            rows.append(("e", "treat", f"c{i}", "declined"))
-    rows += [("e", "control", "k1", "shown", None), ("e", "control", "k2", "shown", None),
-             ("e", "control", "k2", "accepted", 3.0)]
-    treat, = [r for r in experiment_report(rows) if r.arm == "treat"]
-    assert (treat.customers, treat.exposures, treat.acceptances) == (100, 100, 10)
-    assert treat.acceptance_rate == 0.1
-    assert treat.acceptance_ci == pytest.approx((0.0552, 0.1744), abs=1e-4)  # Wilson 10/100
-    assert treat.revenue == 50.0 and treat.revenue_per_customer == 0.5
-    sd = math.sqrt((10 * 4.5 ** 2 + 90 * 0.5 ** 2) / 99)
-    half = 1.959964 * sd / 10
-    assert treat.revenue_per_customer_ci == pytest.approx((0.5 - half, 0.5 + half), abs=1e-5)
-    reports = experiment_report(rows)
-    assert [r.arm for r in reports] == ["control", "treat"]
-    table = format_report(reports)
-    assert "treat" in table and "control" in table and "0.100 [0.055, 0.174]" in table
+def test_a_malformed_snapshot_is_refused_with_the_part_named():
+    with pytest.raises(InvalidArgument, match=r"offer_history\.shows\.channel"):
+        OfferHistory.from_list({"v": 2, "shows": [["a", "fax", [1]]]})
+    with pytest.raises(InvalidArgument, match=r"offer_history\.decisions: malformed"):
+        OfferHistory.from_list({"v": 2, "decisions": [["d", "a"]]})
+    with pytest.raises(InvalidArgument, match="version 1"):
+        OfferHistory.from_list({"v": 7})
 
 
-def test_experiment_report_edge_cases():
-    one, = experiment_report([("e", "a", "c", "accepted", 2.0)])
-    assert one.exposures == 0 and one.acceptance_ci == (0.0, 1.0)
-    assert math.isnan(one.revenue_per_customer_ci[0])
-    assert "n/a" in format_report([one])
-    assert experiment_report([]) == []
-    with pytest.raises(InvalidArgument, match=r"rows\[0\]\.kind"):
-        experiment_report([("e", "a", "c", "clicked", 1.0)])
+# --- experiment read-out: tests/unit/test_experiment_report.py ------------------------------
