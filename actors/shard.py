@@ -32,6 +32,7 @@ from engine.offers import OfferCatalog
 from engine.queries import OfferQuery, RecommendQuery, SimilarQuery
 from engine.state import CustomerState, apply_event, state_from_dict, state_to_dict
 from actors.customer_table import CustomerTable
+from actors.shard_writer import ShardWriter, describe
 from actors.shard_offers import LEARNED_KINDS, ShardOffers, catalog_from_toml
 from actors.store import SqlEventStore, open_store
 from recommenders.catalog_view import CatalogView
@@ -43,8 +44,6 @@ log = logging.getLogger(__name__)
 
 # store meta key: the offer catalogue (TOML) in force
 OFFER_CATALOG_META = "offer_catalog_toml"
-
-
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -83,6 +82,7 @@ class CustomerShardLogic:
         for update in catalog_updates:
             self.catalog.apply(update)
         self.view = CatalogView(self.model, self.catalog)
+        self.model.forget(self.store.forgotten_customers())
         snapshot = self.store.latest_snapshot(self.shard_id)
         if snapshot is not None:
             self.last_seq, payload = snapshot
@@ -128,6 +128,7 @@ class CustomerShardLogic:
         if self.view.new_index and event.item_id:
             self.view.observe(event.item_id, [item for item, _kind, _ts in state.recent])
         apply_event(state, event)
+        self.offers.trim_history(state, event)
         self.offers.count(event)
         self._arm_triggers(state, event)
         return state
@@ -142,9 +143,10 @@ class CustomerShardLogic:
             self.abandon_due.pop(event.customer_id, None)
 
     def _cross_sell(self, event: Event) -> None:
-        """A purchase at the till: what to suggest next, for the channels that follow up."""
+        """A purchase at the till: what to suggest next, for the channels that follow up. It is
+        marketing: only for a customer with marketing consent."""
         n = self.offers.config.cross_sell_items
-        if n == 0:
+        if n == 0 or not self.offers.marketing_allowed(self.customers.get(event.customer_id)):
             return
         query = RecommendQuery(customer_id=event.customer_id, channel="pos", k=n)
         items = [i.item_id for i in self.recommend(query, event.timestamp_ms).items]
@@ -154,14 +156,16 @@ class CustomerShardLogic:
             "trigger_item_id": event.item_id, "item_ids": items})
 
     def due_actions(self, now_ms: int) -> list[dict[str, Any]]:
-        """Cart-abandonment actions whose time has come, plus cross-sells made since the last call."""
-        actions, self.new_actions = self.new_actions, []
+        """Cart-abandonment actions whose time has come, plus cross-sells made since the last call.
+        Both are marketing: consent is checked again now (it may have been withdrawn since)."""
+        made, self.new_actions = self.new_actions, []
+        actions = [a for a in made if self.offers.marketing_allowed(self.customers.get(a["customer_id"]))]
         for customer, (due, add_event) in list(self.abandon_due.items()):
             if due > now_ms:
                 continue
             del self.abandon_due[customer]
             state = self.customers.get(customer)
-            if state is None or not state.cart:
+            if state is None or not state.cart or not self.offers.marketing_allowed(state):
                 continue
             actions.append({"action_id": f"cart_abandonment:{customer}:{add_event}", "kind": "cart_abandonment",
                             "customer_id": customer, "channel": "", "store_id": "", "created_ms": now_ms,
@@ -195,12 +199,34 @@ class CustomerShardLogic:
             self.since_snapshot += 1
         return applied
 
+    def screen_events(self, events: list[Event]) -> tuple[list[Event], int]:
+        """The events to store, and how many were ignored: an offer response counts only if it
+        answers a show the engine made to that customer, and only its first answer (also within
+        this batch); see ShardOffers.screen. Ignored responses are neither stored nor learnt from.
+        Run before the store append, against the state the applied events left."""
+        return self.offers.screen(events, self.customers.get)
+
+    def acknowledge(self, chunks: Sequence[Sequence[Event]], kept: Sequence[Event],
+                    seqs: Sequence[int | None]) -> list[tuple[int, int, int]]:
+        """Apply the stored events (``kept``, as the store numbered them) and say per caller's
+        chunk (accepted, duplicates, ignored). The write path's last step, shared by the actor's
+        group commit (actors/shard_writer.py) and ``track``."""
+        applied = self.apply_committed(kept, seqs)
+        outcome = {id(event): ok for event, ok in zip(kept, applied)}
+        results = []
+        for chunk in chunks:
+            mine = [outcome[id(e)] for e in chunk if id(e) in outcome]
+            results.append((sum(mine), len(mine) - sum(mine), len(chunk) - len(mine)))
+        return results
+
     def track(self, events: Sequence[Event]) -> tuple[int, int]:
-        """Store, then apply, then report (accepted, duplicates): the synchronous path."""
-        applied = self.apply_committed(events, self.store.append(self.shard_id, events))
+        """Screen, store, then apply, then report (accepted, duplicates): the synchronous path.
+        Screened-out responses are in neither count (``offers.ignored_responses`` counts them)."""
+        kept, _ = self.screen_events(list(events))
+        accepted, duplicates, _ = self.acknowledge([events], kept, self.store.append(self.shard_id, kept))[0]
         if self.since_snapshot >= self.snapshot_every:
             self.write_snapshot()
-        return sum(applied), len(applied) - sum(applied)
+        return accepted, duplicates
 
     # -- reads ----------------------------------------------------------------------------------------
     def recommend(self, query: RecommendQuery, now_ms: int) -> Recommendations:
@@ -218,19 +244,27 @@ class CustomerShardLogic:
     # Each operation is split into store steps (blocking I/O) and memory steps, so that the actor
     # can run the first on its store thread and the second on its event loop.
     def forget_live(self, customer_id: str) -> bool:
+        """Erase what memory holds: live state, armed triggers, and the customer's rows of the
+        model bundle (history, factors, summary), so no answer uses them from now on."""
+        self.abandon_due.pop(customer_id, None)
+        self.new_actions = [a for a in self.new_actions if a["customer_id"] != customer_id]
+        self.model.forget([customer_id])
         return self.customers.pop(customer_id, None) is not None
 
-    def forget(self, customer_id: str, principal: str) -> dict[str, Any]:
-        """Erase the customer: stored events, live state, and every snapshot that held them."""
-        deleted = self.store.forget_customer(customer_id)
-        had_state = self.forget_live(customer_id)
-        self.write_snapshot()
-        return self.audit_forget(customer_id, principal, deleted, had_state)
-
-    def audit_forget(self, customer_id: str, principal: str, deleted: int, had_state: bool) -> dict[str, Any]:
-        self.store.audit(principal, "forget_customer", customer_id,
-                         {"events_deleted": deleted, "had_live_state": had_state, "shard": self.shard_id})
+    def erase_stored(self, customer_id: str, principal: str) -> dict[str, Any]:
+        """The store step of an erasure (one transaction, audited); run on the store thread."""
+        had_state = customer_id in self.customers
+        deleted = self.store.forget_customer(customer_id, shard=self.shard_id, principal=principal,
+                                             detail={"had_live_state": had_state, "shard": self.shard_id})
         return {"customer_id": customer_id, "events_deleted": deleted, "live_state_erased": had_state}
+
+    def forget(self, customer_id: str, principal: str) -> dict[str, Any]:
+        """Erase the customer: stored events, live state, bundle rows, and every snapshot that
+        held them (the synchronous path; the actor runs the same two steps through ShardWriter)."""
+        report = self.erase_stored(customer_id, principal)
+        self.forget_live(customer_id)
+        self.write_snapshot()
+        return report
 
     def live_state(self, customer_id: str) -> dict[str, Any] | None:
         state = self.customers.get(customer_id)
@@ -242,10 +276,12 @@ class CustomerShardLogic:
 
     def export_with(self, customer_id: str, principal: str, state: dict[str, Any] | None) -> dict[str, Any]:
         events = self.store.customer_events(customer_id)
-        if state is None and not events:
+        model = self.model.customer_record(customer_id)
+        if state is None and not events and model is None:
             raise NotFound(f"customer {customer_id!r}: nothing is held about this customer")
         self.store.audit(principal, "export_customer", customer_id, {"events": len(events), "shard": self.shard_id})
-        return {"customer_id": customer_id, "state": state, "events": [event_to_dict(e) for e in events]}
+        return {"customer_id": customer_id, "state": state, "events": [event_to_dict(e) for e in events],
+                "model": model}
 
     def stats(self) -> dict[str, Any]:
         return {"shard_id": self.shard_id, "customers": len(self.customers),
@@ -290,46 +326,15 @@ class CustomerShard:
         self._rng = np.random.default_rng()
         self._offer_sync: asyncio.Task | None = None
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"shard-{shard_id}-store")
-        self._pending: list[tuple[list[Event], asyncio.Future]] = []
-        self._wake: asyncio.Event | None = None
-        self._writer: asyncio.Task | None = None
+        self._writer = ShardWriter(self._logic, self._io_call)
 
     async def _io_call(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
 
-    async def track(self, events: list[Event]) -> tuple[int, int]:
+    async def track(self, events: list[Event]) -> tuple[int, int, int]:
+        """Store, apply, acknowledge: (accepted, duplicates, ignored) for these events."""
         self._start_background()
-        if self._writer is None:
-            self._wake = asyncio.Event()
-            self._writer = asyncio.create_task(self._write_loop())
-        future = asyncio.get_running_loop().create_future()
-        self._pending.append((events, future))
-        self._wake.set()
-        return await future
-
-    async def _write_loop(self) -> None:
-        logic = self._logic
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            batch, self._pending = self._pending, []
-            if not batch:
-                continue
-            events = [e for chunk, _ in batch for e in chunk]
-            try:
-                seqs = await self._io_call(logic.store.append, logic.shard_id, events)
-            except Exception as exc:  # nothing was committed: every caller in the group may retry
-                for _, future in batch:
-                    future.set_exception(Unavailable(f"store write failed, retry: {type(exc).__name__}: {exc}"))
-                continue
-            applied = logic.apply_committed(events, seqs)
-            start = 0
-            for chunk, future in batch:
-                mine = applied[start:start + len(chunk)]
-                start += len(chunk)
-                future.set_result((sum(mine), len(mine) - sum(mine)))
-            if logic.since_snapshot >= logic.snapshot_every:
-                await self._snapshot()
+        return await self._writer.submit(events)
 
     async def recommend_many(self, requests: list[tuple[RecommendQuery, int]]) -> list[Recommendations | Exception]:
         """Several Recommends in one actor call (the ingress coalesces them under load); an error
@@ -417,21 +422,18 @@ class CustomerShard:
         return self._logic.apply_catalog(updates)
 
     async def forget(self, customer_id: str, principal: str) -> dict[str, Any]:
-        logic = self._logic
-        deleted = await self._io_call(logic.store.forget_customer, customer_id)
-        had_state = logic.forget_live(customer_id)
-        await self._snapshot()
-        return await self._io_call(logic.audit_forget, customer_id, principal, deleted, had_state)
+        out = await self._writer.forget(customer_id, principal)
+        if self._pending_model is not None:
+            self._pending_model[1].forget([customer_id])
+        return out
+
+    async def health(self) -> dict[str, Any]:
+        self._start_background()
+        return await self._writer.health()
 
     async def export(self, customer_id: str, principal: str) -> dict[str, Any]:
         state = self._logic.live_state(customer_id)
         return await self._io_call(self._logic.export_with, customer_id, principal, state)
-
-    async def _snapshot(self) -> None:
-        # serialise on the loop (a consistent view), write on the store thread
-        seq, payload = self._logic.snapshot_payload()
-        self._logic.since_snapshot = 0
-        await self._io_call(self._logic.store.write_snapshot, self._logic.shard_id, seq, payload)
 
     async def stats(self) -> dict[str, Any]:
         return {**self._logic.stats(), "recovery": self._recovery, "pid": os.getpid(),
@@ -442,6 +444,8 @@ class CustomerShard:
         """Build the new model beside the serving one; nothing changes for requests yet."""
         arrays = await asyncio.get_running_loop().run_in_executor(None, ray.get, refs[0])
         model = await asyncio.get_running_loop().run_in_executor(None, ModelRuntime, arrays, manifest)
+        # erased customers stay erased in every bundle, older ones (a rollback) included
+        model.forget(await self._io_call(self._logic.store.forgotten_customers))
         self._pending_model = (model.version, model, refs[0])
         return model.version
 

@@ -12,6 +12,7 @@ The store calls are blocking; the shard actor runs them on one dedicated thread.
 """
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -21,7 +22,7 @@ from typing import Any, Iterator, Sequence
 import orjson
 
 from engine.catalog import CatalogUpdate, update_from_dict, update_to_dict
-from engine.errors import InvalidArgument
+from engine.errors import InvalidArgument, Unavailable
 from engine.events import Event, event_from_dict, event_to_dict
 
 
@@ -39,7 +40,11 @@ class SqlEventStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         with self._lock:
+            self._connection_settings()
             self._create_schema()
+
+    def _connection_settings(self) -> None:
+        """Per-connection settings a backend needs before any statement."""
 
     # -- the connection (both drivers are DB-API: self._conn) and dialect hooks ----------------
     _conn: Any
@@ -240,20 +245,40 @@ class SqlEventStore:
         return None if row is None else (int(row[0]), bytes(row[1]))
 
     # -- privacy and audit ----------------------------------------------------------------------------
-    def forget_customer(self, customer_id: str) -> int:
-        """Delete every stored event of the customer and mark them forgotten. Returns rows deleted."""
+    def forget_customer(self, customer_id: str, *, shard: int | None = None, principal: str | None = None,
+                        detail: dict | None = None) -> int:
+        """Erase the customer in one transaction: every stored event and outbox action, the
+        snapshot of ``shard`` (every snapshot when None), the forgotten mark that keeps them out of
+        training exports and out of every model the shards load, and the audit entry
+        (``principal``). Returns events deleted.
+
+        Dropping the snapshot, not rewriting it, is what makes the erasure atomic: the log is the
+        truth, a shard without a snapshot rebuilds from the log alone, so a crash at any moment
+        after this commit cannot bring the customer back from an older snapshot. The shard writes
+        a fresh snapshot right after (an optimisation that may fail without harm)."""
         with self._lock:
             try:
                 deleted = self._execute(self._sql("DELETE FROM events WHERE customer_id = ?"), (customer_id,)).rowcount
                 self._execute(self._sql("DELETE FROM actions WHERE customer_id = ?"), (customer_id,))
+                if shard is None:
+                    self._execute("DELETE FROM snapshots")
+                else:
+                    self._execute(self._sql("DELETE FROM snapshots WHERE shard = ?"), (shard,))
                 self._execute(self._sql("DELETE FROM forgotten WHERE customer_id = ?"), (customer_id,))
                 self._execute(self._sql("INSERT INTO forgotten (customer_id, forgotten_ms) VALUES (?, ?)"),
                               (customer_id, _now_ms()))
+                if principal is not None:
+                    self._insert_audit(principal, "forget_customer", customer_id,
+                                       {"events_deleted": int(deleted), **(detail or {})})
                 self._commit()
             except Exception:
                 self._rollback()
                 raise
+            self._after_erasure()
         return int(deleted)
+
+    def _after_erasure(self) -> None:
+        """Make deleted rows unreadable in the database files (the backend's way)."""
 
     def forgotten_customers(self) -> set[str]:
         with self._lock:
@@ -264,13 +289,19 @@ class SqlEventStore:
     def audit(self, principal: str, action: str, target: str, detail: dict | None = None) -> None:
         with self._lock:
             try:
-                self._execute(self._sql("INSERT INTO audit (ts_ms, principal, action, target, detail) "
-                                        "VALUES (?, ?, ?, ?, ?)"),
-                              (_now_ms(), principal, action, target, orjson.dumps(detail or {}).decode()))
+                self._insert_audit(principal, action, target, detail)
                 self._commit()
             except Exception:
                 self._rollback()
                 raise
+
+    def _insert_audit(self, principal: str, action: str, target: str, detail: dict | None) -> None:
+        self._execute(self._sql("INSERT INTO audit (ts_ms, principal, action, target, detail) VALUES (?, ?, ?, ?, ?)"),
+                      (_now_ms(), principal, action, target, orjson.dumps(detail or {}).decode()))
+
+    def probe_write(self) -> None:
+        """A small durable write: can this store take writes now? (health, after a failure)"""
+        self.set_meta("health_probe", str(_now_ms()))
 
     def audit_log(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -284,14 +315,40 @@ class SqliteEventStore(SqlEventStore):
     """The embedded default: one file, WAL journal, fsync at every commit (synchronous=FULL)."""
 
     def __init__(self, path: str | Path):
+        import os
+
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level="DEFERRED",
-                                     check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        # Customers' events live here: readable by the service's user only. A directory made here
+        # is 0700 (one that exists already, /tmp say, is left alone); the database, its WAL and
+        # shared-memory files are 0600, made so (umask) or set so when they exist from before.
+        # SQLite creates -wal and -shm with the database file's mode.
+        files = [self.path, self.path.with_name(self.path.name + "-wal"), self.path.with_name(self.path.name + "-shm")]
+        umask = os.umask(0o077)  # process-wide for a moment: only ever makes files more private
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            for file in files:
+                if file.exists():
+                    file.chmod(0o600)
+            self._conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level="DEFERRED",
+                                         check_same_thread=False)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+        finally:
+            os.umask(umask)
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA busy_timeout=30000")
         super().__init__()
+
+    def _connection_settings(self) -> None:
+        # deleted content (erased customers' events, replaced snapshots) is overwritten with
+        # zeros in the file, not left on free pages
+        self._conn.execute("PRAGMA secure_delete=ON")
+
+    def _after_erasure(self) -> None:
+        # the WAL still holds the pages as they were before the delete: copy the zeroed pages
+        # into the database and truncate the WAL to nothing
+        busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:  # a reader in the middle of a transaction: the next erasure or restart finishes it
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
     def _append_only_audit(self):
         for op in ("UPDATE", "DELETE"):
@@ -309,20 +366,137 @@ class SqliteEventStore(SqlEventStore):
 
 
 class PostgresEventStore(SqlEventStore):
-    """A PostgreSQL server shared by every node; commits are durable (synchronous_commit on)."""
+    """A PostgreSQL server shared by every node; commits are durable (synchronous_commit on).
+
+    One connection, used by one thread at a time (the store's lock). A server restart, a failover
+    or a network cut breaks it: the call that finds it broken raises ``Unavailable`` (its batch
+    fails, the caller may retry), and the next call connects again. Reconnecting never holds the
+    shard's store thread for long: a connect attempt is bounded by ``connect_timeout``, and after
+    a failed attempt the next one waits a backoff (doubling up to ``RECONNECT_BACKOFF_MAX_S``),
+    during which calls fail at once. A connection lost during COMMIT leaves the outcome unknown;
+    the message says so, and a retry is safe because the event log is idempotent per
+    (customer_id, event_id).
+    """
 
     placeholder = "%s"
     serial = "BIGSERIAL PRIMARY KEY"
     blob = "BYTEA"
 
+    # libpq settings the URL may override: connect within a few seconds, and notice a dead TCP
+    # peer (a cut, not a restart: a restart closes the socket) within about ten
+    CONNECTION_DEFAULTS = {"connect_timeout": "3", "keepalives": "1", "keepalives_idle": "5",
+                           "keepalives_interval": "1", "keepalives_count": "3", "tcp_user_timeout": "5000"}
+    RECONNECT_BACKOFF_MIN_S = 0.1
+    RECONNECT_BACKOFF_MAX_S = 1.0
+
     def __init__(self, url: str):
         import psycopg
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+        self._psycopg = psycopg
         self.url = url
-        self._conn = psycopg.connect(url, autocommit=False)
-        self._conn.execute("SET synchronous_commit TO on")
-        self._conn.commit()
+        given = conninfo_to_dict(url)
+        self._conninfo = make_conninfo(url, **{k: v for k, v in self.CONNECTION_DEFAULTS.items() if k not in given})
+        self._conn = None
+        self._closed = False
+        self._backoff_s = 0.0
+        self._retry_at = 0.0
+        self._last_error: str | None = None
+        self.connects = 0  # connections opened: 1 + reconnects
         super().__init__()
+
+    # -- the connection: opened on demand, dropped when broken ---------------------------------------
+    def _connection(self):
+        """The open connection, or a new one if the last was lost. Only a statement that starts a
+        call reaches here without one: a lost connection always raises out of the call it broke."""
+        if self._conn is not None:
+            return self._conn
+        if self._closed:
+            raise Unavailable("the PostgreSQL store was closed")
+        now = time.monotonic()
+        if now < self._retry_at:
+            raise Unavailable(f"PostgreSQL unavailable ({self._last_error}); reconnecting, next attempt in "
+                              f"{self._retry_at - now:.1f} s; retry")
+        psycopg = self._psycopg
+        conn = None
+        try:
+            conn = psycopg.connect(self._conninfo, autocommit=False)
+            conn.execute("SET synchronous_commit TO on")
+            conn.commit()
+        except psycopg.Error as exc:
+            if conn is not None:
+                conn.close()
+            self._last_error = _reason(exc)
+            self._backoff_s = min(max(2 * self._backoff_s, self.RECONNECT_BACKOFF_MIN_S), self.RECONNECT_BACKOFF_MAX_S)
+            self._retry_at = time.monotonic() + self._backoff_s
+            _log.warning("PostgreSQL: cannot connect, next attempt in %.1f s: %s", self._backoff_s, exc)
+            raise Unavailable(f"PostgreSQL unavailable: cannot connect ({self._last_error}); retry") from exc
+        if self.connects:
+            _log.warning("PostgreSQL: connected again after a lost connection")
+        self._conn, self._backoff_s, self._retry_at = conn, 0.0, 0.0
+        self.connects += 1
+        return conn
+
+    def _lost(self, conn, exc: BaseException, outcome: str) -> Unavailable | None:
+        """If ``exc`` broke the connection: drop it (the next call reconnects) and return the
+        Unavailable to raise. None for an error on a healthy connection (a constraint, a trigger,
+        a full disk): that is raised as it is and the caller rolls back as usual."""
+        if not (conn.broken or conn.closed):
+            return None
+        self._drop(conn)
+        self._last_error = _reason(exc)
+        _log.warning("PostgreSQL: connection lost (%s): %s", outcome, exc)
+        return Unavailable(f"PostgreSQL connection lost ({self._last_error}); {outcome}; retry")
+
+    def _drop(self, conn) -> None:
+        if self._conn is conn:
+            self._conn = None
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 - it is already broken
+            pass
+
+    def _execute(self, sql, params=()):
+        conn = self._connection()
+        try:
+            return conn.execute(sql, params)
+        except self._psycopg.Error as exc:
+            lost = self._lost(conn, exc, "nothing of this call was committed")
+            if lost is None:
+                raise
+            raise lost from exc
+
+    def _commit(self):
+        conn = self._conn
+        if conn is None:  # lost earlier in this transaction: never commit on a new connection
+            raise Unavailable(f"PostgreSQL connection lost ({self._last_error}); nothing of this call was committed; "
+                              "retry")
+        try:
+            conn.commit()
+        except self._psycopg.Error as exc:
+            lost = self._lost(conn, exc, "the outcome of its COMMIT is unknown (retrying is safe: events are "
+                                         "stored once per customer and event id)")
+            if lost is None:
+                raise
+            raise lost from exc
+
+    def _rollback(self):
+        # called while an error propagates: never raise over it
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            conn.rollback()
+        except self._psycopg.Error:
+            if conn.broken or conn.closed:
+                self._drop(conn)
+            else:
+                raise
+
+    def close(self):
+        self._closed = True
+        if self._conn is not None:
+            self._drop(self._conn)
 
     def _create_schema(self):
         # concurrent shards starting together must not race on CREATE TABLE
@@ -338,16 +512,35 @@ class PostgresEventStore(SqlEventStore):
 
     def _insert_events(self, rows):
         seqs: list[int | None] = []
-        with self._conn.cursor() as cursor:
-            cursor.executemany(
-                "INSERT INTO events (shard, customer_id, event_id, stored_ms, payload) VALUES (%s, %s, %s, %s, %s) "
-                "ON CONFLICT (customer_id, event_id) DO NOTHING RETURNING seq", rows, returning=True)
-            while True:
-                row = cursor.fetchone()
-                seqs.append(None if row is None else int(row[0]))
-                if not cursor.nextset():
-                    break
+        conn = self._connection()
+        try:
+            with conn.cursor() as cursor:
+                cursor.executemany(
+                    "INSERT INTO events (shard, customer_id, event_id, stored_ms, payload) VALUES (%s, %s, %s, %s, %s) "
+                    "ON CONFLICT (customer_id, event_id) DO NOTHING RETURNING seq", rows, returning=True)
+                while True:
+                    row = cursor.fetchone()
+                    seqs.append(None if row is None else int(row[0]))
+                    if not cursor.nextset():
+                        break
+        except self._psycopg.Error as exc:
+            lost = self._lost(conn, exc, "nothing of this call was committed")
+            if lost is None:
+                raise
+            raise lost from exc
         return seqs
+
+
+_log = logging.getLogger(__name__)
+
+
+def _reason(exc: BaseException) -> str:
+    """A driver error for a caller: its kind and libpq's reason, without the server's address
+    (libpq writes 'connection to server at "host", port 5432 failed: <reason>'); the whole text
+    goes to the log."""
+    lines = str(exc).strip().splitlines()
+    reason = " ".join(lines[0].rsplit("failed:", 1)[-1].split()) if lines else ""
+    return f"{type(exc).__name__}: {reason[:160]}" if reason else type(exc).__name__
 
 
 def open_store(url: str) -> SqlEventStore:

@@ -250,6 +250,19 @@ def dataset_from_events(events, source: str = "store") -> Dataset:
 FORMATS = {"online-retail": load_online_retail, "movielens": load_movielens, "events": load_events_csv}
 
 
+def without_customers(dataset: Dataset, customer_ids) -> tuple[Dataset, int]:
+    """The data set with these customers' events left out (erased customers, before training);
+    returns it and how many events were dropped. Items keep their rows (the catalogue is not
+    personal data)."""
+    ids = set(customer_ids)
+    if not ids:
+        return dataset, 0
+    keep = ~dataset.events["customer_id"].astype(str).isin(ids)
+    dropped = int((~keep).sum())
+    return Dataset(events=dataset.events[keep].reset_index(drop=True), items=dataset.items,
+                   source=dataset.source), dropped
+
+
 def load(path: str | Path, fmt: str = "auto") -> Dataset:
     """Load ``path`` in format ``fmt`` (online-retail, movielens, events, or auto by name)."""
     if fmt == "auto":

@@ -84,6 +84,32 @@ class ModelRuntime:
     def dim(self) -> int:
         return self.item_factors.shape[1]
 
+    def forget(self, customer_ids) -> int:
+        """Erased customers: their rows (history, factors, summary) are never looked up again in
+        this process. The arrays are shared read-only memory, so the rows are unmapped rather than
+        overwritten; ``recsys train`` leaves these customers out of the next bundle."""
+        removed = 0
+        for customer_id in customer_ids:
+            removed += self.user_index.pop(customer_id, None) is not None
+        return removed
+
+    def customer_record(self, customer_id: str) -> dict[str, Any] | None:
+        """What this bundle holds about one customer (for ExportCustomer), or None."""
+        row = self.user_index.get(customer_id)
+        if row is None:
+            return None
+        items, weights, last = self.history(row)
+        summary = self.customer_summary(customer_id)
+        return {
+            "model_version": self.version,
+            "history": [{"item_id": str(self.item_ids[i]), "weight": float(w),
+                         "last_purchase_ms": int(t)} for i, w, t in zip(items.tolist(), weights.tolist(), last.tolist())],
+            "orders": summary[0] if summary else None,
+            "spend": summary[1] if summary else None,
+            "last_purchase_ms": summary[2] if summary else None,
+            "factors": [float(x) for x in self.user_factors[row]],
+        }
+
     def customer_summary(self, customer_id: str) -> tuple[int, float, int] | None:
         """(orders, spend, last purchase ms) in the training data, or None (unknown, or an old bundle)."""
         row = self.user_index.get(customer_id)

@@ -46,11 +46,36 @@ def _dataset(path: str | None, fmt: str, data_dir: str):
     return load(path, fmt)
 
 
+def forgotten_customers(store_url: str) -> set[str]:
+    """Customers erased in the service's store (none when the store was never created)."""
+    from actors.store import open_store
+    from engine.config import absolute_store_url
+
+    url = absolute_store_url(store_url)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+        return set()
+    store = open_store(url)
+    try:
+        return store.forgotten_customers()
+    finally:
+        store.close()
+
+
+def _training_data(path: str | None, fmt: str, data_dir: str, store_url: str):
+    """The data to train on, whatever its format, without the customers the store has erased."""
+    from recommenders.loaders import without_customers
+
+    dataset, dropped = without_customers(_dataset(path, fmt, data_dir), forgotten_customers(store_url))
+    if dropped:
+        print(f"left out {dropped} events of customers erased in {store_url}", file=sys.stderr)
+    return dataset
+
+
 def cmd_train(args) -> int:
     from recommenders.bundle import save_bundle
     from recommenders.training import train
 
-    dataset = _dataset(args.data, args.format, args.data_dir)
+    dataset = _training_data(args.data, args.format, args.data_dir, args.store)
     bundle = train(dataset, _train_params(args), progress=not args.quiet)
     path = save_bundle(bundle, args.model_dir, make_current=not args.no_promote)
     size = sum(p.stat().st_size for p in path.iterdir())
@@ -91,17 +116,19 @@ def cmd_experiments(args) -> int:
     from actors.store import open_store
     from engine.config import absolute_store_url
     from engine.decisioning import experiment_report, format_report
-    from engine.offer_log import experiment_rows
+    from engine.offer_log import experiment_outcomes
 
     store = open_store(absolute_store_url(args.store))
     try:
-        rows = experiment_rows(store.export_events())
+        outcomes = experiment_outcomes(store.export_events(), window_days=args.window_days, as_of_ms=args.as_of_ms)
     finally:
         store.close()
-    if not rows:
-        print("no experiment exposures stored yet")
+    if args.complete_only:
+        outcomes = [o for o in outcomes if not o.window_open]
+    if not outcomes:
+        print("no experiment exposures stored yet" + (" whose window is over" if args.complete_only else ""))
         return 0
-    print(format_report(experiment_report(rows)))
+    print(format_report(experiment_report(outcomes, baseline=args.baseline), window_days=args.window_days))
     return 0
 
 
@@ -219,7 +246,7 @@ def _ensure_bundle(config: ServeConfig, version: str | None):
     path = resolve_bundle_path(config.model_dir, version)
     if path is None:
         print(f"no model in {config.model_dir}/: training a demo model first", flush=True)
-        dataset = _dataset(None, "auto", config.data_dir)
+        dataset = _training_data(None, "auto", config.data_dir, config.store_url)
         path = save_bundle(train(dataset, TrainParams()), config.model_dir)
     return load_bundle(path)
 
@@ -360,6 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-eval", action="store_true", help="skip the offline holdout check")
     train.add_argument("--no-promote", action="store_true", help="do not make it models/CURRENT")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--store", default=defaults.store_url,
+                       help="the service's store: customers erased there are left out of training")
     train.set_defaults(func=cmd_train)
 
     keys = sub.add_parser("keys", help="make an API key and print its config entry (the key is shown once)")
@@ -411,6 +440,13 @@ def build_parser() -> argparse.ArgumentParser:
     experiments = sub.add_parser("experiments", help="per-arm read-out of the offer experiments")
     experiments.add_argument("action", choices=["report"])
     experiments.add_argument("--store", default=defaults.store_url)
+    experiments.add_argument("--window-days", type=float, default=defaults.offers.experiment_window_days,
+                             help="a customer converts by buying a target item within this many days "
+                                  "of their first exposure")
+    experiments.add_argument("--baseline", help="the arm the others are compared with (default: the control arm)")
+    experiments.add_argument("--as-of-ms", type=int, help="the read-out's clock (default: the latest stored event)")
+    experiments.add_argument("--complete-only", action="store_true",
+                             help="only customers whose window is over at the read-out's clock")
     experiments.set_defaults(func=cmd_experiments)
 
     offers = sub.add_parser("offers", help="check an offer catalogue file, or put it in force in the running service")

@@ -98,22 +98,23 @@ def test_bad_consent_event(stub):
 
 
 def test_forget_and_export_over_grpc(stub):
-    customer = uid()
+    customer = "c11"  # in the training data of the serving bundle
     events = [ev(customer, "add_to_cart", "i0003"), ev(customer, "view", "i0004", channel="app")]
     stub.TrackEvents(pb.TrackEventsRequest(events=events))
     exported = orjson.loads(stub.ExportCustomer(pb.ExportCustomerRequest(customer_id=customer)).export_json)
     assert exported["state"]["cart"] == {"i0003": 1.0}
     assert {e["event_id"] for e in exported["events"]} == {e.event_id for e in events}
+    assert exported["model"]["history"] and exported["model"]["factors"]  # what the bundle holds, too
     reply = stub.ForgetCustomer(pb.ForgetCustomerRequest(customer_id=customer))
     assert reply.events_deleted == 2 and reply.live_state_erased
     code, _ = code_of(lambda: stub.ExportCustomer(pb.ExportCustomerRequest(customer_id=customer)))
     assert code == grpc.StatusCode.NOT_FOUND
     after = stub.Recommend(pb.RecommendRequest(customer_id=customer, k=3))
-    assert list(after.reasons) == ["unknown_customer"]
+    assert list(after.reasons) == ["unknown_customer"] and not after.personalized
 
 
 def test_forget_and_export_over_http(http):
-    customer = uid()
+    customer = "c12"  # in the training data of the serving bundle
     http.post("/v1/events", json={"events": [{"event_id": "x1", "customer_id": customer, "event_type": "purchase",
                                               "item_id": "i0009", "channel": "pos", "price": 2.0}]})
     exported = http.get(f"/v1/customers/{customer}/export")

@@ -129,3 +129,24 @@ def test_broken_bundles_are_refused_and_serving_goes_on(stub, service, synthetic
     assert stub.Recommend(pb.RecommendRequest(customer_id="c0", k=3)).model_version == unchecked.version
     ray.get(registry.rollback.remote())
     assert stub.Recommend(pb.RecommendRequest(customer_id="c0", k=3)).model_version == serving
+
+
+def test_an_erased_customer_stays_erased_through_promotion_and_rollback(stub, service, synthetic_bundle,
+                                                                        second_bundle):
+    """c13 is in both bundles' training data; after ForgetCustomer no bundle may answer for them."""
+    customer = "c13"
+    registry = find_registry()
+    assert stub.Recommend(pb.RecommendRequest(customer_id=customer, k=3)).personalized
+    stub.ForgetCustomer(pb.ForgetCustomerRequest(customer_id=customer))
+
+    def erased():
+        reply = stub.Recommend(pb.RecommendRequest(customer_id=customer, k=3))
+        offer = stub.NextBestOffer(pb.NextBestOfferRequest(customer_id=customer, channel="web"))
+        return not reply.personalized and list(reply.reasons) == ["unknown_customer"] and offer.segment == "new"
+    assert erased()
+    promoted = ray.get(registry.promote.remote(second_bundle.version, True))
+    assert promoted["version"] == second_bundle.version
+    assert erased(), "the promoted bundle brought the customer back"
+    back = ray.get(registry.rollback.remote())
+    assert back["version"] == synthetic_bundle.version
+    assert erased(), "rolling back brought the customer back"

@@ -154,14 +154,16 @@ class TrackEventsRequest(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class TrackEventsResponse(_message.Message):
-    __slots__ = ("accepted", "duplicates", "request_id")
+    __slots__ = ("accepted", "duplicates", "request_id", "ignored")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     DUPLICATES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    IGNORED_FIELD_NUMBER: _ClassVar[int]
     accepted: int
     duplicates: int
     request_id: str
-    def __init__(self, accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+    ignored: int
+    def __init__(self, accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., request_id: _Optional[str] = ..., ignored: _Optional[int] = ...) -> None: ...
 
 class ForgetCustomerRequest(_message.Message):
     __slots__ = ("customer_id", "request_id")

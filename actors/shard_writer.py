@@ -1,0 +1,150 @@
+"""A shard's write side, without Ray: group commit, catch-up after a failed write, snapshots
+that may fail without harm, erasure, and whether the shard can take writes.
+
+The actor (actors/shard.py) owns one and hands it ``io``: a coroutine function that runs a
+blocking store call on the shard's one store thread. Customer state is only changed on the
+event loop. Tests drive this same class with a real store and an executor.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Awaitable, Callable
+
+from actors.group_commit import GroupCommit
+from engine.errors import Unavailable
+from engine.events import Event
+
+log = logging.getLogger(__name__)
+
+# after a failed snapshot, the next try waits this long (a full disk is not rewritten every batch)
+SNAPSHOT_RETRY_S = 5.0
+# after a failed write, health probes the store at most this often
+PROBE_EVERY_S = 1.0
+
+
+def describe(exc: BaseException) -> str:
+    """A failure for a client or a health check: its kind and first line, no traceback."""
+    text = str(exc).strip()
+    first = text.splitlines()[0][:200] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+class ShardWriter:
+    def __init__(self, logic, io: Callable[..., Awaitable[Any]], clock: Callable[[], float] = time.monotonic):
+        self.logic = logic
+        self._io = io
+        self._clock = clock
+        self._writes = GroupCommit(self._commit_batch)
+        # a write failed with an unknown outcome, or was stored but not applied: catch up first
+        self._behind = False
+        self._write_error: str | None = None
+        self._write_error_at = 0.0
+        self._snapshot_error: str | None = None
+        self._snapshot_retry_at = 0.0
+        self.apply_errors = 0
+
+    async def submit(self, events: list[Event]) -> tuple[int, int, int]:
+        """Store, apply, acknowledge: (accepted, duplicates, ignored) for these events."""
+        return await self._writes.submit(events)
+
+    async def _commit_batch(self, chunks: list[list[Event]]) -> list[tuple[int, int, int]]:
+        """One group commit: catch up first if a write failed before, screen, store, apply.
+
+        Failing here fails the batch (GroupCommit answers its callers); nothing is lost that was
+        acknowledged, and a commit whose outcome was unknown is found in the log by the catch-up
+        before the next batch, so its retry is answered as duplicates and applied once."""
+        logic = self.logic
+        if self._behind:
+            await self._catch_up()
+        events = [e for chunk in chunks for e in chunk]
+        kept, _ = logic.screen_events(events)
+        try:
+            seqs = await self._io(logic.store.append, logic.shard_id, kept) if kept else []
+        except Exception as exc:
+            # the outcome may be unknown (a connection lost during COMMIT): look in the log first
+            self._behind = True
+            self._note_write_failure(exc)
+            raise Unavailable(f"store write failed, retry: {describe(exc)}") from None
+        self._note_write_success()
+        try:
+            results = logic.acknowledge(chunks, kept, seqs)
+        except Exception:
+            # stored but not (all) applied: the catch-up applies the rest from the log
+            log.exception("applying a committed batch failed on shard %d", logic.shard_id)
+            self._behind = True
+            raise Unavailable("the events are stored but applying them failed; retry is safe") from None
+        if logic.since_snapshot >= logic.snapshot_every and self._clock() >= self._snapshot_retry_at:
+            await self._snapshot_quietly()
+        return results
+
+    async def _catch_up(self) -> None:
+        """Apply what the log holds beyond what memory has (a batch whose commit outcome was
+        unknown, or whose apply failed part way). An event whose apply raises again is logged and
+        skipped, so one bad event cannot stop the shard."""
+        logic = self.logic
+        try:
+            stored = await self._io(lambda: list(logic.store.events_since(logic.shard_id, logic.last_seq)))
+        except Exception as exc:
+            self._note_write_failure(exc)
+            raise Unavailable(f"store unavailable, retry: {describe(exc)}") from None
+        for seq, event in stored:
+            try:
+                logic.apply_committed([event], [seq])
+            except Exception:
+                log.exception("shard %d: skipping stored event %s (seq %d) that cannot be applied",
+                              logic.shard_id, event.event_id, seq)
+                self.apply_errors += 1
+            logic.last_seq = max(logic.last_seq, seq)
+        self._behind = False
+
+    def _note_write_failure(self, exc: Exception) -> None:
+        self._write_error = describe(exc)
+        self._write_error_at = self._clock()
+
+    def _note_write_success(self) -> None:
+        self._write_error = None
+
+    async def _snapshot(self) -> None:
+        # serialise on the loop (a consistent view), write on the store thread
+        seq, payload = self.logic.snapshot_payload()
+        await self._io(self.logic.store.write_snapshot, self.logic.shard_id, seq, payload)
+        self.logic.since_snapshot = 0
+        self._snapshot_error = None
+
+    async def _snapshot_quietly(self) -> None:
+        """A snapshot is an optimisation (the log is the truth): one that fails (a full disk) is
+        logged and tried again later, and never fails the batch that triggered it."""
+        try:
+            await self._snapshot()
+        except Exception as exc:  # noqa: BLE001
+            self._snapshot_error = describe(exc)
+            self._snapshot_retry_at = self._clock() + SNAPSHOT_RETRY_S
+            log.warning("shard %d: snapshot failed, will retry: %s", self.logic.shard_id, self._snapshot_error)
+
+    async def health(self) -> dict[str, Any]:
+        """Whether this shard can take writes now. After a failed write, the store is probed
+        (at most every PROBE_EVERY_S), so health recovers when the cause goes away even if no
+        client writes meanwhile."""
+        if self._write_error is not None and self._clock() - self._write_error_at >= PROBE_EVERY_S:
+            try:
+                await self._io(self.logic.store.probe_write)
+                self._note_write_success()
+            except Exception as exc:  # noqa: BLE001
+                self._note_write_failure(exc)
+        return {"shard_id": self.logic.shard_id, "model_version": self.logic.model.version,
+                "writable": self._write_error is None,
+                "write_error": self._write_error, "snapshot_error": self._snapshot_error,
+                "writer_starts": self._writes.writer_starts, "failed_batches": self._writes.failed_batches,
+                "apply_errors": self.apply_errors}
+
+    async def forget(self, customer_id: str, principal: str) -> dict[str, Any]:
+        """Erase: the store's one transaction first (nothing is erased if it fails), then memory,
+        then a fresh snapshot (which may fail: the erasure already dropped the old one)."""
+        try:
+            report = await self._io(self.logic.erase_stored, customer_id, principal)
+        except Exception as exc:
+            raise Unavailable(f"erasure could not be stored, nothing was erased; retry: {describe(exc)}") from None
+        self.logic.forget_live(customer_id)
+        await self._snapshot_quietly()
+        return report
