@@ -7,6 +7,7 @@ event loop. Tests drive this same class with a real store and an executor.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from typing import Any, Awaitable, Callable
@@ -24,10 +25,19 @@ PROBE_EVERY_S = 1.0
 
 
 def describe(exc: BaseException) -> str:
-    """A failure for a client or a health check: its kind and first line, no traceback."""
-    text = str(exc).strip()
-    first = text.splitlines()[0][:200] if text else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    """A store failure as a client or a health check may see it: what kind of trouble, in words,
+    never the driver's message (it can name hosts, ports, files). The shard logs the detail."""
+    text = str(exc).lower()
+    if getattr(exc, "errno", None) == errno.ENOSPC or "disk is full" in text or "no space left" in text:
+        kind = "the store's disk is full"
+    elif isinstance(exc, Unavailable):
+        kind = exc.message
+    elif "locked" in text or "busy" in text:
+        kind = "the store is busy"
+    else:
+        kind = "the store is unavailable"
+    log.warning("store call failed (%s): %s: %s", kind, type(exc).__name__, str(exc)[:500])
+    return kind
 
 
 class ShardWriter:

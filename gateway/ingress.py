@@ -7,7 +7,9 @@ shard actor (one hop). Errors become statuses in one place (gateway/status_map.p
 # No `from __future__ import annotations` here: FastAPI needs the real Request annotation.
 
 import asyncio
+import contextlib
 import logging
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -30,9 +32,10 @@ from engine.events import Event, parse_batch
 from engine.queries import parse_offer_query, parse_recommend, parse_similar
 from engine.sharding import shard_for
 from engine.validation import reject_unknown, require_id, require_int
-from gateway import codec
+from gateway import codec, http_errors
 from gateway.coalesce import Coalescer
-from gateway.grpc_registration import MalformedMessage
+from gateway.feeds import ActionFeed, SharedValue
+from gateway.grpc_registration import METHODS, MalformedMessage
 from gateway.metrics import Metrics
 from gateway.status_map import statuses
 from recsys.v1 import recsys_pb2 as pb
@@ -45,7 +48,14 @@ ACTIONS_PAGE = 100
 ACTIONS_POLL_S = 0.25
 log = logging.getLogger("ray.serve")
 
-app = FastAPI(title="recsys", docs_url=None, redoc_url=None, openapi_url=None)
+# How often a Health/Watch stream's status is refreshed (one read per replica, for every watcher).
+HEALTH_WATCH_S = 1.0
+# The service names Health answers for ("" is the server as a whole).
+HEALTH_SERVICES = ("", "recsys.v1.Personalization")
+
+# No slash redirects: a path that is not a route is a 404 in the error shape, not a 307 elsewhere.
+app = FastAPI(title="recsys", docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
+http_errors.install(app)
 
 SHARD_TIMEOUT_S = 10.0
 
@@ -102,7 +112,38 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
+class _CallContext:
+    """What the RPC methods use of a gRPC servicer context, for a call that the project's gRPC
+    front (gateway/grpc_front.py) hands over: the caller's metadata in, the status out."""
+
+    def __init__(self, metadata: tuple):
+        self._metadata = tuple(metadata)
+        self._code = grpc.StatusCode.OK
+        self._details = ""
+
+    def invocation_metadata(self) -> tuple:
+        return self._metadata
+
+    def set_code(self, code: grpc.StatusCode) -> None:
+        self._code = code
+
+    def set_details(self, details: str) -> None:
+        self._details = details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
+def _short(text: str, limit: int = 100) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# An open stream (SubscribeActions, Health/Watch) holds one of the replica's ongoing requests for
+# as long as it is open; parked, it costs nothing else (gateway/feeds.py), hence the high bound.
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1024)
 @serve.ingress(app)
 class Ingress:
     def __init__(self, settings: IngressSettings):
@@ -112,6 +153,14 @@ class Ingress:
                              for shard in self.shards]
         self.auth = Authenticator(settings.auth)
         self.metrics = Metrics()
+        # one outbox poll and one health read per replica, whatever the number of open streams
+        self.action_feed = ActionFeed(self._outbox_page, ACTIONS_PAGE, ACTIONS_POLL_S)
+        self.health_feed = SharedValue(self._serving_status, HEALTH_WATCH_S)
+        self.outbox_reads = 0
+
+    async def _outbox_page(self, after: int, limit: int) -> list:
+        self.outbox_reads += 1
+        return await self._call(self.shards[0].actions_after.remote(after, limit))
 
     def _sender(self, shard):
         async def send(requests: list) -> list:
@@ -139,7 +188,8 @@ class Ingress:
         except RecsysError:
             raise
         except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, asyncio.TimeoutError) as exc:
-            raise Unavailable(f"customer shard unavailable, retry: {type(exc).__name__}") from exc
+            log.warning("shard call failed: %s", type(exc).__name__)
+            raise Unavailable("customer shard unavailable, retry") from exc
 
     async def recommend(self, raw: Any) -> dict[str, Any]:
         query = parse_recommend(raw, self.settings.max_k)
@@ -153,16 +203,20 @@ class Ingress:
         result = await self._call(self._shard(query.customer_id or query.item_id).similar.remote(query))
         return {"result": result, "request_id": _request_id(query.request_id)}
 
-    async def track(self, raw_events: Any, request_id: Any = "") -> tuple[int, int, str]:
-        # The whole batch is validated before any shard sees it: a bad event rejects all.
+    async def track(self, raw_events: Any, request_id: Any = "") -> dict[str, Any]:
+        """{accepted, duplicates, ignored, request_id}. The whole batch is validated before any
+        shard sees it: a bad event rejects all."""
         request_id = require_id(request_id, "request_id", required=False)
         events = parse_batch(raw_events, _now_ms(), self.settings.max_events_per_request)
         groups = group_by_shard(events, self.settings.num_shards)
         results = await asyncio.gather(*[self._call(self.shards[s].track.remote(batch))
                                          for s, batch in groups.items()])
-        self.metrics.events.labels("accepted").inc(sum(r[0] for r in results))
-        self.metrics.events.labels("duplicate").inc(sum(r[1] for r in results))
-        return sum(r[0] for r in results), sum(r[1] for r in results), _request_id(request_id)
+        out = {}
+        for i, (name, label) in enumerate((("accepted", "accepted"), ("duplicates", "duplicate"),
+                                           ("ignored", "ignored"))):
+            out[name] = sum(r[i] for r in results)
+            self.metrics.events.labels(label).inc(out[name])
+        return {**out, "request_id": _request_id(request_id)}
 
     async def forget(self, customer_id: Any, key: ApiKey | None) -> dict[str, Any]:
         customer_id = require_id(customer_id, "customer_id")
@@ -190,8 +244,18 @@ class Ingress:
         return {**reply, "request_id": _request_id(query.request_id)}
 
     async def healthy(self) -> str:
-        versions = await asyncio.wait_for(asyncio.gather(*[s.ping.remote() for s in self.shards]), 5.0)
-        return versions[0]
+        """The serving model version when every shard answers and can take writes; else
+        Unavailable naming the shards that cannot and why (a full disk, a store away)."""
+        try:
+            reports = await asyncio.wait_for(asyncio.gather(*[s.health.remote() for s in self.shards]), 5.0)
+        except Exception as exc:  # noqa: BLE001 - a shard not answering
+            log.warning("health: a shard did not answer: %s", type(exc).__name__)
+            raise Unavailable("a customer shard is not answering") from None
+        stuck = [r for r in reports if not r["writable"]]
+        if stuck:
+            raise Unavailable("; ".join(f"shard {r['shard_id']} cannot take writes: {r['write_error']}"
+                                        for r in stuck))
+        return reports[0]["model_version"]
 
     # -- gRPC: methods named after the RPCs ----------------------------------------------------
 
@@ -205,6 +269,9 @@ class Ingress:
             return response
         except RecsysError as error:
             self._grpc_reject(rpc, error, grpc_context, started)
+            return empty
+        except Exception:  # noqa: BLE001 - a fault of ours, not of the request
+            self._grpc_fault(rpc, grpc_context, started)
             return empty
 
     def _grpc_admit(self, request, grpc_context, scope: str) -> ApiKey | None:
@@ -222,6 +289,15 @@ class Ingress:
         self.metrics.observe(rpc, "grpc", code.name, time.perf_counter() - started)
         log.info("grpc %s rejected: %s %s", rpc, code.name, error.message)
 
+    def _grpc_fault(self, rpc: str, grpc_context, started: float) -> None:
+        """INTERNAL for an exception nothing expected: its traceback goes to the log, never to the
+        caller (it could name hosts, processes and code); the caller gets the request id."""
+        request_id = _request_id("")
+        log.exception("grpc %s failed (request %s)", rpc, request_id)
+        grpc_context.set_code(grpc.StatusCode.INTERNAL)
+        grpc_context.set_details(f"internal error; request id {request_id}")
+        self.metrics.observe(rpc, "grpc", "INTERNAL", time.perf_counter() - started)
+
     async def Recommend(self, request: pb.RecommendRequest, grpc_context=None) -> pb.RecommendResponse:
         async def work(_key):
             out = await self.recommend(codec.recommend_request(request))
@@ -236,9 +312,8 @@ class Ingress:
 
     async def TrackEvents(self, request: pb.TrackEventsRequest, grpc_context=None) -> pb.TrackEventsResponse:
         async def work(_key):
-            accepted, duplicates, request_id = await self.track([codec.event(e) for e in request.events],
-                                                                request.request_id)
-            return pb.TrackEventsResponse(accepted=accepted, duplicates=duplicates, request_id=request_id)
+            out = await self.track([codec.event(e) for e in request.events], request.request_id)
+            return pb.TrackEventsResponse(**out)
         return await self._grpc(request, grpc_context, pb.TrackEventsResponse(), "events", work)
 
     async def ForgetCustomer(self, request: pb.ForgetCustomerRequest, grpc_context=None) -> pb.ForgetCustomerResponse:
@@ -270,7 +345,9 @@ class Ingress:
         return await self._grpc(request, grpc_context, pb.NextBestOfferResponse(), "offers", work)
 
     async def SubscribeActions(self, request: pb.SubscribeActionsRequest, grpc_context=None):
-        """Server-streaming: the outbox after ``after_seq``, then new actions as they come."""
+        """Server-streaming: the outbox after ``after_seq``, then new actions as they come. A stream
+        that waits costs no shard call of its own: it parks on the replica's one outbox poller
+        (gateway/feeds.py) and leaves it as soon as the stream ends or is cancelled."""
         started = time.perf_counter()
         try:
             self._grpc_admit(request, grpc_context, "offers")
@@ -282,18 +359,21 @@ class Ingress:
             raise
         self.metrics.observe("SubscribeActions", "grpc", "OK", time.perf_counter() - started)
         sent = 0
-        while True:
-            rows = await self._call(self.shards[0].actions_after.remote(after, ACTIONS_PAGE))
-            for seq, action in rows:
-                after = seq
-                if kinds and action["kind"] not in kinds:
-                    continue
-                yield codec.action_proto(seq, action)
-                sent += 1
-                if limit and sent >= limit:
-                    return
-            if len(rows) < ACTIONS_PAGE:
-                await asyncio.sleep(ACTIONS_POLL_S)
+        try:
+            async with contextlib.aclosing(self.action_feed.rows_after(after)) as rows:
+                async for seq, action in rows:
+                    if kinds and action["kind"] not in kinds:
+                        continue
+                    yield codec.action_proto(seq, action)
+                    sent += 1
+                    if limit and sent >= limit:
+                        return
+        except RecsysError as error:  # the outbox went away mid-stream (UNAVAILABLE): the client resumes
+            self._grpc_reject("SubscribeActions", error, grpc_context, started)
+            raise
+        except Exception:
+            self._grpc_fault("SubscribeActions", grpc_context, started)
+            raise
 
     @staticmethod
     def _action_query(after: Any, kinds: Any, limit: Any) -> tuple[int, set[str], int]:
@@ -302,17 +382,90 @@ class Ingress:
             raise InvalidArgument(f"kinds: a list of {sorted(ACTION_KINDS)}")
         return after, set(kinds), require_int(limit, "max_actions", low=0, high=1_000_000)
 
-    async def Check(self, request: health_pb2.HealthCheckRequest, grpc_context=None) -> health_pb2.HealthCheckResponse:
-        if request.service not in ("", "recsys.v1.Personalization"):
-            grpc_context.set_code(grpc.StatusCode.NOT_FOUND)
-            grpc_context.set_details(f"unknown service {request.service!r}")
-            return health_pb2.HealthCheckResponse()
+    # -- grpc.health.v1.Health -------------------------------------------------------------------
+
+    async def _serving_status(self) -> int:
         try:
             await self.healthy()
-            status = health_pb2.HealthCheckResponse.SERVING
-        except Exception:  # any shard not answering means not serving
-            status = health_pb2.HealthCheckResponse.NOT_SERVING
-        return health_pb2.HealthCheckResponse(status=status)
+            return health_pb2.HealthCheckResponse.SERVING
+        except Exception:  # noqa: BLE001 - a shard not answering or not taking writes: not serving
+            return health_pb2.HealthCheckResponse.NOT_SERVING
+
+    def _health_request(self, request, grpc_context, rpc: str) -> bool:
+        """False (and the status set) for a request that did not parse."""
+        if isinstance(request, MalformedMessage):
+            self._grpc_reject(rpc, InvalidArgument(f"malformed {request.type_name}: {request.error}"), grpc_context,
+                              time.perf_counter())
+            return False
+        return True
+
+    async def Check(self, request: health_pb2.HealthCheckRequest, grpc_context=None) -> health_pb2.HealthCheckResponse:
+        if not self._health_request(request, grpc_context, "Check"):
+            return health_pb2.HealthCheckResponse()
+        if request.service not in HEALTH_SERVICES:
+            grpc_context.set_code(grpc.StatusCode.NOT_FOUND)
+            grpc_context.set_details(f"unknown service {_short(request.service)!r}")
+            return health_pb2.HealthCheckResponse()
+        return health_pb2.HealthCheckResponse(status=await self._serving_status())
+
+    async def List(self, request: health_pb2.HealthListRequest, grpc_context=None) -> health_pb2.HealthListResponse:
+        if not self._health_request(request, grpc_context, "List"):
+            return health_pb2.HealthListResponse()
+        status = await self._serving_status()
+        return health_pb2.HealthListResponse(
+            statuses={name: health_pb2.HealthCheckResponse(status=status) for name in HEALTH_SERVICES})
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest, grpc_context=None):
+        """The status now, then each change (checked every HEALTH_WATCH_S by one loop per replica for
+        every watcher). An unknown service gets SERVICE_UNKNOWN and the stream stays open, as the
+        health protocol says."""
+        if not self._health_request(request, grpc_context, "Watch"):
+            raise InvalidArgument(grpc_context.details())  # a stream's status needs a raise (SubscribeActions)
+        if request.service not in HEALTH_SERVICES:
+            yield health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
+            await asyncio.Event().wait()  # until the client goes
+        async with contextlib.aclosing(self.health_feed.changes()) as changes:
+            async for status in changes:
+                yield health_pb2.HealthCheckResponse(status=status)
+
+    # -- calls from the project's gRPC front (gateway/grpc_front.py) ----------------------------
+
+    async def grpc_unary(self, method: str, data: bytes, metadata: tuple) -> tuple[str, str, bytes]:
+        """Parse ``data`` as ``method``'s request, run the RPC method Serve's proxy would run, and
+        return (status code name, details, the reply's bytes)."""
+        rpc = METHODS.get(method)
+        if rpc is None or rpc.server_streaming:
+            return "UNIMPLEMENTED", f"no unary method {_short(method)}", b""
+        context = _CallContext(metadata)
+        try:
+            reply = await getattr(self, rpc.name)(rpc.parse(data), context)
+        except Exception:  # noqa: BLE001 - the methods answer their own errors; this is a fault
+            self._grpc_fault(rpc.name, context, time.perf_counter())
+            return context.code().name, context.details(), b""
+        ok = context.code() == grpc.StatusCode.OK
+        return context.code().name, context.details(), reply.SerializeToString() if ok else b""
+
+    async def grpc_stream(self, method: str, data: bytes, metadata: tuple):
+        """The replies of a server-streaming ``method`` as bytes, then (status code name, details)."""
+        rpc = METHODS.get(method)
+        if rpc is None or not rpc.server_streaming:
+            yield "UNIMPLEMENTED", f"no streaming method {_short(method)}"
+            return
+        context = _CallContext(metadata)
+        try:
+            async with contextlib.aclosing(getattr(self, rpc.name)(rpc.parse(data), context)) as replies:
+                async for reply in replies:
+                    yield reply.SerializeToString()
+        except Exception:  # noqa: BLE001 - the status is on the context (the method set it before raising)
+            if context.code() == grpc.StatusCode.OK:
+                self._grpc_fault(rpc.name, context, time.perf_counter())
+        yield context.code().name, context.details()
+
+    async def feed_stats(self) -> dict[str, int]:
+        """This replica's open streams and the polls made for them (tests, operators)."""
+        return {"pid": os.getpid(), "action_streams": self.action_feed.subscribers, "outbox_reads": self.outbox_reads,
+                "outbox_polls": self.action_feed.polls,
+                "health_watchers": self.health_feed.watchers, "health_reads": self.health_feed.reads}
 
     # -- HTTP/JSON mirrors ------------------------------------------------------------------------
 
@@ -345,8 +498,12 @@ class Ingress:
             self.metrics.observe(rpc, "http", str(status), time.perf_counter() - started)
             log.info("http %s rejected: %s %s", rpc, status, exc.message)
             headers = {"www-authenticate": "Bearer"} if status == 401 else None
-            return Response(orjson.dumps({"error": {"code": exc.kind, "message": exc.message}}),
-                            status_code=status, media_type="application/json", headers=headers)
+            return http_errors.error_response(status, exc.kind, exc.message, headers)
+        except Exception:  # noqa: BLE001 - a fault of ours: logged; the caller gets no internals
+            request_id = http_errors.request_id(request)
+            log.exception("http %s failed (request %s)", rpc, request_id)
+            self.metrics.observe(rpc, "http", "500", time.perf_counter() - started)
+            return http_errors.error_response(500, "internal", f"internal error; request id {request_id}")
 
     @app.post("/v1/recommend")
     async def http_recommend(self, request: Request) -> Response:
@@ -365,8 +522,7 @@ class Ingress:
     @app.post("/v1/events")
     async def http_events(self, request: Request) -> Response:
         async def work(raw, _key):
-            accepted, duplicates, request_id = await self.track(*_list_body(raw, "events"))
-            return {"accepted": accepted, "duplicates": duplicates, "request_id": request_id}
+            return await self.track(*_list_body(raw, "events"))
         return await self._http(request, "TrackEvents", "events", work)
 
     @app.post("/v1/next-best-offer")
@@ -402,13 +558,15 @@ class Ingress:
             return {"applied": applied, "request_id": request_id}
         return await self._http(request, "UpdateCatalog", "admin", work)
 
-    @app.delete("/v1/customers/{customer_id}")
+    # `path` converters: a customer id may hold any printable character, "/" included; the client
+    # percent-encodes it (quote(id, safe="")) and the server decodes the path once before routing.
+    @app.delete("/v1/customers/{customer_id:path}")
     async def http_forget(self, customer_id: str, request: Request) -> Response:
         async def work(_raw, key):
             return await self.forget(customer_id, key)
         return await self._http(request, "ForgetCustomer", "admin", work, body=False)
 
-    @app.get("/v1/customers/{customer_id}/export")
+    @app.get("/v1/customers/{customer_id:path}/export")
     async def http_export(self, customer_id: str, request: Request) -> Response:
         async def work(_raw, key):
             return await self.export(customer_id, key)
@@ -428,8 +586,8 @@ class Ingress:
     async def http_health(self) -> Response:
         try:
             version = await self.healthy()
-        except Exception as exc:  # any shard not answering means not serving
-            return Response(orjson.dumps({"status": "unavailable", "error": type(exc).__name__}),
+        except Unavailable as exc:  # a shard not answering or not taking writes: not serving
+            return Response(orjson.dumps({"status": "unavailable", "error": {"code": exc.kind, "message": exc.message}}),
                             status_code=503, media_type="application/json")
         return Response(orjson.dumps({"status": "ok", "model_version": version,
                                       "shards": self.settings.num_shards}), media_type="application/json")

@@ -1,4 +1,11 @@
-"""Bring the service up on a running Ray: shard actors, then Serve with HTTP and gRPC."""
+"""Bring the service up on a running Ray: shard actors, then Serve (HTTP) and the gRPC front.
+
+HTTP is Serve's HTTP proxy, bound to ``http_host``. gRPC is the project's own front
+(gateway/grpc_front.py) on ``http_host:grpc_port``, with TLS when configured: Serve's gRPC proxy
+would listen on every interface whatever the host, so it is not started here. (The application
+builder, gateway/app.py, is the other way in: there Serve's gRPC proxy with GRPC_SERVICERS
+answers, bound as Serve binds it.)
+"""
 from __future__ import annotations
 
 import socket
@@ -13,14 +20,16 @@ from ray.serve.schema import LoggingConfig
 from actors.cluster import start_shards, stop_shards
 from engine.config import ServeConfig, ingress_scaling
 from engine.errors import InvalidArgument
-from gateway.tls import GrpcTlsFront
+from gateway.grpc_front import GrpcFront
 from gateway.ingress import Ingress, IngressSettings
 from recommenders.bundle import ModelBundle
 
 APP_NAME = "recsys"
+GRPC_FRONT_NAME = "recsys-grpc-front"
+# For Serve's gRPC proxy (the application builder's Serve config, deploy/rayservice.yaml)
 GRPC_SERVICERS = [
     "gateway.grpc_registration.add_personalization_to_server",
-    "grpc_health.v1.health_pb2_grpc.add_HealthServicer_to_server",
+    "gateway.grpc_registration.add_health_to_server",
 ]
 
 
@@ -32,15 +41,15 @@ class RunningService:
     config: ServeConfig
     shards: list
     registry: object = None
-    tls_front: object = None
+    grpc_front: object = None
     # the start-up model's arrays and the offer learner, owned here (see actors.cluster.start_shards)
     keep_alive: object = None
 
     def stop(self) -> None:
-        if self.tls_front is not None:
-            ray.get(self.tls_front.stop.remote())
-            ray.kill(self.tls_front, no_restart=True)
-            self.tls_front = None
+        if self.grpc_front is not None:
+            ray.get(self.grpc_front.stop.remote())
+            ray.kill(self.grpc_front, no_restart=True)
+            self.grpc_front = None
         serve.shutdown()
         stop_shards(self.config.num_shards)
         self.shards.clear()
@@ -49,7 +58,7 @@ class RunningService:
 
 
 def free_loopback_port() -> int:
-    """A TCP port free on loopback now (for Serve's proxy behind the TLS front; tests, benchmarks)."""
+    """A TCP port free on loopback now (tests, benchmarks)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -65,19 +74,18 @@ def start_service(config: ServeConfig, bundle: ModelBundle, shard_options: dict 
     if tls:
         http_options = HTTPOptions(host=config.http_host, port=config.http_port,
                                    ssl_certfile=config.tls_certfile, ssl_keyfile=config.tls_keyfile)
-    # With TLS, Serve's plaintext gRPC proxy moves to a loopback port behind the TLS front.
-    serve_grpc_port = free_loopback_port() if tls else config.grpc_port
-    serve.start(http_options=http_options,
-                grpc_options=gRPCOptions(port=serve_grpc_port, grpc_servicer_functions=GRPC_SERVICERS,
-                                         enable_reflection=True))
+    # No grpc_servicer_functions: Serve starts no gRPC proxy (it would bind every interface).
+    serve.start(http_options=http_options, grpc_options=gRPCOptions(grpc_servicer_functions=[]))
     settings = IngressSettings.from_config(config)
     serve.run(Ingress.options(**ingress_scaling(config)).bind(settings),
               name=APP_NAME, route_prefix="/", blocking=False,
               logging_config=LoggingConfig(encoding="JSON", log_level="INFO", enable_access_log=True))
-    front = None
-    if tls:
-        front = GrpcTlsFront.options(name="recsys-grpc-tls-front", namespace="recsys").remote(
-            f"{config.http_host}:{config.grpc_port}", f"127.0.0.1:{serve_grpc_port}",
-            Path(config.tls_certfile).read_bytes(), Path(config.tls_keyfile).read_bytes())
+    credentials = (Path(config.tls_certfile).read_bytes(), Path(config.tls_keyfile).read_bytes()) if tls else ()
+    front = GrpcFront.options(name=GRPC_FRONT_NAME, namespace="recsys").remote(
+        config.http_host, config.grpc_port, APP_NAME, Ingress.name, *credentials)
+    try:
         ray.get(front.start.remote())
+    except Exception:
+        ray.kill(front, no_restart=True)
+        raise
     return RunningService(config, shards, registry, front, keep_alive)

@@ -63,10 +63,13 @@ def test_read_your_writes_across_channels(stub):
     top = ids(after_views)[0]
     stub.TrackEvents(pb.TrackEventsRequest(events=[ev(customer, "add_to_cart", top, channel="pos")]))
     assert top not in ids(stub.Recommend(pb.RecommendRequest(customer_id=customer, channel="web", k=10)))
-    # a purchase is excluded too (default policy: excluded within the repurchase window)
-    second = ids(stub.Recommend(pb.RecommendRequest(customer_id=customer, channel="web", k=10)))[0]
+    # a purchase is excluded too, under a policy that excludes bought items (the shipped default,
+    # exclude_never, lets a repurchase through)
+    window = pb.Filters(repurchase_policy="exclude_within_window")
+    second = ids(stub.Recommend(pb.RecommendRequest(customer_id=customer, channel="web", k=10, filters=window)))[0]
     stub.TrackEvents(pb.TrackEventsRequest(events=[ev(customer, "purchase", second, quantity=2, price=3.5)]))
-    assert second not in ids(stub.Recommend(pb.RecommendRequest(customer_id=customer, channel="web", k=10)))
+    assert second not in ids(stub.Recommend(pb.RecommendRequest(customer_id=customer, channel="web", k=10,
+                                                                 filters=window)))
 
 
 def test_context_cart_and_filters(stub):

@@ -1,8 +1,13 @@
 """The real app over HTTP/JSON with a real client."""
 import uuid
+from urllib.parse import quote
 
+import grpc
 import orjson
 import pytest
+
+from engine.validation import MAX_ID_LENGTH
+from tests.integration.conftest import KEYS
 
 
 def uid():
@@ -86,9 +91,76 @@ def test_bad_batch_applies_nothing(http):
     assert http.post("/v1/events", json={"events": [good]}).json()["accepted"] == 1
 
 
-def test_unknown_route_and_method(http):
-    assert http.get("/v1/nothing-here").status_code == 404
-    assert http.get("/v1/recommend").status_code == 405
+def _error_shape(response):
+    assert response.headers["content-type"].startswith("application/json"), response.text[:200]
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    assert body["error"]["code"] and body["error"]["message"]
+    return body["error"]
+
+
+@pytest.mark.parametrize("method,path,status,code", [
+    ("GET", "/v1/nothing-here", 404, "not_found"),
+    ("GET", "/", 404, "not_found"),
+    ("POST", "/v1/customers", 404, "not_found"),
+    ("GET", "/v1/recommend", 405, "method_not_allowed"),
+    ("DELETE", "/v1/events", 405, "method_not_allowed"),
+    ("PUT", "/v1/customers/c1/export", 405, "method_not_allowed"),
+    ("POST", "/healthz", 405, "method_not_allowed"),
+])
+def test_unknown_route_and_method_are_json_errors(http, method, path, status, code):
+    response = http.request(method, path)
+    assert response.status_code == status
+    assert _error_shape(response)["code"] == code
+
+
+def test_every_4xx_of_the_api_has_the_error_shape(http, service):
+    import httpx
+
+    cases = [http.post("/v1/recommend", content=b"{"), http.get("/v1/actions", params={"after": "x"}),
+             http.delete("/v1/customers/"), http.get("/v1/customers//export"),
+             http.post("/v1/events", content=b"x" * (service.config.max_body_bytes + 1)),
+             httpx.post(f"{service.http}/v1/recommend", json={"customer_id": "c0"}),  # no key
+             httpx.delete(f"{service.http}/v1/customers/c0", headers={"authorization": f"Bearer {KEYS['reader']}"})]
+    assert [r.status_code for r in cases] == [400, 400, 400, 400, 413, 401, 403]
+    for response in cases:
+        _error_shape(response)
+
+
+def path_segment(customer_id: str) -> str:
+    """A customer id as one path segment: everything percent-encoded, "/" and "." included (a client
+    would otherwise drop an id of "." or ".." as a dot segment)."""
+    return quote(customer_id, safe="").replace(".", "%2E")
+
+
+# Every kind of id the ingest accepts (engine/validation.py::require_id: printable, bounded length)
+ODD_IDS = ["a/b", "/lead", "trail/", "a//b", "x/export", "x/export/export", "50%off", "%2F", "%", "two  spaces", " ",
+           "üñí/cødé 顧客", "a?b#c&d=e;f", "..", ".", "a/../b", "+plus+", "tab\\not", "é/" * (MAX_ID_LENGTH // 2)]
+
+
+@pytest.mark.parametrize("customer", ODD_IDS)
+def test_any_accepted_customer_id_can_be_exported_and_erased_over_both_protocols(http, stub, customer):
+    from recsys.v1 import recsys_pb2 as pb
+
+    event_id = uuid.uuid4().hex
+    ack = http.post("/v1/events", json={"events": [event(customer, "view", "i0002", event_id=event_id)]})
+    assert ack.status_code == 200 and ack.json()["accepted"] == 1, ack.text
+    exported = http.get(f"/v1/customers/{path_segment(customer)}/export")
+    assert exported.status_code == 200, exported.text
+    assert exported.json()["customer_id"] == customer
+    assert event_id in {e["event_id"] for e in exported.json()["events"]}
+    over_grpc = orjson.loads(stub.ExportCustomer(pb.ExportCustomerRequest(customer_id=customer)).export_json)
+    assert over_grpc["customer_id"] == customer and event_id in {e["event_id"] for e in over_grpc["events"]}
+    # erase over one protocol (alternating), check over both
+    if ODD_IDS.index(customer) % 2:
+        forgotten = http.delete(f"/v1/customers/{path_segment(customer)}")
+        assert forgotten.status_code == 200 and forgotten.json()["events_deleted"] == 1, forgotten.text
+    else:
+        assert stub.ForgetCustomer(pb.ForgetCustomerRequest(customer_id=customer)).events_deleted == 1
+    assert http.get(f"/v1/customers/{path_segment(customer)}/export").status_code == 404
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ExportCustomer(pb.ExportCustomerRequest(customer_id=customer))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 def test_still_serving_after_bad_input(http):

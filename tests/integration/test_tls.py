@@ -15,4 +15,6 @@ def test_tls_on_both_protocols():
         "https_status": 200, "https_items": 3, "plain_http_refused": True, "untrusted_cert_refused": True,
         "grpc_tls_items": 3, "grpc_tls_bad_input": "INVALID_ARGUMENT", "grpc_tls_no_key": "UNAUTHENTICATED",
         "grpc_tls_health": "SERVING", "plaintext_grpc_refused": True,
+        "grpc_tls_watch": "SERVING", "grpc_tls_stream": [["cart_abandonment", "tls-cart", ["i0003"]]],
+        "grpc_tls_stream_bad_input": "INVALID_ARGUMENT",
     }

@@ -22,7 +22,7 @@ def main() -> int:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     from engine.auth import ApiKey, AuthConfig, generate_key, hash_key, SCOPES
-    from engine.config import ServeConfig
+    from engine.config import OffersConfig, ServeConfig
     from gateway.server import start_service
     from gateway.tls import write_self_signed
     from recommenders.loaders import synthetic_retail
@@ -34,6 +34,8 @@ def main() -> int:
     api_key = generate_key()
     config = ServeConfig(http_port=free_port(), grpc_port=free_port(), num_shards=1,
                          store_url=f"sqlite:///{tmp}/store.db", tls_certfile=str(cert), tls_keyfile=str(key),
+                         # a 1.2 s cart-abandonment timer, so an action comes down the TLS stream soon
+                         offers=OffersConfig(cart_abandon_minutes=0.02, trigger_tick_seconds=0.2),
                          auth=AuthConfig(keys=(ApiKey("t", hash_key(api_key), SCOPES),)))
     bundle = train(synthetic_retail(n_customers=100, n_items=30, n_groups=3),
                    TrainParams(factors=4, iterations=3, evaluate=False, threads=1), progress=False)
@@ -73,6 +75,23 @@ def main() -> int:
                 report["grpc_tls_no_key"] = error.code().name
             health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30)
             report["grpc_tls_health"] = health_pb2.HealthCheckResponse.ServingStatus.Name(health.status)
+            # server streams over TLS: Health/Watch, and SubscribeActions delivering a new action
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=30)
+            report["grpc_tls_watch"] = health_pb2.HealthCheckResponse.ServingStatus.Name(next(watch).status)
+            watch.cancel()
+            stream = stub.SubscribeActions(pb.SubscribeActionsRequest(kinds=["cart_abandonment"], max_actions=1),
+                                           metadata=metadata, timeout=60)
+            stub.TrackEvents(pb.TrackEventsRequest(events=[
+                pb.Event(event_id="tls-0", customer_id="tls-cart", event_type="consent", channel="web",
+                         attributes={"marketing": "granted"}),
+                pb.Event(event_id="tls-1", customer_id="tls-cart", event_type="add_to_cart", item_id="i0003",
+                         channel="web")]), metadata=metadata, timeout=30)
+            actions = [(a.kind, a.customer_id, list(a.item_ids)) for a in stream]
+            report["grpc_tls_stream"] = actions
+            try:
+                list(stub.SubscribeActions(pb.SubscribeActionsRequest(kinds=["spam"]), metadata=metadata, timeout=30))
+            except grpc.RpcError as error:
+                report["grpc_tls_stream_bad_input"] = error.code().name
         with grpc.insecure_channel(f"127.0.0.1:{config.grpc_port}") as channel:
             try:
                 recsys_pb2_grpc.PersonalizationStub(channel).Recommend(

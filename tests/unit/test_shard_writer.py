@@ -141,7 +141,7 @@ def test_a_failing_snapshot_never_fails_ingest_and_is_retried(writer_for, monkey
 
     async def scenario():
         assert await writer.submit([event(1), event(2)]) == (2, 0, 0)
-        assert "No space left" in (await writer.health())["snapshot_error"]
+        assert "disk is full" in (await writer.health())["snapshot_error"]
         assert await writer.submit([event(3), event(4)]) == (2, 0, 0)
         assert (await writer.health())["snapshot_error"] is None
     run(scenario())
@@ -168,10 +168,10 @@ def test_health_reports_a_shard_that_cannot_write_and_recovers_by_itself(writer_
 
     async def scenario():
         assert (await writer.health())["writable"] is True
-        with pytest.raises(Unavailable, match="No space left"):
+        with pytest.raises(Unavailable, match="disk is full"):
             await writer.submit([event(1)])
         report = await writer.health()
-        assert report["writable"] is False and "No space left" in report["write_error"]
+        assert report["writable"] is False and "disk is full" in report["write_error"]
         broken["on"] = False
         assert (await writer.health())["writable"] is True  # the probe found the store writable
         assert await writer.submit([event(1)]) == (1, 0, 0)

@@ -1,0 +1,175 @@
+"""The service's gRPC port: the project's own gRPC server in front of the ingress replicas.
+
+Why not Serve's gRPC proxy: in Ray 2.60 it always listens on every interface (``[::]:PORT``, in
+``ray/serve/_private/grpc_util.py::start_grpc_server``; gRPCOptions has no host) and it has no
+TLS. So ``recsys serve`` does not start it. The front, one Ray actor running a ``grpc.aio``
+server, binds the configured host (``--host``, 127.0.0.1 by default), with TLS when a certificate
+is configured, and hands each call to an ingress replica through a Serve deployment handle, as
+Serve's proxy itself does: the request's bytes and metadata go to ``Ingress.grpc_unary`` or
+``Ingress.grpc_stream``, which parse the message, run the same RPC method that Serve's proxy
+would call, and return the status and the reply's bytes. Nothing else listens for gRPC.
+
+A server stream (SubscribeActions, Health/Watch) is a streaming handle call. When the client
+cancels, disconnects, or its deadline passes, gRPC cancels the front's handler, which cancels the
+handle call, and the replica's stream ends at once.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+import grpc
+import ray
+
+from gateway.grpc_registration import METHODS, SERVICE_NAMES, RpcMethod
+
+log = logging.getLogger(__name__)
+
+# Metadata that belongs to the transport, not to the caller; never forwarded.
+_HOP_BY_HOP = {"user-agent", "grpc-accept-encoding", "grpc-encoding", "grpc-timeout", "te", "content-type"}
+# Requests are checked against the configured size limits in the ingress; this only stops a
+# client from making the front buffer an arbitrarily large message first.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+_UNAVAILABLE = "the service cannot take the call now; retry"
+
+
+def bind_address(host: str, port: int) -> str:
+    """host:port as gRPC wants it (an IPv6 literal in brackets)."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+def _metadata(context) -> tuple:
+    return tuple((k, v) for k, v in (context.invocation_metadata() or ())
+                 if k not in _HOP_BY_HOP and not k.startswith(":"))
+
+
+def _request_id(metadata: tuple) -> str:
+    """The caller's ``request_id`` metadata when it is a sane one, else a new id: it names the
+    request in every log line of the replica."""
+    for key, value in metadata:
+        if key == "request_id" and isinstance(value, str) and 0 < len(value) <= 128 and value.isprintable():
+            return value
+    return uuid.uuid4().hex
+
+
+def _handoff(rpc: RpcMethod, metadata: tuple) -> None:
+    # Serve's handle takes the request id and route from the caller's request context (a
+    # contextvar, so per call here); Serve's own gRPC proxy sets them the same way.
+    from ray.serve.context import _set_request_context
+
+    _set_request_context(route=rpc.path, request_id=_request_id(metadata))
+
+
+class _Forward(grpc.GenericRpcHandler):
+    def __init__(self, handle):
+        self._unary_handle = handle
+        self._stream_handle = handle.options(stream=True)
+
+    def service(self, details):
+        rpc = METHODS.get(details.method)
+        if rpc is None:
+            return None  # gRPC answers UNIMPLEMENTED (or the reflection service takes it)
+        if rpc.server_streaming:
+            return grpc.unary_stream_rpc_method_handler(self._stream(rpc))
+        return grpc.unary_unary_rpc_method_handler(self._unary(rpc))
+
+    def _unary(self, rpc: RpcMethod):
+        async def call(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            metadata = _metadata(context)
+            _handoff(rpc, metadata)
+            response = self._unary_handle.grpc_unary.remote(rpc.path, request, metadata)
+            try:
+                code, details, body = await response
+            except asyncio.CancelledError:  # the client went away or its deadline passed
+                response.cancel()
+                raise
+            except Exception as exc:  # noqa: BLE001 - no replica, replica died, back-pressure
+                log.warning("grpc front: %s failed: %s", rpc.path, type(exc).__name__)
+                code, details, body = "UNAVAILABLE", _UNAVAILABLE, b""
+            if code != "OK":
+                await context.abort(grpc.StatusCode[code], details)
+            return body
+        return call
+
+    def _stream(self, rpc: RpcMethod):
+        async def call(request: bytes, context: grpc.aio.ServicerContext):
+            metadata = _metadata(context)
+            _handoff(rpc, metadata)
+            responses = self._stream_handle.grpc_stream.remote(rpc.path, request, metadata)
+            status = None
+            try:
+                async for item in responses:
+                    if isinstance(item, tuple):  # the last item: the stream's status
+                        status = item
+                        break
+                    yield item
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                log.warning("grpc front: %s stream failed: %s", rpc.path, type(exc).__name__)
+                status = ("UNAVAILABLE", _UNAVAILABLE)
+            finally:
+                if status is None:  # cancelled, or the consumer stopped: end the replica's stream now
+                    responses.cancel()
+            if status is None:
+                status = ("INTERNAL", "the stream ended without a status")
+            if status[0] != "OK":
+                await context.abort(grpc.StatusCode[status[0]], status[1])
+        return call
+
+
+@ray.remote(num_cpus=0, max_restarts=-1)
+class GrpcFront:
+    """Listens on ``host:port`` (TLS when a certificate and key are given) and hands every call of
+    recsys.v1.Personalization and grpc.health.v1.Health to the ``deployment`` of ``app``;
+    serves gRPC reflection itself."""
+
+    def __init__(self, host: str, port: int, app: str, deployment: str,
+                 cert_pem: bytes | None = None, key_pem: bytes | None = None):
+        self._address = bind_address(host, port)
+        self._app, self._deployment = app, deployment
+        self._credentials = (cert_pem, key_pem) if cert_pem is not None else None
+        self._server = None
+        # Started here (an async actor's __init__ runs on its event loop), not only by start(): a
+        # front that Ray restarts after its process died listens again by itself.
+        self._starting = asyncio.get_running_loop().create_task(self._listen())
+
+    async def start(self) -> str:
+        """Wait until the front listens; raises OSError when it cannot."""
+        await asyncio.shield(self._starting)
+        return self._address
+
+    async def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
+    async def _listen(self) -> None:
+        if self._server is None:
+            from grpc_reflection.v1alpha import reflection
+            from ray import serve
+
+            # so_reuseport off: a port someone else holds is an error here, not a shared port
+            server = grpc.aio.server(options=[("grpc.so_reuseport", 0),
+                                              ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)])
+            server.add_generic_rpc_handlers((_Forward(serve.get_deployment_handle(self._deployment, self._app)),))
+            reflection.enable_server_reflection((*SERVICE_NAMES, reflection.SERVICE_NAME), server)
+            try:
+                if self._credentials is None:
+                    server.add_insecure_port(self._address)
+                else:
+                    cert_pem, key_pem = self._credentials
+                    server.add_secure_port(self._address, grpc.ssl_server_credentials([(key_pem, cert_pem)]))
+            except RuntimeError as exc:
+                raise OSError(f"gRPC: cannot listen on {self._address}: {exc}") from None
+            await server.start()
+            self._server = server
+
+    async def stop(self) -> None:
+        await asyncio.gather(self._starting, return_exceptions=True)
+        if self._server is not None:
+            await self._server.stop(grace=1.0)
+            self._server = None
