@@ -416,7 +416,7 @@ class PostgresEventStore(SqlEventStore):
         now = time.monotonic()
         if now < self._retry_at:
             raise Unavailable(f"PostgreSQL unavailable ({self._last_error}); reconnecting, next attempt in "
-                              f"{self._retry_at - now:.1f} s; retry")
+                              f"{self._retry_at - now:.2f} s; retry")
         psycopg = self._psycopg
         conn = None
         try:
