@@ -63,6 +63,19 @@ class SqlEventStore:
 
     def _insert_events(self, rows: list[tuple]) -> list[int | None]: ...
 
+    def _read(self, sql: str, params: Sequence[Any] = (), *, one: bool = False) -> Any:
+        """One read in its own transaction; rolled back on any error, so a failed read never
+        leaves the connection in an aborted transaction for the next call (PostgreSQL)."""
+        with self._lock:
+            try:
+                cursor = self._execute(sql, params)
+                result = cursor.fetchone() if one else cursor.fetchall()
+                self._commit()
+            except Exception:
+                self._rollback()
+                raise
+        return result
+
     def _sql(self, sql: str) -> str:
         return sql.replace("?", self.placeholder)
 
@@ -130,9 +143,7 @@ class SqlEventStore:
 
     # -- small named values (offer catalogue in force, bandit counts) ------------------------------
     def get_meta(self, key: str) -> str | None:
-        with self._lock:
-            row = self._execute(self._sql("SELECT value FROM meta WHERE key = ?"), (key,)).fetchone()
-            self._commit()
+        row = self._read(self._sql("SELECT value FROM meta WHERE key = ?"), (key,), one=True)
         return None if row is None else row[0]
 
     def set_meta(self, key: str, value: str) -> None:
@@ -167,11 +178,9 @@ class SqlEventStore:
 
     def actions_after(self, seq: int, limit: int = 100) -> list[tuple[int, dict[str, Any]]]:
         """Actions stored after ``seq``, oldest first: (seq, action). Forgotten customers' are gone."""
-        with self._lock:
-            rows = self._execute(self._sql(
+        rows = self._read(self._sql(
                 "SELECT seq, payload FROM actions WHERE seq > ? AND customer_id NOT IN "
-                "(SELECT customer_id FROM forgotten) ORDER BY seq LIMIT ?"), (seq, limit)).fetchall()
-            self._commit()
+                "(SELECT customer_id FROM forgotten) ORDER BY seq LIMIT ?"), (seq, limit))
         return [(int(r[0]), orjson.loads(bytes(r[1]))) for r in rows]
 
     # -- the catalogue -----------------------------------------------------------------------------
@@ -191,35 +200,27 @@ class SqlEventStore:
 
     def catalog_updates(self) -> list[CatalogUpdate]:
         """Every catalogue update in the order it was committed."""
-        with self._lock:
-            rows = self._execute("SELECT payload FROM catalog_updates ORDER BY seq").fetchall()
-            self._commit()
+        rows = self._read("SELECT payload FROM catalog_updates ORDER BY seq")
         return [update_from_dict(orjson.loads(bytes(r[0]))) for r in rows]
 
     def events_since(self, shard: int, seq: int) -> Iterator[tuple[int, Event]]:
-        with self._lock:
-            rows = self._execute(self._sql("SELECT seq, payload FROM events WHERE shard = ? AND seq > ? ORDER BY seq"),
-                                 (shard, seq)).fetchall()
-            self._commit()
+        rows = self._read(self._sql("SELECT seq, payload FROM events WHERE shard = ? AND seq > ? ORDER BY seq"),
+                                 (shard, seq))
         for row_seq, payload in rows:
             yield int(row_seq), event_from_dict(orjson.loads(bytes(payload)))
 
     def customer_events(self, customer_id: str) -> list[Event]:
-        with self._lock:
-            rows = self._execute(self._sql("SELECT payload FROM events WHERE customer_id = ? ORDER BY seq"),
-                                 (customer_id,)).fetchall()
-            self._commit()
+        rows = self._read(self._sql("SELECT payload FROM events WHERE customer_id = ? ORDER BY seq"),
+                                 (customer_id,))
         return [event_from_dict(orjson.loads(bytes(p))) for (p,) in rows]
 
     def export_events(self, batch: int = 10_000) -> Iterator[Event]:
         """Every stored event of customers who were not forgotten, in commit order."""
         last = 0
         while True:
-            with self._lock:
-                rows = self._execute(self._sql(
+            rows = self._read(self._sql(
                     "SELECT seq, payload FROM events WHERE seq > ? AND customer_id NOT IN "
-                    "(SELECT customer_id FROM forgotten) ORDER BY seq LIMIT ?"), (last, batch)).fetchall()
-                self._commit()
+                    "(SELECT customer_id FROM forgotten) ORDER BY seq LIMIT ?"), (last, batch))
             if not rows:
                 return
             for seq, payload in rows:
@@ -239,9 +240,7 @@ class SqlEventStore:
                 raise
 
     def latest_snapshot(self, shard: int) -> tuple[int, bytes] | None:
-        with self._lock:
-            row = self._execute(self._sql("SELECT seq, payload FROM snapshots WHERE shard = ?"), (shard,)).fetchone()
-            self._commit()
+        row = self._read(self._sql("SELECT seq, payload FROM snapshots WHERE shard = ?"), (shard,), one=True)
         return None if row is None else (int(row[0]), bytes(row[1]))
 
     # -- privacy and audit ----------------------------------------------------------------------------
@@ -281,9 +280,7 @@ class SqlEventStore:
         """Make deleted rows unreadable in the database files (the backend's way)."""
 
     def forgotten_customers(self) -> set[str]:
-        with self._lock:
-            rows = self._execute("SELECT customer_id FROM forgotten").fetchall()
-            self._commit()
+        rows = self._read("SELECT customer_id FROM forgotten")
         return {r[0] for r in rows}
 
     def audit(self, principal: str, action: str, target: str, detail: dict | None = None) -> None:
@@ -304,9 +301,7 @@ class SqlEventStore:
         self.set_meta("health_probe", str(_now_ms()))
 
     def audit_log(self) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._execute("SELECT id, ts_ms, principal, action, target, detail FROM audit ORDER BY id").fetchall()
-            self._commit()
+        rows = self._read("SELECT id, ts_ms, principal, action, target, detail FROM audit ORDER BY id")
         return [{"id": r[0], "ts_ms": r[1], "principal": r[2], "action": r[3], "target": r[4],
                  "detail": orjson.loads(r[5])} for r in rows]
 
@@ -502,6 +497,21 @@ class PostgresEventStore(SqlEventStore):
         # concurrent shards starting together must not race on CREATE TABLE
         self._execute("SELECT pg_advisory_xact_lock(727274)")
         super()._create_schema()
+
+    def _after_erasure(self) -> None:
+        """Vacuum the tables the erasure deleted from, so the dead rows are pruned from their pages
+        now rather than at autovacuum's leisure (VACUUM cannot run inside a transaction). A failure
+        here does not undo the erasure, which has committed; autovacuum finishes it."""
+        try:
+            conn = self._connection()
+            conn.autocommit = True
+            try:
+                for table in ("events", "actions", "snapshots"):
+                    conn.execute(f"VACUUM {table}")
+            finally:
+                conn.autocommit = False
+        except Exception as exc:  # noqa: BLE001
+            _log.warning("VACUUM after an erasure failed (autovacuum will do it): %s", _reason(exc))
 
     def _append_only_audit(self):
         self._execute("""CREATE OR REPLACE FUNCTION recsys_audit_append_only() RETURNS trigger AS $$

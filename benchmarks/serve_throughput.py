@@ -9,12 +9,11 @@ p99 at half of its maximum, measured in one run on one machine.
 
 What it does, in order, on a local Ray of --num-cpus CPUs (the client runs on the same machine):
 
-1. Serve starts with the engine's own HTTP/gRPC options (gateway/server.py: the Personalization and
-   Health servicers, reflection). A no-op deployment answers Personalization/Recommend with an
-   empty RecommendResponse (same replica options as the ingress: no CPU reserved, 256 ongoing
-   requests). Its maximum throughput is measured, then the application is deleted.
+1. Serve starts with its own gRPC proxy (the Personalization and Health servicers, reflection). A
+   no-op deployment answers Personalization/Recommend with an empty RecommendResponse (no CPU
+   reserved, as the ingress). Its maximum throughput is measured, then Serve is shut down.
 2. The engine starts as `recsys serve` starts it (gateway.server.start_service: shards, model
-   registry, the Ingress application), auth on with a benchmark key, the model in --model-dir
+   registry, the Ingress application, the project's gRPC front on the same port), auth on with a benchmark key, the model in --model-dir
    (trained on Online Retail from --data-dir if there is none), a throwaway SQLite store. Its
    maximum Recommend throughput is measured the same way. Requests name real customers of the
    bundle (sampled uniformly, a fixed seed), so each one does a shard's real work: profile,
@@ -404,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
         noop_half["failed"] = _verdict(noop_half, math.inf)
         _show("no-op", noop_half)
         serve.delete("noop")
+        # recsys serve answers gRPC on its own front (gateway/grpc_front.py), not on Serve's proxy:
+        # Serve goes down so the engine's front can take the port, as `recsys serve` has it
+        serve.shutdown()
 
         service = start_service(config, bundle)
         print("engine, gRPC Recommend:", flush=True)

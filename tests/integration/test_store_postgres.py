@@ -209,3 +209,18 @@ def test_service_ingest_survives_postgres_restarts_under_load(fresh):
     print(f"{len(acked)} events acknowledged in {report['calls_acked']} calls, none lost, none applied twice; "
           f"{report['duplicates']} retried events answered as duplicates; "
           f"failures said e.g. {report['failure_samples'][:2]}")
+
+
+def test_an_erasure_vacuums_the_tables_it_deleted_from(postgres_url):
+    drop_tables(postgres_url)
+    store = PostgresEventStore(postgres_url)
+    try:
+        store.append(0, [ev(1, "gone"), ev(2, "gone"), ev(3, "stays")])
+        assert store.forget_customer("gone", shard=0, principal="admin") == 2
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            vacuumed = dict(conn.execute(
+                "SELECT relname, last_vacuum IS NOT NULL FROM pg_stat_user_tables "
+                "WHERE relname IN ('events', 'actions', 'snapshots')").fetchall())
+        assert vacuumed == {"events": True, "actions": True, "snapshots": True}
+    finally:
+        store.close()
