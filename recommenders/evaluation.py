@@ -4,18 +4,26 @@ Every method is the serving pipeline (``recommenders.recommend.recommend`` over
 ``engine.state.CustomerState``) with a different blend configuration, so a figure here is a
 figure of what the shards serve. Blend weights are chosen on a validation split carved out of
 the training data, never on the test split.
+
+The "engine" rows rank with the RankingConfig ``recsys serve`` builds by default
+(``shipped_ranking()``), by construction: on Online Retail that very object, on MovieLens that
+object with only the per-catalogue keys (``MOVIELENS_CATALOGUE_KEYS``) replaced; each result records
+the configurations in full, and the request filters its protocol adds (``protocol_request_filters``).
+The validation choice is recorded beside them, so a test can check that what ships is what
+validation chose (tests/unit/test_shipped_is_evaluated.py).
 """
 from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
 from typing import Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
-from engine.config import REPURCHASE_TIMINGS, BlendWeights, RankingConfig
+from engine.config import REPURCHASE_TIMINGS, BlendWeights, RankingConfig, cart_blend, load_serve_config
 from engine.events import parse_event
 from engine.queries import Filters, RecommendQuery
 from engine.state import CustomerState, apply_event
@@ -31,6 +39,22 @@ PUBLISHED_MOVIELENS = {
     "LightGCN (published)": {"map": 0.089, "ndcg@10": 0.420, "precision@10": 0.380, "recall@10": 0.144},
     "SAR (published)": {"map": 0.111, "ndcg@10": 0.382, "precision@10": 0.331, "recall@10": 0.176},
 }
+
+
+# -- the configuration that ships --------------------------------------------------------------------
+
+def shipped_ranking() -> RankingConfig:
+    """The RankingConfig ``recsys serve`` ranks with when given no ``--config`` (its defaults)."""
+    return load_serve_config().ranking
+
+
+def ranking_record(config: RankingConfig) -> dict:
+    """``config`` in full, as plain JSON values (the evaluation records the configurations it ran)."""
+    return asdict(config)
+
+
+def _run_stamp(started: float) -> dict:
+    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "seconds": round(time.perf_counter() - started, 1)}
 
 
 # -- metrics (one user at a time; averaged over users) -------------------------------------------
@@ -87,13 +111,20 @@ def weights_only(**kwargs: float) -> BlendWeights:
     return BlendWeights(**base)
 
 
+# MovieLens protocol: top-k over items the user has not rated in training. A request filter the
+# protocol adds, on top of the configuration ranked with (the serving default is exclude_never).
+MOVIELENS_REQUEST_FILTERS = {"repurchase_policy": "exclude_always"}
+
+
 def score_users(model: ModelRuntime, truth: Mapping[str, set[str]], method: Method, k: int, now_ms: int,
-                policy: str = "exclude_always") -> tuple[dict[str, float], float]:
-    """Mean metrics of ``method`` over customers in ``truth`` (no live state), and seconds per request."""
+                filters: Mapping[str, object] = MOVIELENS_REQUEST_FILTERS) -> tuple[dict[str, float], float]:
+    """Mean metrics of ``method`` over customers in ``truth`` (no live state), and seconds per request;
+    each request carries ``filters`` (the protocol's)."""
     rows = []
     started = time.perf_counter()
+    request_filters = Filters(**filters)
     for customer, relevant in truth.items():
-        query = RecommendQuery(customer_id=customer, channel="web", k=k, filters=Filters(repurchase_policy=policy))
+        query = RecommendQuery(customer_id=customer, channel="web", k=k, filters=request_filters)
         got = [i.item_id for i in recommend(model, None, query, method.config, now_ms).items]
         rows.append(ranking_metrics(got, relevant, k))
     return mean_metrics(rows), (time.perf_counter() - started) / max(len(truth), 1)
@@ -121,30 +152,53 @@ def movielens_grid() -> list[BlendWeights]:
             for als, pop in itertools.product((0.0, 0.25, 0.5, 0.75, 1.0), (0.0, 0.1))]
 
 
+# What an operator sets per catalogue for MovieLens (``[ranking.weights]``, ``[ranking.cart_weights]``,
+# ``[ranking] candidates_per_source``); every other key of the tuned row is the shipped default.
+MOVIELENS_CATALOGUE_KEYS = ("weights", "cart_weights", "candidates_per_source")
+MOVIELENS_CANDIDATES = 400
+
+
+def movielens_tuned(weights: BlendWeights, shipped: RankingConfig | None = None) -> RankingConfig:
+    """The shipped configuration with MovieLens's own blend (chosen on validation) and candidate pool."""
+    return replace(shipped or shipped_ranking(), weights=weights, cart_weights=cart_blend(weights),
+                   candidates_per_source=MOVIELENS_CANDIDATES)
+
+
+def movielens_methods(best: BlendWeights, shipped: RankingConfig | None = None) -> list[Method]:
+    shipped = shipped or shipped_ranking()
+    tuned = movielens_tuned(best, shipped)
+    return [
+        Method("engine (blend tuned for MovieLens)", tuned),
+        Method("engine (shipped defaults)", shipped),
+        Method("item-item (EASE) alone", replace(tuned, weights=weights_only(history=1.0))),
+        Method("plain ALS", replace(tuned, weights=weights_only(als=1.0))),
+        Method("popularity", replace(tuned, weights=weights_only(popular=1.0))),
+    ]
+
+
 def evaluate_movielens(dataset: Dataset, seeds: Iterable[int], params: TrainParams, k: int = 10,
                        grid: list[BlendWeights] | None = None, log: Callable[[str], None] = print) -> dict:
     """Microsoft Recommenders protocol: every rating an interaction, per-user random 75/25 split,
-    top-k over items the user has not rated in training."""
+    top-k over items the user has not rated in training (``MOVIELENS_REQUEST_FILTERS``, a request
+    filter of the protocol). Rows: the shipped configuration with MovieLens's own blend and pool
+    (``movielens_tuned``), the shipped configuration as is, and single-source baselines."""
+    started = time.perf_counter()
     seeds = list(seeds)
+    shipped = shipped_ranking()
     per_method: dict[str, list[dict[str, float]]] = {}
     timing: dict[str, list[float]] = {}
-    chosen = []
+    chosen, tuned_configs = [], []
     for seed in seeds:
         train_events, test_events = split_per_user(dataset.events, 0.75, seed)
         best, _ = tune_weights(train_events, dataset, params, grid or movielens_grid(), seed, k, f"ndcg@{k}",
-                               RankingConfig(candidates_per_source=400))
+                               movielens_tuned(BlendWeights(), shipped))
         chosen.append(best.as_dict())
+        tuned_configs.append(ranking_record(movielens_tuned(best, shipped)))
         bundle = build_bundle(Dataset(train_events, dataset.items, dataset.source), params, progress=False)
         model = ModelRuntime(bundle.arrays, bundle.manifest)
         truth = test_events.groupby("customer_id")["item_id"].agg(set).to_dict()
         now = bundle.manifest["counts"]["data_end_ms"]
-        methods = [
-            Method("engine (tuned blend)", RankingConfig(weights=best, candidates_per_source=400)),
-            Method("item-item (EASE) alone", RankingConfig(weights=weights_only(history=1.0), candidates_per_source=400)),
-            Method("plain ALS", RankingConfig(weights=weights_only(als=1.0), candidates_per_source=400)),
-            Method("popularity", RankingConfig(weights=weights_only(popular=1.0), candidates_per_source=400)),
-        ]
-        for method in methods:
+        for method in movielens_methods(best, shipped):
             metrics, seconds = score_users(model, truth, method, k, now)
             per_method.setdefault(method.name, []).append(metrics)
             timing.setdefault(method.name, []).append(seconds)
@@ -156,8 +210,12 @@ def evaluate_movielens(dataset: Dataset, seeds: Iterable[int], params: TrainPara
                          for key in keys}
         summary[name]["ms_per_request"] = {"mean": 1000 * float(np.mean(timing[name])), "std": 1000 * float(np.std(timing[name]))}
     return {"protocol": "MovieLens 100K, every rating an interaction, per-user random 75/25 split, top-10, "
-                        "training items excluded; blend weights chosen on a validation split of the training part",
-            "seeds": list(seeds), "methods": summary, "published": PUBLISHED_MOVIELENS, "chosen_weights": chosen}
+                        "training items excluded (a request filter of the protocol: repurchase_policy "
+                        "exclude_always); blend weights chosen on a validation split of the training part",
+            "seeds": list(seeds), "methods": summary, "published": PUBLISHED_MOVIELENS, "chosen_weights": chosen,
+            "protocol_request_filters": dict(MOVIELENS_REQUEST_FILTERS), "shipped_config": ranking_record(shipped),
+            "tuned_configs": tuned_configs, "catalogue_keys": list(MOVIELENS_CATALOGUE_KEYS),
+            "run": _run_stamp(started)}
 
 
 # -- Online Retail: temporal split, next basket and live basket completion ---------------------------
@@ -192,20 +250,38 @@ def _knn_rank(model: ModelRuntime, items: Iterable[str], excluded: set[str], k: 
     return [str(model.item_ids[i]) for i, _, _ in top_k(blended, allowed, k)]
 
 
-def one_blend(weights: BlendWeights, **options) -> RankingConfig:
-    """``weights`` with and without a cart (repurchases allowed, as the replay's tasks count them)."""
+# The replay's requests carry the customer, channel web, k and (for completion) the revealed cart:
+# the Online Retail protocol adds no request filter, so the engine row ranks under the shipped
+# repurchase policy too.
+RETAIL_REQUEST_FILTERS: dict[str, object] = {}
+ENGINE_ROW = "engine (as shipped, live state)"
+CHOSEN_ROW = "engine (chosen on validation, NOT shipped)"
+
+
+def one_blend(weights: BlendWeights, base: RankingConfig | None = None, **options) -> RankingConfig:
+    """``base`` (the shipped configuration by default) ranking with ``weights`` with and without a cart."""
+    return replace(base or shipped_ranking(), weights=weights, cart_weights=weights, **options)
+
+
+def baseline(weights: BlendWeights, **options) -> RankingConfig:
+    """A baseline's configuration: ``weights`` in both contexts, repurchases allowed (as the tasks count
+    them); fixed, whatever the shipped defaults."""
     return RankingConfig(weights=weights, cart_weights=weights, repurchase_policy="exclude_never", **options)
 
 
-def retail_methods(best: BlendWeights, timing: str = "frequency", cart: BlendWeights | None = None) -> list[Method]:
-    return [
-        Method("engine (tuned blend, live state)", replace(one_blend(best, repurchase_timing=timing),
-                                                           cart_weights=cart or best)),
-        Method("popularity", one_blend(weights_only(popular=1.0))),
+def retail_methods(chosen: RankingConfig | None = None, shipped: RankingConfig | None = None) -> list[Method]:
+    """The engine as ``recsys serve`` ships it, the configuration chosen on validation when it is not
+    that one, and the baselines."""
+    shipped = shipped or shipped_ranking()
+    engine = [Method(ENGINE_ROW, shipped)]
+    if chosen is not None and chosen != shipped:
+        engine.append(Method(CHOSEN_ROW, chosen))
+    return engine + [
+        Method("popularity", baseline(weights_only(popular=1.0))),
         # the classic baseline: what the customer bought, most often and most recently first
-        Method("own history + popularity", one_blend(weights_only(repurchase=1.0, popular=0.05),
-                                                     repurchase_timing="decay")),
-        Method("plain ALS (no live state)", one_blend(weights_only(als=1.0)), use_live_state=False),
+        Method("own history + popularity", baseline(weights_only(repurchase=1.0, popular=0.05),
+                                                    repurchase_timing="decay")),
+        Method("plain ALS (no live state)", baseline(weights_only(als=1.0)), use_live_state=False),
         Method("item co-occurrence kNN", RankingConfig(weights=weights_only(session=1.0)), use_live_state=True),
     ]
 
@@ -221,6 +297,7 @@ def replay_retail(model: ModelRuntime, test: pd.DataFrame, methods: list[Method]
         if customer in history:
             history[customer] = {str(model.item_ids[i]) for i in model.history(row)[0]}
     invoices = test.sort_values(["timestamp_ms", "event_id"]).groupby("session_id", sort=False)
+    request_filters = Filters(**RETAIL_REQUEST_FILTERS)
     for _, invoice in invoices:
         customer = str(invoice["customer_id"].iloc[0])
         now = int(invoice["timestamp_ms"].iloc[0])
@@ -236,7 +313,7 @@ def replay_retail(model: ModelRuntime, test: pd.DataFrame, methods: list[Method]
                 apply_event(reveal_state, event)
         for method in methods:
             out = results[method.name]
-            query = RecommendQuery(customer_id=customer, channel="web", k=k)
+            query = RecommendQuery(customer_id=customer, channel="web", k=k, filters=request_filters)
             started = time.perf_counter()
             if method.name == "item co-occurrence kNN":
                 got = _knn_rank(model, history[customer] | {i for i in state.purchases}, set(), k)
@@ -274,14 +351,21 @@ def replay_retail(model: ModelRuntime, test: pd.DataFrame, methods: list[Method]
             "completion_invoices": len(results[methods[0].name]["completion"])}
 
 
-def retail_grid() -> list[BlendWeights]:
+def retail_grid(base: BlendWeights | None = None) -> list[BlendWeights]:
     """Blends tried on the validation month, with each repurchase timing, for each context apart (no
     basket in progress / a cart): the live session's weight and a heavier repurchase are what the two
-    tasks disagree on."""
-    # The item-item (history) source never won on this data's validation month: left out of the grid
-    # (it stays in the engine for catalogues such as MovieLens, where it carries the ranking).
-    return [weights_only(als=als, session=session, repurchase=rep, popular=pop)
+    tasks disagree on. The four keys vary over ``base`` (the shipped ``[ranking.weights]``); the others
+    keep their shipped values (history and the repurchase policy are chosen after, by
+    ``choose_retail_options``; trending, new_items and promoted are not measured by the replay)."""
+    base = base or shipped_ranking().weights
+    return [replace(base, als=als, session=session, repurchase=rep, popular=pop)
             for session, rep, als, pop in itertools.product((0.5, 1.0), (1.5, 3.0, 6.0), (0.5, 0.25, 1.0), (0.3, 0.05))]
+
+
+# What the blend grid holds at the shipped value, then tried with the chosen blends on the same
+# validation month. The replay has known customers only, sends no country and promotes nothing, so
+# trending, new_items and promoted (cold start, country, live catalogue, boosts) are not chosen here.
+RETAIL_OPTIONS = {"history": (0.0, 1.0), "repurchase_policy": ("exclude_never", "exclude_within_window")}
 
 
 def retail_split(dataset: Dataset, cut: str, max_customers: int | None, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -305,15 +389,18 @@ def _task_score(metrics: Mapping, task: str, k: int) -> float:
     return metrics[task][f"hr@{k}"] + metrics[task][f"recall@{k}"]
 
 
-def choose_retail_blends(model: ModelRuntime, valid: pd.DataFrame, grid: list[BlendWeights], k: int) -> dict:
-    """On the validation month, every blend of ``grid`` with every repurchase timing: the timing whose
-    best next-basket plus best completion HR@10 + Recall@10 is highest, and with it the blend without
-    a basket in progress (best next basket) and the blend with a cart (best completion)."""
+def choose_retail_blends(model: ModelRuntime, valid: pd.DataFrame, grid: list[BlendWeights], k: int,
+                         base: RankingConfig | None = None) -> dict:
+    """On the validation month, every blend of ``grid`` with every repurchase timing (over ``base``,
+    the shipped configuration by default): the timing whose best next-basket plus best completion
+    HR@10 + Recall@10 is highest, and with it the blend without a basket in progress (best next
+    basket) and the blend with a cart (best completion)."""
+    base = base or shipped_ranking()
     scores: dict[str, list[tuple[BlendWeights, dict]]] = {}
     for timing in REPURCHASE_TIMINGS:
         for weights in grid:
             # one blend in both contexts: next basket scores it without a cart, completion with one
-            config = one_blend(weights, repurchase_timing=timing)
+            config = one_blend(weights, base, repurchase_timing=timing)
             metrics = replay_retail(model, valid, [Method("candidate", config)], k, log=lambda _m: None)
             scores.setdefault(timing, []).append((weights, metrics["methods"]["candidate"]))
 
@@ -329,28 +416,68 @@ def choose_retail_blends(model: ModelRuntime, valid: pd.DataFrame, grid: list[Bl
             "blends_tried": sum(len(v) for v in scores.values())}
 
 
+def _validation_scores(model: ModelRuntime, valid: pd.DataFrame, config: RankingConfig, k: int) -> dict:
+    metrics = replay_retail(model, valid, [Method("candidate", config)], k, log=lambda _m: None)["methods"]["candidate"]
+    return {task: _task_score(metrics, task, k) for task in ("next_basket", "basket_completion")}
+
+
+def choose_retail_options(model: ModelRuntime, valid: pd.DataFrame, config: RankingConfig, k: int,
+                          options: Mapping[str, tuple] = RETAIL_OPTIONS) -> dict:
+    """``config`` (the chosen blends) with each combination of ``options`` on the validation month:
+    the one whose next-basket plus completion HR@10 + Recall@10 is highest. Weight keys are set in
+    both blends, other keys on the configuration."""
+    tried = []
+    for values in itertools.product(*options.values()):
+        setting = dict(zip(options, values))
+        weight_keys = {key: v for key, v in setting.items() if key in BlendWeights.__dataclass_fields__}
+        other = {key: v for key, v in setting.items() if key not in weight_keys}
+        candidate = replace(config, weights=replace(config.weights, **weight_keys),
+                            cart_weights=replace(config.cart_weights, **weight_keys), **other)
+        scores = _validation_scores(model, valid, candidate, k)
+        tried.append({"setting": setting, "validation": scores, "config": candidate})
+    best = max(tried, key=lambda t: sum(t["validation"].values()))
+    return {"config": best["config"], "setting": best["setting"], "validation": best["validation"],
+            "tried": [{"setting": t["setting"], "validation": t["validation"]} for t in tried]}
+
+
 def evaluate_online_retail(dataset: Dataset, params: TrainParams, k: int = 10, cut: str = RETAIL_CUT,
                            max_customers: int | None = None, grid: list[BlendWeights] | None = None,
                            seed: int = 0, log: Callable[[str], None] = print) -> dict:
-    """Train before ``cut``; replay invoices after it of customers seen in training. Blend weights
-    are chosen on the month before the cut (trained on what came before that month)."""
+    """Train before ``cut``; replay invoices after it of customers seen in training. The engine row
+    ranks with the shipped configuration. On the month before the cut (trained on what came before
+    that month) the blends and timing are chosen over the shipped configuration, then history and the
+    repurchase policy; the result records both configurations and whether they are the same."""
+    started = time.perf_counter()
+    shipped = shipped_ranking()
     train, test = retail_split(dataset, cut, max_customers, seed)
     valid_cut = str((pd.Timestamp(cut) - pd.DateOffset(months=1)).date())
     fit, valid = retail_split(Dataset(train, dataset.items, dataset.source), valid_cut, max_customers, seed)
     bundle = build_bundle(Dataset(fit, dataset.items, dataset.source), params, progress=False)
     model = ModelRuntime(bundle.arrays, bundle.manifest)
-    chosen = choose_retail_blends(model, valid, grid or retail_grid(), k)
+    chosen = choose_retail_blends(model, valid, grid or retail_grid(shipped.weights), k, shipped)
     best, cart, timing = chosen["weights"], chosen["cart_weights"], chosen["timing"]
+    blends = replace(shipped, weights=best, cart_weights=cart, repurchase_timing=timing)
+    options = choose_retail_options(model, valid, blends, k)
+    chosen_config = options["config"]
+    shipped_validation = _validation_scores(model, valid, shipped, k)
     log(f"online-retail chosen on validation ({valid_cut}..{cut}), {chosen['blends_tried']} blends tried: "
-        f"repurchase timing {timing}; no basket in progress {best.as_dict()}; with a cart {cart.as_dict()}")
+        f"repurchase timing {timing}; no basket in progress {best.as_dict()}; with a cart {cart.as_dict()}; "
+        f"then {options['setting']} ({len(options['tried'])} tried); validation {options['validation']}, "
+        f"shipped {shipped_validation}; shipped is the choice: {chosen_config == shipped}")
     bundle = build_bundle(Dataset(train, dataset.items, dataset.source), params, progress=False)
     model = ModelRuntime(bundle.arrays, bundle.manifest)
-    out = replay_retail(model, test, retail_methods(best, timing, cart), k, log)
+    out = replay_retail(model, test, retail_methods(chosen_config, shipped), k, log)
     return {"protocol": f"UCI Online Retail, purchases; train before {cut}, test = invoices from {cut} of customers "
                         "seen in training, replayed in time order through live state. Next basket: distinct items "
                         "of the invoice (repurchases count). Completion: first half of the distinct items (line "
-                        "order) revealed as add_to_cart, score the other half.",
+                        "order) revealed as add_to_cart, score the other half. No request filter is added: the "
+                        "engine ranks with the shipped configuration, repurchase policy included.",
             "customers": int(test["customer_id"].nunique()), "chosen_weights": best.as_dict(),
             "chosen_cart_weights": cart.as_dict(), "chosen_repurchase_timing": timing,
             "validation_criterion_by_timing": chosen["criterion_by_timing"],
-            "validation_best": chosen["validation"], **out}
+            "validation_best": chosen["validation"], "chosen_options": options["setting"],
+            "validation_options_tried": options["tried"], "validation_chosen": options["validation"],
+            "validation_shipped": shipped_validation,
+            "engine_config": ranking_record(shipped), "chosen_config": ranking_record(chosen_config),
+            "shipped_is_chosen": chosen_config == shipped, "engine_row": ENGINE_ROW,
+            "protocol_request_filters": dict(RETAIL_REQUEST_FILTERS), "run": _run_stamp(started), **out}

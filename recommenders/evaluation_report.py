@@ -26,6 +26,56 @@ def retail_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _config_line(config: dict) -> str:
+    weights = {k: v for k, v in config["weights"].items()}
+    cart = {k: v for k, v in config["cart_weights"].items()}
+    rest = {k: v for k, v in config.items() if k not in ("weights", "cart_weights")}
+    return f"`[ranking.weights]` {weights}; `[ranking.cart_weights]` {cart}; `[ranking]` {rest}"
+
+
+def _filters_line(filters: dict) -> str:
+    return ", ".join(f"`{k} = {v}`" for k, v in filters.items()) if filters else "none"
+
+
+def _run_line(result: dict) -> str:
+    run = result.get("run")
+    return f"Run {run['date']}, {run['seconds'] / 60:.1f} min." if run else ""
+
+
+def retail_config_notes(r: dict) -> list[str]:
+    """What the Online Retail figures were measured with, and what validation chose."""
+    if "engine_config" not in r:
+        return []
+    lines = [f"The row \"{r['engine_row']}\" ranks with the configuration `recsys serve` ships (its defaults, "
+             f"`ServeConfig().ranking`): {_config_line(r['engine_config'])}.",
+             f"Request filters the protocol adds: {_filters_line(r['protocol_request_filters'])}.", ""]
+    v, s = r["validation_chosen"], r["validation_shipped"]
+    lines += [f"Validation month (HR@10 + Recall@10): chosen configuration next basket {v['next_basket']:.4f}, "
+              f"completion {v['basket_completion']:.4f}; shipped {s['next_basket']:.4f} / {s['basket_completion']:.4f}. "
+              f"The shipped configuration is the one chosen on validation: "
+              f"**{'yes' if r['shipped_is_chosen'] else 'NO'}**."]
+    if not r["shipped_is_chosen"]:
+        lines.append(f"Chosen on validation (not shipped): {_config_line(r['chosen_config'])}.")
+    lines += ["", "Tried with the chosen blends on the validation month (HR@10 + Recall@10):", "",
+              "| setting | next basket | completion | sum |", "|---|---|---|---|"]
+    for t in r["validation_options_tried"]:
+        n, c = t["validation"]["next_basket"], t["validation"]["basket_completion"]
+        setting = ", ".join(f"{k} {val}" for k, val in t["setting"].items())
+        lines.append(f"| {setting} | {n:.4f} | {c:.4f} | {n + c:.4f} |")
+    return lines + [""]
+
+
+def movielens_config_notes(r: dict) -> list[str]:
+    if "shipped_config" not in r:
+        return []
+    return [f"Request filters the protocol adds: {_filters_line(r['protocol_request_filters'])} (training items "
+            "excluded; a rule of this benchmark, not the serving default). \"engine (shipped defaults)\" ranks with "
+            f"the configuration `recsys serve` ships: {_config_line(r['shipped_config'])}. \"engine (blend tuned for "
+            f"MovieLens)\" is that configuration with only {', '.join(r['catalogue_keys'])} set for this catalogue "
+            "(`[ranking.weights]` chosen per seed on validation, below; `candidates_per_source` "
+            f"{r['tuned_configs'][0]['candidates_per_source']}), as an operator would set them in a `--config` TOML.", ""]
+
+
 def write_chart(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -74,15 +124,18 @@ def write_reports(results: dict, json_path: Path | None, report_dir: Path, comma
     parts = ["# Offline evaluation", "", f"Made by `{command}`.", ""]
     if "movielens" in results:
         r = results["movielens"]
-        parts += ["## MovieLens 100K", "", r["protocol"] + f"; seeds {r['seeds']}.", "", movielens_table(r), "",
+        parts += ["## MovieLens 100K", "", r["protocol"] + f"; seeds {r['seeds']}. " + _run_line(r), "",
+                  movielens_table(r), "", *movielens_config_notes(r),
                   f"Blend weights chosen per seed: {r['chosen_weights']}", ""]
     if "online_retail" in results:
         r = results["online_retail"]
         parts += ["## UCI Online Retail", "", r["protocol"], "",
-                  f"{r['customers']} customers, {r['invoices']} test invoices ({r['completion_invoices']} with 2+ items).",
-                  "", retail_table(r), "", f"Chosen on the validation month: repurchase timing "
+                  f"{r['customers']} customers, {r['invoices']} test invoices ({r['completion_invoices']} with 2+ items). "
+                  + _run_line(r), "", retail_table(r), "", *retail_config_notes(r),
+                  f"Chosen on the validation month: repurchase timing "
                   f"{r.get('chosen_repurchase_timing', 'decay')}; blend without a basket in progress "
-                  f"{r['chosen_weights']}; blend with a cart {r.get('chosen_cart_weights', r['chosen_weights'])}", ""]
+                  f"{r['chosen_weights']}; blend with a cart {r.get('chosen_cart_weights', r['chosen_weights'])}"
+                  + (f"; then {r['chosen_options']}" if "chosen_options" in r else ""), ""]
     parts += ["![evaluation chart](evaluation.png)", ""]
     report = report_dir / "evaluation.md"
     report.write_text("\n".join(parts))

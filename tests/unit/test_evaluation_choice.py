@@ -34,3 +34,32 @@ def test_each_context_takes_its_own_best_blend(monkeypatch):
     # every blend replayed once with every timing
     assert len(calls) == len(set(calls)) == chosen["blends_tried"] == 3 * len(retail_grid()) == 108
     assert abs(chosen["validation"]["next_basket"] - (0.5 + 0.05 + 0.1 + 0.06 + 0.1)) < 1e-9
+
+
+def test_history_and_policy_are_chosen_on_validation_over_the_chosen_blends(monkeypatch):
+    from dataclasses import replace
+
+    from recommenders.evaluation import RETAIL_OPTIONS, choose_retail_options, shipped_ranking
+
+    seen = []
+
+    def replay(model, invoices, methods, k, log=print):
+        assert invoices is VALIDATION and len(methods) == 1
+        config = methods[0].config
+        seen.append(config)
+        # history helps completion a little and hurts the next basket more; hiding recent purchases hurts both
+        next_hr = 0.7 - 0.05 * config.weights.history - (0.02 if config.repurchase_policy != "exclude_never" else 0)
+        completion_hr = 0.6 + 0.01 * config.cart_weights.history
+        return {"methods": {"candidate": {"next_basket": {f"hr@{k}": next_hr, f"recall@{k}": 0.1},
+                                          "basket_completion": {f"hr@{k}": completion_hr, f"recall@{k}": 0.1}}}}
+
+    monkeypatch.setattr(evaluation, "replay_retail", replay)
+    blends = replace(shipped_ranking(), weights=replace(shipped_ranking().weights, history=1.0, session=0.75))
+    chosen = choose_retail_options(None, VALIDATION, blends, 10)
+    assert chosen["setting"] == {"history": 0.0, "repurchase_policy": "exclude_never"}
+    assert len(seen) == len(chosen["tried"]) == 4 == len(RETAIL_OPTIONS["history"]) * len(RETAIL_OPTIONS["repurchase_policy"])
+    config = chosen["config"]
+    # the option is set in both blends; the chosen blends' other keys are kept
+    assert config.weights.history == config.cart_weights.history == 0.0 and config.weights.session == 0.75
+    assert config.repurchase_policy == "exclude_never"
+    assert abs(chosen["validation"]["next_basket"] - 0.8) < 1e-9
