@@ -29,7 +29,7 @@ from engine.decisioning import counts_from_rows, counts_to_rows
 from engine.errors import NotFound, RecsysError, Unavailable
 from engine.events import Event, event_to_dict
 from engine.offers import OfferCatalog
-from engine.queries import OfferQuery, RecommendQuery, SimilarQuery
+from engine.queries import Filters, OfferQuery, RecommendQuery, SimilarQuery
 from engine.state import CustomerState, apply_event, state_from_dict, state_to_dict
 from actors.customer_table import CustomerTable
 from actors.shard_writer import ShardWriter, describe
@@ -148,7 +148,10 @@ class CustomerShardLogic:
         n = self.offers.config.cross_sell_items
         if n == 0 or not self.offers.marketing_allowed(self.customers.get(event.customer_id)):
             return
-        query = RecommendQuery(customer_id=event.customer_id, channel="pos", k=n)
+        # a cross-sell proposes something else than what was just bought, whatever the shop's
+        # repurchase policy for recommendations
+        query = RecommendQuery(customer_id=event.customer_id, channel="pos", k=n,
+                               filters=Filters(exclude_item_ids=(event.item_id,)))
         items = [i.item_id for i in self.recommend(query, event.timestamp_ms).items]
         self.new_actions.append({
             "action_id": f"cross_sell:{event.event_id}", "kind": "cross_sell", "customer_id": event.customer_id,
