@@ -98,7 +98,7 @@ class GroupCommit:
                 if not isinstance(exc, RecsysError):
                     log.exception("a shard write batch failed")
                 self._fail(live, exc if isinstance(exc, RecsysError)
-                           else Unavailable(f"write failed, retry: {type(exc).__name__}: {exc}"))
+                           else Unavailable("the write failed on the shard (logged there); retry"))
                 continue
             for (_, future), result in zip(live, results):
                 if future.done():  # a caller that went away mid-batch is simply not answered

@@ -68,6 +68,9 @@ class CustomerShardLogic:
         self.since_snapshot = 0
         # triggers: customer -> (when the cart counts as abandoned, the add_to_cart event id)
         self.abandon_due: dict[str, tuple[int, str]] = {}
+        # customers erased by this process: unmapped again in any model switched to later (a
+        # promotion prepared before the erasure committed)
+        self.erased_here: set[str] = set()
         self.new_actions: list[dict[str, Any]] = []
 
     # -- durability -------------------------------------------------------------------------------
@@ -193,13 +196,17 @@ class CustomerShardLogic:
                 applied.append(False)
                 continue
             state = self._apply(event)
-            if event.event_type in LEARNED_KINDS:
-                self.offers.learn(event, state, self.model.customer_summary(event.customer_id))
-            elif event.event_type == "purchase" and event.channel == "pos":
-                self._cross_sell(event)
-            applied.append(True)
+            # applied: from here on a catch-up must not apply it again, whatever follows
             self.last_seq = max(self.last_seq, seq)
             self.since_snapshot += 1
+            applied.append(True)
+            try:
+                if event.event_type in LEARNED_KINDS:
+                    self.offers.learn(event, state, self.model.customer_summary(event.customer_id))
+                elif event.event_type == "purchase" and event.channel == "pos":
+                    self._cross_sell(event)
+            except Exception:  # noqa: BLE001 - learning and follow-ups are extras; the event is applied
+                log.exception("shard %d: a follow-up of event %s failed", self.shard_id, event.event_id)
         return applied
 
     def screen_events(self, events: list[Event]) -> tuple[list[Event], int]:
@@ -252,6 +259,7 @@ class CustomerShardLogic:
         self.abandon_due.pop(customer_id, None)
         self.new_actions = [a for a in self.new_actions if a["customer_id"] != customer_id]
         self.model.forget([customer_id])
+        self.erased_here.add(customer_id)
         return self.customers.pop(customer_id, None) is not None
 
     def erase_stored(self, customer_id: str, principal: str) -> dict[str, Any]:
@@ -389,13 +397,7 @@ class CustomerShard:
         logic = self._logic
         while True:
             await asyncio.sleep(logic.offers.config.trigger_tick_seconds)
-            actions = logic.due_actions(_now_ms())
-            if not actions:
-                continue
-            try:
-                await self._io_call(logic.store.append_actions, actions)
-            except Exception:  # the store is away: keep them for the next tick
-                logic.new_actions.extend(actions)
+            await self._writer.fire_triggers(_now_ms())
 
     async def actions_after(self, seq: int, limit: int) -> list:
         return await self._io_call(self._logic.store.actions_after, seq, limit)
@@ -457,6 +459,7 @@ class CustomerShard:
         if self._pending_model is None or self._pending_model[0] != version:
             raise Unavailable(f"shard {self._logic.shard_id}: model {version} was not prepared")
         _, model, ref = self._pending_model
+        model.forget(self._logic.erased_here)
         self._logic.model, self._model_ref, self._pending_model = model, ref, None
         return version
 

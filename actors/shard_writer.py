@@ -7,6 +7,7 @@ event loop. Tests drive this same class with a real store and an executor.
 """
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import time
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 SNAPSHOT_RETRY_S = 5.0
 # after a failed write, health probes the store at most this often
 PROBE_EVERY_S = 1.0
+# a store call that has not returned for this long makes health report the shard not writable
+STUCK_AFTER_S = 10.0
 
 
 def describe(exc: BaseException) -> str:
@@ -46,6 +49,13 @@ class ShardWriter:
         self._io = io
         self._clock = clock
         self._writes = GroupCommit(self._commit_batch)
+        # one write-side step at a time: a batch (with its snapshot), an erasure (with its
+        # snapshot), a trigger tick's outbox append. Without it an erasure could run between a
+        # batch's snapshot payload and its write, and a stale snapshot would hold the customer.
+        self._exclusive = asyncio.Lock()
+        # when the store call in progress started (None: none): one that hangs is a shard that
+        # cannot take writes, though nothing has failed yet
+        self._store_call_since: float | None = None
         # a write failed with an unknown outcome, or was stored but not applied: catch up first
         self._behind = False
         self._write_error: str | None = None
@@ -59,6 +69,18 @@ class ShardWriter:
         return await self._writes.submit(events)
 
     async def _commit_batch(self, chunks: list[list[Event]]) -> list[tuple[int, int, int]]:
+        async with self._exclusive:
+            return await self._commit_batch_alone(chunks)
+
+    async def _store(self, fn, *args):
+        """A store call on the store thread, timed for health."""
+        self._store_call_since = self._clock()
+        try:
+            return await self._io(fn, *args)
+        finally:
+            self._store_call_since = None
+
+    async def _commit_batch_alone(self, chunks: list[list[Event]]) -> list[tuple[int, int, int]]:
         """One group commit: catch up first if a write failed before, screen, store, apply.
 
         Failing here fails the batch (GroupCommit answers its callers); nothing is lost that was
@@ -70,7 +92,7 @@ class ShardWriter:
         events = [e for chunk in chunks for e in chunk]
         kept, _ = logic.screen_events(events)
         try:
-            seqs = await self._io(logic.store.append, logic.shard_id, kept) if kept else []
+            seqs = await self._store(logic.store.append, logic.shard_id, kept) if kept else []
         except Exception as exc:
             # the outcome may be unknown (a connection lost during COMMIT): look in the log first
             self._behind = True
@@ -142,6 +164,10 @@ class ShardWriter:
                 self._note_write_success()
             except Exception as exc:  # noqa: BLE001
                 self._note_write_failure(exc)
+        since = self._store_call_since
+        if since is not None and self._clock() - since >= STUCK_AFTER_S:
+            self._write_error = f"a store call has not returned for {self._clock() - since:.0f} s"
+            self._write_error_at = self._clock()
         return {"shard_id": self.logic.shard_id, "model_version": self.logic.model.version,
                 "writable": self._write_error is None,
                 "write_error": self._write_error, "snapshot_error": self._snapshot_error,
@@ -151,10 +177,25 @@ class ShardWriter:
     async def forget(self, customer_id: str, principal: str) -> dict[str, Any]:
         """Erase: the store's one transaction first (nothing is erased if it fails), then memory,
         then a fresh snapshot (which may fail: the erasure already dropped the old one)."""
-        try:
-            report = await self._io(self.logic.erase_stored, customer_id, principal)
-        except Exception as exc:
-            raise Unavailable(f"erasure could not be stored, nothing was erased; retry: {describe(exc)}") from None
-        self.logic.forget_live(customer_id)
-        await self._snapshot_quietly()
-        return report
+        async with self._exclusive:
+            try:
+                report = await self._store(self.logic.erase_stored, customer_id, principal)
+            except Exception as exc:
+                raise Unavailable(f"erasure could not be stored, nothing was erased; retry: {describe(exc)}") from None
+            self.logic.forget_live(customer_id)
+            await self._snapshot_quietly()
+            return report
+
+    async def fire_triggers(self, now_ms: int) -> int:
+        """Actions whose time has come into the outbox; returns how many were stored. Taken and
+        stored with no erasure in between, so an erased customer's action is never written."""
+        async with self._exclusive:
+            actions = self.logic.due_actions(now_ms)
+            if not actions:
+                return 0
+            try:
+                return await self._store(self.logic.store.append_actions, actions)
+            except Exception as exc:  # noqa: BLE001 - the store is away: keep them for the next tick
+                describe(exc)
+                self.logic.new_actions.extend(actions)
+                return 0

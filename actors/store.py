@@ -548,9 +548,20 @@ def _reason(exc: BaseException) -> str:
     """A driver error for a caller: its kind and libpq's reason, without the server's address
     (libpq writes 'connection to server at "host", port 5432 failed: <reason>'); the whole text
     goes to the log."""
-    lines = str(exc).strip().splitlines()
-    reason = " ".join(lines[0].rsplit("failed:", 1)[-1].split()) if lines else ""
-    return f"{type(exc).__name__}: {reason[:160]}" if reason else type(exc).__name__
+    text = str(exc).lower()
+    # libpq's wording carries host names, addresses and user names: only the kind goes out
+    for needle, kind in (("resolve host", "the database host name does not resolve"),
+                         ("timeout", "connecting timed out"), ("timed out", "connecting timed out"),
+                         ("refused", "the database refused the connection"),
+                         ("authentication", "the database refused the credentials"),
+                         ("password", "the database refused the credentials"),
+                         ("terminat", "the server ended the connection"),
+                         ("closed", "the connection was closed"),
+                         ("starting up", "the database is starting up"),
+                         ("shutting down", "the database is shutting down")):
+        if needle in text:
+            return kind
+    return "the database connection failed"
 
 
 def open_store(url: str) -> SqlEventStore:

@@ -16,8 +16,13 @@ from engine.rules import DAY_MS
 # Live session signals kept per customer: enough for co-visitation, small enough that a
 # shard holds many customers.
 MAX_RECENT = 30
-# offer event type -> what the contact history calls it (offer_control is no contact)
-OFFER_HISTORY_KIND = {"offer_shown": "shown", "offer_accepted": "accepted", "offer_declined": "declined"}
+# offer event type -> what the contact history calls it. A control exposure (an offer withheld
+# from a control-arm customer) counts as a contact for the caps and cool-downs, so both arms move
+# through the catalogue the same way (else treated customers are capped off offer A onto B while
+# control customers are withheld A for ever, and the arms are scored on different targets); it is
+# never answerable, since nothing was shown.
+OFFER_HISTORY_KIND = {"offer_shown": "shown", "offer_accepted": "accepted", "offer_declined": "declined",
+                      "offer_control": "shown"}
 
 
 @dataclass(slots=True)
@@ -102,8 +107,10 @@ def apply_event(state: CustomerState, event: Event) -> None:
         if state.offers is None:
             state.offers = OfferHistory()
         # the decision id makes a show answerable, and marks a response as its show's answer
+        answerable = kind != "offer_control"
         state.offers.record(attributes["offer_id"], event.channel, OFFER_HISTORY_KIND[kind], ts,
-                            decision_id=attributes.get("decision_id", ""), event_id=event.event_id)
+                            decision_id=attributes.get("decision_id", "") if answerable else "",
+                            event_id=event.event_id)
 
     weight = EVENT_WEIGHTS[kind]
     if weight > 0:

@@ -198,6 +198,8 @@ def test_group_commit_answers_every_caller_of_a_failed_batch():
             raise ValueError("boom")
         commit = GroupCommit(batch)
         results = await asyncio.gather(*[commit.submit([n]) for n in range(20)], return_exceptions=True)
-        assert all(isinstance(r, Unavailable) and "boom" in r.message for r in results)
+        # every caller answered; the bug's own text stays in the shard's log, not in the answer
+        assert all(isinstance(r, Unavailable) and "boom" not in r.message and "retry" in r.message
+                   for r in results)
         assert commit.running()
     run(scenario())
