@@ -103,6 +103,10 @@ def test_disk_full_fails_writes_loses_nothing_and_resumes_by_itself(small_disk, 
         assert refused > 0, "the disk never filled up"
         health = await writer.health()
         assert health["writable"] is False and health["write_error"]
+        # an erasure that cannot be stored erases nothing and says so (DELETE: 503, not a 500)
+        with pytest.raises(Unavailable, match="nothing was erased"):
+            await writer.forget("c1", "admin")
+        assert logic.customers.get("c1") is not None
         for path in fillers:
             path.unlink()
         assert (await writer.health())["writable"] is True  # came back with no client write
