@@ -214,7 +214,7 @@ class CustomerShardLogic:
         answers a show the engine made to that customer, and only its first answer (also within
         this batch); see ShardOffers.screen. Ignored responses are neither stored nor learnt from.
         Run before the store append, against the state the applied events left."""
-        return self.offers.screen(events, self.customers.get)
+        return self.offers.screen(events, self.customers.get, _now_ms())
 
     def acknowledge(self, chunks: Sequence[Sequence[Event]], kept: Sequence[Event],
                     seqs: Sequence[int | None]) -> list[tuple[int, int, int]]:

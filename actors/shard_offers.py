@@ -115,14 +115,16 @@ class ShardOffers:
                           keep_decisions=self.config.answerable_shows,
                           decision_window_ms=int(self.config.response_window_days * DAY_MS))
 
-    def screen(self, events: Sequence[Event],
-               state_of: Callable[[str], CustomerState | None]) -> tuple[list[Event], int]:
+    def screen(self, events: Sequence[Event], state_of: Callable[[str], CustomerState | None],
+               now_ms: int = 0) -> tuple[list[Event], int]:
         """The events to store, and how many responses were ignored. An offer_accepted /
         offer_declined is kept only if it answers a show the engine made to that same customer
         (its decision id and offer id, among the customer's last ``answerable_shows`` shows, at
         most ``response_window_days`` after it) and is the first answer to it, also within this
         batch. A re-delivery of the first answer (same event id) is kept: the store recognises it
-        as a duplicate. Everything else passes (clients cannot send offer_shown: parse_event)."""
+        as a duplicate. Everything else passes (clients cannot send offer_shown: parse_event).
+        The window is judged at the later of the response's own timestamp and ``now_ms`` (the
+        shard's clock), so a response backdated by its client cannot reopen an old show."""
         window_ms = int(self.config.response_window_days * DAY_MS)
         answered: dict[tuple[str, str, str], str] = {}
         kept: list[Event] = []
@@ -138,7 +140,7 @@ class ShardOffers:
                     state = state_of(event.customer_id)
                     history = state.offers if state is not None else None
                     ok = history is not None and history.answerable(key[1], key[2], event.event_id,
-                                                                    event.timestamp_ms, window_ms)
+                                                                    max(event.timestamp_ms, now_ms), window_ms)
                     if ok:
                         answered[key] = event.event_id
                 if not ok:

@@ -155,3 +155,15 @@ def test_learning_itself_refuses_a_response_that_answers_no_show(make_shard):
     fake = response("c4", "made-up")
     shard.apply_committed([fake], shard.store.append(shard.shard_id, [fake]))
     assert learnt(shard) == before
+
+
+def test_a_backdated_response_cannot_reopen_an_old_show(make_shard):
+    import time
+
+    shard = make_shard(config=OffersConfig(response_window_days=2))
+    long_ago = int(time.time() * 1000) - 60 * DAY_MS  # a show the engine made two months ago
+    old = decide(shard, "c3", now=long_ago)
+    # the client claims it answered the next day; the shard's clock says two months later
+    backdated = response("c3", old["decision_id"], ts=long_ago + DAY_MS)
+    assert shard.track([backdated]) == (0, 0)
+    assert shard.offers.ignored_responses >= 1
