@@ -10,3 +10,26 @@ def _forbid_ray(monkeypatch):
         raise AssertionError("unit tests must not start Ray; put this test under tests/integration")
 
     monkeypatch.setattr(ray, "init", refuse)
+
+
+@pytest.fixture
+def writer_of():
+    """writer_of(logic): the ShardWriter the actor runs, over a real one-thread store executor
+    (the actor's), so tests drive the production write path without Ray."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from actors.shard_writer import ShardWriter
+
+    executors = []
+
+    def make(logic):
+        io = ThreadPoolExecutor(max_workers=1)
+        executors.append(io)
+
+        async def io_call(fn, *args):
+            return await asyncio.get_running_loop().run_in_executor(io, fn, *args)
+        return ShardWriter(logic, io_call)
+    yield make
+    for io in executors:
+        io.shutdown(wait=True)

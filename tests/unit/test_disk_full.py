@@ -7,12 +7,10 @@ machine runs as root)."""
 import asyncio
 import os
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from actors.shard import CustomerShardLogic
-from actors.shard_writer import ShardWriter
 from actors.store import SqliteEventStore
 from engine.config import RankingConfig
 from engine.errors import Unavailable
@@ -66,7 +64,8 @@ def event(n, customer="c1"):
                         "session_id": "x" * 100}, NOW)
 
 
-def test_disk_full_fails_writes_loses_nothing_and_resumes_by_itself(small_disk, synthetic_bundle, monkeypatch):
+def test_disk_full_fails_writes_loses_nothing_and_resumes_by_itself(small_disk, synthetic_bundle, monkeypatch,
+                                                                    writer_of):
     from recommenders.runtime import ModelRuntime
 
     monkeypatch.setattr("actors.shard_writer.PROBE_EVERY_S", 0.0)
@@ -75,11 +74,7 @@ def test_disk_full_fails_writes_loses_nothing_and_resumes_by_itself(small_disk, 
     logic = CustomerShardLogic(0, ModelRuntime(synthetic_bundle.arrays, synthetic_bundle.manifest), RankingConfig(),
                                store, snapshot_every=50)
     logic.recover()
-    io = ThreadPoolExecutor(max_workers=1)
-
-    async def io_call(fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(io, fn, *args)
-    writer = ShardWriter(logic, io_call)
+    writer = writer_of(logic)
     acked: list[str] = []
 
     async def scenario():
@@ -113,10 +108,7 @@ def test_disk_full_fails_writes_loses_nothing_and_resumes_by_itself(small_disk, 
         batch = [event(n + i) for i in range(10)]
         assert (await writer.submit(batch))[0] == 10
         acked.extend(e.event_id for e in batch)
-    try:
-        asyncio.run(asyncio.wait_for(scenario(), 60))
-    finally:
-        io.shutdown(wait=True)
+    asyncio.run(asyncio.wait_for(scenario(), 60))
     stored = {e.event_id for e in store.customer_events("c1")}
     assert set(acked) <= stored
     assert logic.customers["c1"].event_count == len(stored)

@@ -5,13 +5,11 @@ are injected by making the real store or apply step raise, the way a full disk, 
 connection or a bug would.
 """
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from actors.group_commit import GroupCommit
 from actors.shard import CustomerShardLogic
-from actors.shard_writer import ShardWriter
 from actors.store import SqliteEventStore
 from engine.config import RankingConfig
 from engine.errors import Unavailable
@@ -26,22 +24,13 @@ def event(n, customer="c1", kind="view", item="i0001"):
 
 
 @pytest.fixture
-def writer_for(tmp_path, synthetic_model):
-    executors = []
-
+def writer_for(tmp_path, synthetic_model, writer_of):
     def make(snapshot_every=10_000, name="store.db"):
         logic = CustomerShardLogic(0, synthetic_model, RankingConfig(), SqliteEventStore(tmp_path / name),
                                    snapshot_every)
         logic.recover()
-        io = ThreadPoolExecutor(max_workers=1)
-        executors.append(io)
-
-        async def io_call(fn, *args):
-            return await asyncio.get_running_loop().run_in_executor(io, fn, *args)
-        return ShardWriter(logic, io_call), logic
-    yield make
-    for io in executors:
-        io.shutdown(wait=True)
+        return writer_of(logic), logic
+    return make
 
 
 def run(scenario):

@@ -2,12 +2,10 @@
 erased customer back or applying anything twice (the write side is one step at a time)."""
 import asyncio
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from actors.shard import CustomerShardLogic
-from actors.shard_writer import ShardWriter
 from actors.store import SqliteEventStore
 from engine.config import OffersConfig, RankingConfig
 from engine.events import parse_event
@@ -23,22 +21,13 @@ def event(n, customer, kind="view", item="i0001", **extra):
 
 
 @pytest.fixture
-def make(tmp_path, synthetic_bundle):
-    executors = []
-
+def make(tmp_path, synthetic_bundle, writer_of):
     def build(snapshot_every=10_000, **kwargs):
         logic = CustomerShardLogic(0, ModelRuntime(synthetic_bundle.arrays, synthetic_bundle.manifest),
                                    RankingConfig(), SqliteEventStore(tmp_path / "s.db"), snapshot_every, **kwargs)
         logic.recover()
-        io = ThreadPoolExecutor(max_workers=1)
-        executors.append(io)
-
-        async def io_call(fn, *args):
-            return await asyncio.get_running_loop().run_in_executor(io, fn, *args)
-        return ShardWriter(logic, io_call), logic
-    yield build
-    for io in executors:
-        io.shutdown(wait=True)
+        return writer_of(logic), logic
+    return build
 
 
 def test_an_erasure_during_a_snapshotting_batch_leaves_no_stale_snapshot(make, monkeypatch):
