@@ -36,10 +36,6 @@ class GroupCommit:
         self.failed_batches = 0
         self.writer_starts = 0
 
-    @property
-    def queued(self) -> int:
-        return len(self._pending)
-
     def running(self) -> bool:
         return self._writer is not None and not self._writer.done()
 

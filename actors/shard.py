@@ -32,7 +32,7 @@ from engine.offers import OfferCatalog
 from engine.queries import Filters, OfferQuery, RecommendQuery, SimilarQuery
 from engine.state import CustomerState, apply_event, state_from_dict, state_to_dict
 from actors.customer_table import CustomerTable
-from actors.shard_writer import ShardWriter, describe
+from actors.shard_writer import ShardWriter
 from actors.shard_offers import LEARNED_KINDS, ShardOffers, catalog_from_toml
 from actors.store import SqlEventStore, open_store
 from recommenders.catalog_view import CatalogView
@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 # store meta key: the offer catalogue (TOML) in force
 OFFER_CATALOG_META = "offer_catalog_toml"
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -427,10 +429,8 @@ class CustomerShard:
         return self._logic.apply_catalog(updates)
 
     async def forget(self, customer_id: str, principal: str) -> dict[str, Any]:
-        out = await self._writer.forget(customer_id, principal)
-        if self._pending_model is not None:
-            self._pending_model[1].forget([customer_id])
-        return out
+        # a model being promoted meanwhile unmaps the customer when it is switched to (commit_model)
+        return await self._writer.forget(customer_id, principal)
 
     async def health(self) -> dict[str, Any]:
         self._start_background()
