@@ -125,6 +125,12 @@ class CustomerShardLogic:
     def model(self, model: ModelRuntime) -> None:
         self.view = CatalogView(model, self.catalog, carry_from=self.view)
 
+    def switch_model(self, model: ModelRuntime) -> None:
+        """Serve ``model`` from now on. It may have been prepared before an erasure committed, so
+        the customers erased here since are unmapped in it first."""
+        model.forget(self.erased_here)
+        self.model = model
+
     def _apply(self, event: Event) -> CustomerState:
         """Apply one stored event (a replay or a new one) to its customer; returns the customer."""
         state = self.customers.get(event.customer_id)
@@ -459,8 +465,8 @@ class CustomerShard:
         if self._pending_model is None or self._pending_model[0] != version:
             raise Unavailable(f"shard {self._logic.shard_id}: model {version} was not prepared")
         _, model, ref = self._pending_model
-        model.forget(self._logic.erased_here)
-        self._logic.model, self._model_ref, self._pending_model = model, ref, None
+        self._logic.switch_model(model)
+        self._model_ref, self._pending_model = ref, None
         return version
 
     async def abort_model(self, version: str) -> None:

@@ -121,3 +121,12 @@ def test_training_leaves_erased_customers_out(tmp_path, synthetic_dataset):
     bundle = load_bundle(resolve_bundle_path(tmp_path / "models", None))
     users = set(bundle.arrays["user_ids"].tolist())
     assert TRAINED not in users and "c8" in users
+
+
+def test_a_model_prepared_before_an_erasure_does_not_bring_the_customer_back(make_shard, fresh_model):
+    logic = make_shard()
+    prepared = fresh_model()  # a promotion's model, built while the erasure was on its way
+    assert prepared.customer_summary(TRAINED) is not None
+    logic.forget(TRAINED, principal="admin")
+    logic.switch_model(prepared)
+    assert logic.model is prepared and not answer(logic).personalized
