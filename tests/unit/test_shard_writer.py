@@ -192,3 +192,27 @@ def test_group_commit_answers_every_caller_of_a_failed_batch():
                    for r in results)
         assert commit.running()
     run(scenario())
+
+
+def test_health_reports_a_store_call_that_hangs(writer_for, monkeypatch):
+    import threading
+
+    writer, logic = writer_for()
+    monkeypatch.setattr("actors.shard_writer.STUCK_AFTER_S", 0.05)
+    release = threading.Event()
+    real = logic.store.append
+
+    def hung(shard, events):  # a database that stops answering, then comes back
+        release.wait(10)
+        return real(shard, events)
+    monkeypatch.setattr(logic.store, "append", hung)
+
+    async def scenario():
+        write = asyncio.ensure_future(writer.submit([event(1)]))
+        await asyncio.sleep(0.2)
+        report = await writer.health()
+        assert report["writable"] is False and "has not returned" in report["write_error"]
+        release.set()
+        assert await write == (1, 0, 0)
+        assert (await writer.health())["writable"] is True
+    run(scenario())
