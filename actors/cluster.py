@@ -1,61 +1,70 @@
-"""Starting the shard actors and finding them again.
+"""Starting the back end of one service and stopping it again.
 
-Shards are named actors (``recsys-shard-<i>`` in namespace ``recsys``) so that any ingress
-replica on any node finds them by name. The model registry (actors/registry.py) puts the model
-arrays into the object store once and every shard maps them from there.
+The model registry (actors/registry.py) puts the model arrays into the object store once and
+every owner maps them from there; the offer learner adds up the bandits' counts; the placement
+(actors/placement.py) starts the partition owners and hands out the partitions. Every actor is
+named in namespace ``recsys`` (actors/names.py), so any ingress replica on any node finds them.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from actors.learner import OfferLearner
+from actors.names import (LEARNER_NAME, NAMESPACE, OFFER_CATALOG_META, OWNER_PREFIX, PLACEMENT_NAME,
+                          REGISTRY_NAME)
+from actors.owner import OwnerSettings
+from actors.placement import Placement, PlacementSettings
+from actors.registry import ModelRegistry
+from actors.shard_offers import catalog_from_toml
+from actors.store import open_store
 from engine.config import ServeConfig
 from recommenders.bundle import ModelBundle
 
-NAMESPACE = "recsys"
+
+def placement_settings(config: ServeConfig, partitions: int, owner_options: dict | None = None) -> PlacementSettings:
+    owner = OwnerSettings(store_url=config.store_url, partitions=partitions, ranking=config.ranking,
+                          offers=config.offers, snapshot_every=config.snapshot_every_events,
+                          hot_customers=config.hot_customers_per_partition)
+    return PlacementSettings(owner=owner, scaling=config.owners, control_interval_s=config.owner_control_interval_s,
+                             autoscale=config.autoscale_owners, owner_actor_options=dict(owner_options or {}))
 
 
-def shard_name(index: int) -> str:
-    return f"recsys-shard-{index}"
-
-
-def start_shards(bundle: ModelBundle, config: ServeConfig, actor_options: dict | None = None) -> tuple[list, object, object]:
-    """Create the model registry (holding ``bundle``) and the shard actors, which map the
-    registry's current model; wait until they have recovered. Returns (shards, registry, what the caller must hold on to: the
-    start-up arrays' ObjectRef and the offer learner, which live as long as those references)."""
-    from actors.learner import LEARNER_NAME, OfferLearner
-    from actors.registry import REGISTRY_NAME, ModelRegistry
-    from actors.shard import CustomerShard
-
-    offer_toml = read_offer_catalog(config)
-    learner = OfferLearner.options(name=LEARNER_NAME, namespace=NAMESPACE).remote(config.store_url)
-
+def start_backend(bundle: ModelBundle, config: ServeConfig, owner_options: dict | None = None) -> tuple[object, object, list]:
+    """Create the store (at the current schema, P partitions), the model registry (holding
+    ``bundle``), the offer learner and the placement, which starts min_owners owners and gives
+    out every partition; wait until all are held. Returns (placement, registry, what the caller
+    must hold on to: the start-up arrays' ObjectRef and the learner, which live as long as those
+    references)."""
+    store = open_store(config.store_url, config.partitions)
+    try:
+        partitions = store.partitions()
+    finally:
+        store.close()
+    read_offer_catalog(config)
+    # the service's control actors run on this node, with the process that owns them (and the
+    # model arrays' object): they share its fate, and one that crashes is restarted here (the
+    # placement then rebuilds its view from the store's leases)
+    here = {"scheduling_strategy": NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)}
+    learner = OfferLearner.options(name=LEARNER_NAME, namespace=NAMESPACE, **here).remote(config.store_url)
     # This process owns the arrays' object and must outlive the service (it does: it is the
     # process that runs it), so a registry restarted on another node still finds them.
     arrays_ref = ray.put(dict(bundle.arrays))
-    registry = ModelRegistry.options(name=REGISTRY_NAME, namespace=NAMESPACE).remote(
-        str(Path(config.model_dir).resolve()), config.num_shards, [arrays_ref], dict(bundle.manifest))
+    registry = ModelRegistry.options(name=REGISTRY_NAME, namespace=NAMESPACE, **here).remote(
+        str(Path(config.model_dir).resolve()), [arrays_ref], dict(bundle.manifest))
     ray.get(registry.serving_version.remote())
-    num_shards = config.num_shards
-    options = {"scheduling_strategy": "SPREAD", **(actor_options or {})}
-    shards = [
-        CustomerShard.options(name=shard_name(i), namespace=NAMESPACE, **options)
-        .remote(i, config.ranking, config.store_url, num_shards, config.snapshot_every_events, config.offers,
-                offer_toml, config.hot_customers_per_shard)
-        for i in range(num_shards)
-    ]
-    ray.get([s.ping.remote() for s in shards])
-    return shards, registry, [arrays_ref, learner]
+    placement = Placement.options(name=PLACEMENT_NAME, namespace=NAMESPACE, **here).remote(
+        placement_settings(config, partitions, owner_options))
+    ray.get(placement.start.remote())
+    return placement, registry, [arrays_ref, learner]
 
 
 def read_offer_catalog(config: ServeConfig) -> str | None:
     """The offer catalogue file's text, validated, and recorded in the store as the one in force
-    (a restarted shard reads it there). None when no catalogue is configured or the file is absent."""
-    from actors.shard import OFFER_CATALOG_META
-    from actors.shard_offers import catalog_from_toml
-    from actors.store import open_store
-
+    (every owner reads it there). None when no catalogue is configured or the file is absent."""
     path = config.offers.catalog_path
     text = Path(path).read_text() if path and Path(path).exists() else None
     catalog_from_toml(text, str(path))  # a broken catalogue stops the start, with its message
@@ -67,19 +76,24 @@ def read_offer_catalog(config: ServeConfig) -> str | None:
     return text
 
 
-def find_shards(num_shards: int) -> list:
-    return [ray.get_actor(shard_name(i), namespace=NAMESPACE) for i in range(num_shards)]
+def find_owners() -> list:
+    """Handles of the owners the placement runs now."""
+    from actors.names import find, find_placement
+
+    return [find(name) for name in ray.get(find_placement().owner_names.remote())]
 
 
-def stop_shards(num_shards: int, timeout_s: float = 30.0) -> None:
-    """Kill the shard actors and the registry; wait until their names are free again (so a
-    restart can reuse them)."""
-    import time
+def _named_owners() -> list[str]:
+    from ray.util import list_named_actors
 
-    from actors.learner import LEARNER_NAME
-    from actors.registry import REGISTRY_NAME
+    return [a["name"] for a in list_named_actors(all_namespaces=True)
+            if a.get("namespace") == NAMESPACE and a["name"].startswith(OWNER_PREFIX)]
 
-    names = [shard_name(i) for i in range(num_shards)] + [REGISTRY_NAME, LEARNER_NAME]
+
+def stop_backend(timeout_s: float = 30.0) -> None:
+    """Kill the placement (first: it would replace the owners), the owners, the registry and the
+    learner; wait until their names are free again (so a restart can reuse them)."""
+    names = [PLACEMENT_NAME] + _named_owners() + [REGISTRY_NAME, LEARNER_NAME]
     for name in names:
         try:
             ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)

@@ -32,12 +32,23 @@ class GroupCommit:
         self._pending: list[tuple[Sequence[Any], asyncio.Future]] = []
         self._wake: asyncio.Event | None = None
         self._writer: asyncio.Task | None = None
+        self._busy = False
         self.batches = 0
         self.failed_batches = 0
         self.writer_starts = 0
 
     def running(self) -> bool:
         return self._writer is not None and not self._writer.done()
+
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        """Wait until nothing is queued or being committed (callers that gave up included: their
+        items may still be committed). A partition's move waits for this before its snapshot."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while (self._pending or self._busy) and loop.time() < deadline:
+            await asyncio.sleep(0.002)
+        if self._pending or self._busy:
+            raise Unavailable("writes did not drain in time; retry")
 
     async def submit(self, items: Sequence[Any]) -> Any:
         """Queue ``items`` for the next batch and wait for their result. If this caller is
@@ -81,6 +92,7 @@ class GroupCommit:
             if not live:
                 continue
             self.batches += 1
+            self._busy = True
             try:
                 results = await self._run_batch([items for items, _ in live])
                 if len(results) != len(live):
@@ -96,6 +108,8 @@ class GroupCommit:
                 self._fail(live, exc if isinstance(exc, RecsysError)
                            else Unavailable("the write failed on the shard (logged there); retry"))
                 continue
+            finally:
+                self._busy = False
             for (_, future), result in zip(live, results):
                 if future.done():  # a caller that went away mid-batch is simply not answered
                     continue

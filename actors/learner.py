@@ -1,6 +1,6 @@
-"""The offer learner: one small actor that adds up what every shard's bandit saw.
+"""The offer learner: one small actor that adds up what every owner's bandit saw.
 
-Each shard sends the increments it recorded since its last exchange and adopts the totals it
+Each owner sends the increments it recorded since its last exchange and adopts the totals it
 gets back (engine.decisioning.BanditState documents the protocol: nothing is counted twice,
 and a failed exchange is sent again). The totals are written to the store, so a restarted
 learner, or a whole restarted service, goes on from what was learnt.
@@ -15,7 +15,6 @@ import ray
 from actors.store import open_store
 from engine.decisioning import BanditState, counts_from_rows, counts_to_rows
 
-LEARNER_NAME = "recsys-offer-learner"
 META_KEY = "bandit_counts"
 SAVE_EVERY_S = 1.0
 
@@ -42,9 +41,3 @@ class OfferLearner:
             self.store.set_meta(META_KEY, orjson.dumps(counts_to_rows(self.state.counts())).decode())
             self._saved_at, self._dirty = now, False
         return counts_to_rows(self.state.counts())
-
-
-def find_learner():
-    from actors.cluster import NAMESPACE
-
-    return ray.get_actor(LEARNER_NAME, namespace=NAMESPACE)

@@ -1,10 +1,14 @@
-"""The model registry: which bundle the shards serve, and how a new one reaches them.
+"""The model registry: which bundle the owners serve, and how a new one reaches them.
 
 One named actor (``recsys-model-registry``). It owns the object-store copy of every model it
-has handed out, so a shard on any node that (re)starts maps the current arrays from there.
-Promotion is two-phase: every shard builds the new model beside the old (prepare); only when
+has handed out, so an owner on any node that starts maps the current arrays from there.
+Promotion is two-phase: every owner builds the new model beside the old (prepare); only when
 all have succeeded does each switch its reference (commit), so a bundle that fails anywhere is
 never served anywhere, and each response names the version that made it.
+
+The owners come and go while the tier scales: an owner started during a promotion either reads
+the new model as the current one when it starts, or was started before and is found by the
+check after the commit, which brings every owner the placement runs to the promoted version.
 """
 from __future__ import annotations
 
@@ -14,20 +18,21 @@ from typing import Any, Mapping
 
 import ray
 
+from actors.names import find, find_placement
 from engine.errors import InvalidArgument
 from recommenders.bundle import current_version, list_versions, load_bundle, set_current
 from recommenders.promotion import check_promotion
 
-REGISTRY_NAME = "recsys-model-registry"
+# an owner that started mid-promotion is brought up to date by at most this many passes
+CATCH_UP_PASSES = 5
 
 
 @ray.remote(num_cpus=0, max_restarts=-1)
 class ModelRegistry:
-    def __init__(self, model_dir: str, num_shards: int, initial_refs: list, manifest: Mapping[str, Any]):
+    def __init__(self, model_dir: str, initial_refs: list, manifest: Mapping[str, Any]):
         # initial_refs = [ObjectRef] put (and kept alive) by the process that started the service:
         # constructor arguments by value would be gone when Ray restarts this actor elsewhere.
         self.model_dir = Path(model_dir)
-        self.num_shards = num_shards
         self.models: dict[str, tuple[list, dict]] = {str(manifest["version"]): (list(initial_refs), dict(manifest))}
         self.history: list[str] = [str(manifest["version"])]
         if ray.get_runtime_context().was_current_actor_reconstructed:
@@ -53,7 +58,7 @@ class ModelRegistry:
         return [{"version": v, "serving": v == self.history[-1]} for v in list_versions(self.model_dir)]
 
     async def promote(self, version: str, force: bool = False) -> dict[str, Any]:
-        """Validate bundle ``version`` under model_dir, then swap every shard to it."""
+        """Validate bundle ``version`` under model_dir, then swap every owner to it."""
         started = time.perf_counter()
         path = self.model_dir / version
         if not path.exists():
@@ -62,11 +67,12 @@ class ModelRegistry:
         serving = self.models[self.history[-1]][1]
         check_promotion(bundle.manifest, serving, force=force)
         refs = self.models[version][0] if version in self.models else [ray.put(dict(bundle.arrays))]
-        await self._swap(refs, dict(bundle.manifest))
+        done = await self._swap(refs, dict(bundle.manifest))
         self.models[version] = (refs, dict(bundle.manifest))
         previous = self.history[-1]
         self.history.append(version)
         set_current(self.model_dir, version)
+        await self._catch_up(done)
         return {"version": version, "previous": previous, "seconds": round(time.perf_counter() - started, 3)}
 
     async def rollback(self) -> dict[str, Any]:
@@ -76,32 +82,47 @@ class ModelRegistry:
         started = time.perf_counter()
         current, previous = self.history[-1], self.history[-2]
         refs, manifest = self.models[previous]
-        await self._swap(refs, manifest)
+        done = await self._swap(refs, manifest)
         self.history.pop()
         if (self.model_dir / previous).exists():
             set_current(self.model_dir, previous)
+        await self._catch_up(done)
         return {"version": previous, "previous": current, "seconds": round(time.perf_counter() - started, 3)}
 
-    async def _swap(self, refs: list, manifest: dict) -> None:
-        from actors.cluster import find_shards
-
-        shards = find_shards(self.num_shards)
+    async def _swap(self, refs: list, manifest: dict) -> set[str]:
+        """Prepare on every owner the placement runs, then commit on all; returns their names."""
+        names = await find_placement().owner_names.remote()
+        owners = [find(n) for n in names]
         version = str(manifest["version"])
         try:
-            await _gather([s.prepare_model.remote(refs, manifest) for s in shards])
+            await _gather([o.prepare_model.remote(refs, manifest) for o in owners])
         except Exception as exc:
-            await _gather([s.abort_model.remote(version) for s in shards], ignore_errors=True)
-            raise InvalidArgument(f"model {version} failed to load on a shard; nothing changed: {exc}") from exc
-        await _gather([s.commit_model.remote(version) for s in shards])
+            await _gather([o.abort_model.remote(version) for o in owners], ignore_errors=True)
+            raise InvalidArgument(f"model {version} failed to load on an owner; nothing changed: {exc}") from exc
+        await _gather([o.commit_model.remote(version) for o in owners])
+        return set(names)
+
+    async def _catch_up(self, done: set[str]) -> None:
+        """Owners started while the swap ran may have read the model served before it: bring
+        each one the placement runs now to the current model. (It is the current one from here on,
+        so owners starting later read it themselves.)"""
+        refs, manifest = self.current()
+        version = str(manifest["version"])
+        for _ in range(CATCH_UP_PASSES):
+            names = set(await find_placement().owner_names.remote())
+            owners = []
+            for name in names - done:
+                owner = find(name)
+                if await owner.model_version.remote() != version:
+                    owners.append(owner)
+            done |= names
+            if not owners:
+                return
+            await _gather([o.prepare_model.remote(refs, manifest) for o in owners], ignore_errors=True)
+            await _gather([o.commit_model.remote(version) for o in owners], ignore_errors=True)
 
 
 async def _gather(refs: list, ignore_errors: bool = False) -> list:
     import asyncio
 
     return await asyncio.gather(*refs, return_exceptions=ignore_errors)
-
-
-def find_registry():
-    from actors.cluster import NAMESPACE
-
-    return ray.get_actor(REGISTRY_NAME, namespace=NAMESPACE)

@@ -1,40 +1,36 @@
-"""A customer shard: the live state of many customers and the scoring next to it.
+"""One partition of customers: their live state and the scoring next to it, without Ray.
 
-One Ray actor per shard, not per customer (virtual actors, as Orleans grains): customers are
-mapped to shards by a stable hash. State changes go through the durable store first:
+Customers hash to P fixed partitions (engine/sharding.py); an owner process (actors/owner.py)
+holds many partitions, one CustomerShardLogic each, and hands a partition to another owner when
+the tier grows or shrinks. State changes go through the durable store first:
 
-    TrackEvents -> queue -> one transaction for everything queued (group commit)
-                -> apply the newly stored events to memory -> acknowledge
+    TrackEvents -> queue -> one transaction for everything queued (group commit, fenced by the
+                   partition's lease epoch) -> apply the newly stored events -> acknowledge
 
-so an acknowledged event is on disk, and a shard that restarts rebuilds its customers from
-its latest snapshot plus the events logged after it.
+so an acknowledged event is on disk, and an owner that takes the partition (after a move or a
+crash) rebuilds its customers from the latest snapshot plus the events logged after it. This is
+the one implementation of the partition's behaviour: the owner actor runs it, the tests drive it.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 import time
 import zlib
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
-import numpy as np
 import orjson
-import ray
 
-from engine.catalog import CatalogUpdate, LiveCatalog
+from engine.catalog import CatalogUpdate
 from engine.config import OffersConfig, RankingConfig
-from engine.decisioning import counts_from_rows, counts_to_rows
-from engine.errors import NotFound, RecsysError, Unavailable
+from engine.errors import NotFound
 from engine.events import Event, event_to_dict
 from engine.offers import OfferCatalog
 from engine.queries import Filters, OfferQuery, RecommendQuery, SimilarQuery
 from engine.state import CustomerState, apply_event, state_from_dict, state_to_dict
 from actors.customer_table import CustomerTable
-from actors.shard_writer import ShardWriter
+from actors.serving import Serving
 from actors.shard_offers import LEARNED_KINDS, ShardOffers, catalog_from_toml
-from actors.store import SqlEventStore, open_store
+from actors.store import SqlEventStore
 from recommenders.catalog_view import CatalogView
 from recommenders.recommend import Recommendations, recommend, similar_items
 from recommenders.runtime import ModelRuntime
@@ -53,15 +49,18 @@ def _now_ms() -> int:
 class CustomerShardLogic:
     """The shard's behaviour without Ray, so it can be unit-tested and replayed."""
 
-    def __init__(self, shard_id: int, model: ModelRuntime, ranking: RankingConfig,
-                 store: SqlEventStore, snapshot_every: int = 10_000, *, num_shards: int = 1,
-                 offers_config: OffersConfig = OffersConfig(), offer_catalog: OfferCatalog | None = None,
-                 hot_customers: int = 50_000):
-        self.shard_id = shard_id
-        self.offers = ShardOffers(shard_id, num_shards, offers_config,
-                                  offer_catalog or catalog_from_toml(None, "(none)"))
-        self.catalog = LiveCatalog()
-        self.view = CatalogView(model, self.catalog)
+    def __init__(self, partition: int, serving: Serving | ModelRuntime, ranking: RankingConfig,
+                 store: SqlEventStore, snapshot_every: int = 10_000, *, partitions: int = 1,
+                 epoch: int | None = None, offers_config: OffersConfig = OffersConfig(),
+                 offer_catalog: OfferCatalog | None = None, hot_customers: int = 50_000):
+        self.partition = partition
+        # what the owner's partitions share (model, catalogue, bandit); a partition alone gets its own
+        self.serving = serving if isinstance(serving, Serving) else Serving(serving)
+        # the lease this partition is held under: every write checks it in its own transaction
+        # (None: unfenced, a partition driven alone by a test or a tool)
+        self.epoch = epoch
+        self.offers = ShardOffers(partition, partitions, offers_config,
+                                  offer_catalog or catalog_from_toml(None, "(none)"), bandit=self.serving.bandit)
         self.ranking = ranking
         self.store = store
         self.snapshot_every = snapshot_every
@@ -70,25 +69,28 @@ class CustomerShardLogic:
         self.since_snapshot = 0
         # triggers: customer -> (when the cart counts as abandoned, the add_to_cart event id)
         self.abandon_due: dict[str, tuple[int, str]] = {}
-        # customers erased by this process: unmapped again in any model switched to later (a
-        # promotion prepared before the erasure committed)
-        self.erased_here: set[str] = set()
         self.new_actions: list[dict[str, Any]] = []
 
     # -- durability -------------------------------------------------------------------------------
-    def recover(self) -> dict[str, Any]:
-        """Rebuild every customer of this shard from the latest snapshot plus the log after it."""
+    def read_stored(self) -> dict[str, Any]:
+        """What a recovery needs from the store (blocking reads; the owner runs them on its store
+        thread): catalogue updates not applied yet, erased customers, the snapshot, the log after it."""
+        snapshot = self.store.latest_snapshot(self.partition)
+        return {"catalog": self.store.catalog_updates_after(self.serving.catalog_seq),
+                "forgotten": self.store.forgotten_customers(), "snapshot": snapshot,
+                "events": list(self.store.events_since(self.partition, snapshot[0] if snapshot else 0))}
+
+    def rebuild(self, stored: dict[str, Any]) -> dict[str, Any]:
+        """Rebuild every customer of this partition from ``read_stored``'s snapshot and log (in
+        memory only; the owner runs it on its event loop)."""
         started = time.perf_counter()
         self.customers.clear()
         self.last_seq = 0
+        self.abandon_due = {}
         # the catalogue first: events replayed below may name items it added
-        self.catalog = LiveCatalog()
-        catalog_updates = self.store.catalog_updates()
-        for update in catalog_updates:
-            self.catalog.apply(update)
-        self.view = CatalogView(self.model, self.catalog)
-        self.model.forget(self.store.forgotten_customers())
-        snapshot = self.store.latest_snapshot(self.shard_id)
+        applied = self.serving.apply_catalog_rows(stored["catalog"])
+        self.serving.forget(stored["forgotten"])
+        snapshot = stored["snapshot"]
         if snapshot is not None:
             self.last_seq, payload = snapshot
             body = orjson.loads(zlib.decompress(payload))
@@ -97,15 +99,30 @@ class CustomerShardLogic:
                 self.customers[state.customer_id] = state
             self.offers.restore(body.get("offers"))
             self.abandon_due = {c: (due, e) for c, (due, e) in body.get("abandon_due", {}).items()}
-        replayed = 0
-        for seq, event in self.store.events_since(self.shard_id, self.last_seq):
+        for seq, event in stored["events"]:
             self._apply(event)
             self.last_seq = seq
-            replayed += 1
-        self.since_snapshot = replayed
-        return {"customers": len(self.customers), "replayed": replayed, "from_snapshot": snapshot is not None,
-                "catalog_updates": len(catalog_updates),
+        self.since_snapshot = len(stored["events"])
+        return {"customers": len(self.customers), "replayed": len(stored["events"]),
+                "from_snapshot": snapshot is not None, "catalog_updates": applied,
                 "seconds": round(time.perf_counter() - started, 4)}
+
+    def recover(self) -> dict[str, Any]:
+        """Rebuild every customer of this partition from the latest snapshot plus the log after it."""
+        return self.rebuild(self.read_stored())
+
+    # the partition's writes, each checked against its lease (actors/store.py: _fence)
+    def store_append(self, events: Sequence[Event]) -> list[int | None]:
+        return self.store.append(self.partition, events, self.epoch)
+
+    def store_snapshot(self, seq: int, payload: bytes) -> None:
+        self.store.write_snapshot(self.partition, seq, payload, self.epoch)
+
+    def store_actions(self, actions: Sequence[dict[str, Any]]) -> int:
+        return self.store.append_actions(actions, self.partition, self.epoch)
+
+    def stored_since_memory(self) -> list[tuple[int, Event]]:
+        return list(self.store.events_since(self.partition, self.last_seq))
 
     def snapshot_payload(self) -> tuple[int, bytes]:
         body = {"customers": self.customers.snapshot_entries(), "offers": self.offers.snapshot(),
@@ -114,22 +131,24 @@ class CustomerShardLogic:
 
     def write_snapshot(self) -> None:
         seq, payload = self.snapshot_payload()
-        self.store.write_snapshot(self.shard_id, seq, payload)
+        self.store_snapshot(seq, payload)
         self.since_snapshot = 0
 
     @property
     def model(self) -> ModelRuntime:
-        return self.view.model
+        return self.serving.model
 
-    @model.setter
-    def model(self, model: ModelRuntime) -> None:
-        self.view = CatalogView(model, self.catalog, carry_from=self.view)
+    @property
+    def view(self) -> CatalogView:
+        return self.serving.view
+
+    @property
+    def catalog(self):
+        return self.serving.catalog
 
     def switch_model(self, model: ModelRuntime) -> None:
-        """Serve ``model`` from now on. It may have been prepared before an erasure committed, so
-        the customers erased here since are unmapped in it first."""
-        model.forget(self.erased_here)
-        self.model = model
+        """Serve ``model`` from now on (Serving.switch: the customers erased here are unmapped in it)."""
+        self.serving.switch(model)
 
     def _apply(self, event: Event) -> CustomerState:
         """Apply one stored event (a replay or a new one) to its customer; returns the customer."""
@@ -187,14 +206,8 @@ class CustomerShardLogic:
         return actions
 
     def apply_catalog(self, updates: Sequence[CatalogUpdate]) -> int:
-        """Apply committed catalogue updates to this shard's view; returns how many changed it."""
-        changed = 0
-        for update in updates:
-            item = self.catalog.apply(update)
-            if item is not None:
-                self.view.apply(item)
-                changed += 1
-        return changed
+        """Apply committed catalogue updates to the view; returns how many changed it."""
+        return self.serving.apply_catalog(updates)
 
     def apply_committed(self, events: Sequence[Event], seqs: Sequence[int | None]) -> list[bool]:
         """Apply the events the store took as new (seq not None); the rest are re-deliveries."""
@@ -214,7 +227,7 @@ class CustomerShardLogic:
                 elif event.event_type == "purchase" and event.channel == "pos":
                     self._cross_sell(event)
             except Exception:  # noqa: BLE001 - learning and follow-ups are extras; the event is applied
-                log.exception("shard %d: a follow-up of event %s failed", self.shard_id, event.event_id)
+                log.exception("partition %d: a follow-up of event %s failed", self.partition, event.event_id)
         return applied
 
     def screen_events(self, events: list[Event]) -> tuple[list[Event], int]:
@@ -241,7 +254,7 @@ class CustomerShardLogic:
         """Screen, store, then apply, then report (accepted, duplicates): the synchronous path.
         Screened-out responses are in neither count (``offers.ignored_responses`` counts them)."""
         kept, _ = self.screen_events(list(events))
-        accepted, duplicates, _ = self.acknowledge([events], kept, self.store.append(self.shard_id, kept))[0]
+        accepted, duplicates, _ = self.acknowledge([events], kept, self.store_append(kept))[0]
         if self.since_snapshot >= self.snapshot_every:
             self.write_snapshot()
         return accepted, duplicates
@@ -266,15 +279,16 @@ class CustomerShardLogic:
         model bundle (history, factors, summary), so no answer uses them from now on."""
         self.abandon_due.pop(customer_id, None)
         self.new_actions = [a for a in self.new_actions if a["customer_id"] != customer_id]
-        self.model.forget([customer_id])
-        self.erased_here.add(customer_id)
+        self.serving.forget([customer_id])
+        self.serving.erased.add(customer_id)
         return self.customers.pop(customer_id, None) is not None
 
     def erase_stored(self, customer_id: str, principal: str) -> dict[str, Any]:
         """The store step of an erasure (one transaction, audited); run on the store thread."""
         had_state = customer_id in self.customers
-        deleted = self.store.forget_customer(customer_id, shard=self.shard_id, principal=principal,
-                                             detail={"had_live_state": had_state, "shard": self.shard_id})
+        deleted = self.store.forget_customer(customer_id, partition=self.partition, epoch=self.epoch,
+                                             principal=principal,
+                                             detail={"had_live_state": had_state, "partition": self.partition})
         return {"customer_id": customer_id, "events_deleted": deleted, "live_state_erased": had_state}
 
     def forget(self, customer_id: str, principal: str) -> dict[str, Any]:
@@ -298,181 +312,12 @@ class CustomerShardLogic:
         model = self.model.customer_record(customer_id)
         if state is None and not events and model is None:
             raise NotFound(f"customer {customer_id!r}: nothing is held about this customer")
-        self.store.audit(principal, "export_customer", customer_id, {"events": len(events), "shard": self.shard_id})
+        self.store.audit(principal, "export_customer", customer_id, {"events": len(events), "partition": self.partition})
         return {"customer_id": customer_id, "state": state, "events": [event_to_dict(e) for e in events],
                 "model": model}
 
     def stats(self) -> dict[str, Any]:
-        return {"shard_id": self.shard_id, "customers": len(self.customers),
+        return {"partition": self.partition, "epoch": self.epoch, "customers": len(self.customers),
                 "customers_unpacked": self.customers.hot_count, "last_seq": self.last_seq,
                 "model_version": self.model.version, "catalog_items": len(self.catalog),
                 "new_items": len(self.view.new_index)}
-
-
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
-class CustomerShard:
-    """Ray actor around CustomerShardLogic: group commit, recovery on (re)start.
-
-    An async actor: requests interleave on one event loop, the store runs on one dedicated
-    thread, and every mutation of customer state happens on the loop. The one place that must
-    not interleave is a next-best-offer decision and the storing of the show it makes (the
-    contact caps read that history): a per-customer lock serialises those.
-    """
-
-    def __init__(self, shard_id: int, ranking: RankingConfig, store_url: str, num_shards: int,
-                 snapshot_every: int = 10_000, offers: OffersConfig = OffersConfig(),
-                 offer_catalog_toml: str | None = None, hot_customers: int = 50_000):
-        # The registry's current model, also after a restart or a move to another node.
-        # refs = [ObjectRef], a list so that Ray hands us the reference and we keep it alive;
-        # ray.get returns read-only numpy arrays mapped from shared memory (no copy).
-        from actors.registry import find_registry
-
-        refs, manifest = ray.get(find_registry().current.remote())
-        self._model_ref = refs[0]
-        self._pending_model: tuple[str, ModelRuntime, Any] | None = None
-        model = ModelRuntime(ray.get(self._model_ref), manifest)
-        store = open_store(store_url)
-        store.check_layout(num_shards)
-        # The catalogue the service started with, unless this is a restart: then the one in force
-        # (`recsys offers reload` may have replaced it since), which the store keeps.
-        if ray.get_runtime_context().was_current_actor_reconstructed:
-            offer_catalog_toml = store.get_meta(OFFER_CATALOG_META) or offer_catalog_toml
-        catalog = catalog_from_toml(offer_catalog_toml, "offer catalogue")
-        self._logic = CustomerShardLogic(shard_id, model, ranking, store, snapshot_every, num_shards=num_shards,
-                                         offers_config=offers, offer_catalog=catalog, hot_customers=hot_customers)
-        self._recovery = self._logic.recover()
-        self._offer_locks: dict[str, list] = {}
-        self._rng = np.random.default_rng()
-        self._offer_sync: asyncio.Task | None = None
-        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"shard-{shard_id}-store")
-        self._writer = ShardWriter(self._logic, self._io_call)
-
-    async def _io_call(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
-
-    async def track(self, events: list[Event]) -> tuple[int, int, int]:
-        """Store, apply, acknowledge: (accepted, duplicates, ignored) for these events."""
-        self._start_background()
-        return await self._writer.submit(events)
-
-    async def recommend_many(self, requests: list[tuple[RecommendQuery, int]]) -> list[Recommendations | Exception]:
-        """Several Recommends in one actor call (the ingress coalesces them under load); an error
-        is returned in its request's place, so it fails that request only."""
-        out: list[Recommendations | Exception] = []
-        for query, now_ms in requests:
-            try:
-                out.append(self._logic.recommend(query, now_ms or _now_ms()))
-            except RecsysError as exc:  # the caller's error: returned to the one caller it belongs to
-                out.append(exc)
-            except Exception as exc:  # noqa: BLE001 - a bug: logged here, where its traceback is
-                log.exception("recommend failed for one request of a batch of %d", len(requests))
-                out.append(exc)
-        return out
-
-    async def similar(self, query: SimilarQuery) -> Recommendations:
-        return self._logic.similar(query)
-
-    # -- next best offer ------------------------------------------------------------------------
-    async def next_best_offer(self, query: OfferQuery, now_ms: int | None = None) -> dict[str, Any]:
-        """Decide and store the shows before replying, one decision per customer at a time, so
-        concurrent requests from several channels see each other's shows (caps hold exactly)."""
-        self._start_background()
-        entry = self._offer_locks.setdefault(query.customer_id, [asyncio.Lock(), 0])
-        entry[1] += 1  # users of this lock; the last one out removes it
-        try:
-            async with entry[0]:
-                reply, events = self._logic.offer_decision(query, now_ms or _now_ms(), self._rng)
-                if events:
-                    await self.track(events)
-                return reply
-        finally:
-            entry[1] -= 1
-            if entry[1] == 0:
-                del self._offer_locks[query.customer_id]
-
-    async def set_offer_catalog(self, toml_text: str) -> str:
-        catalog = catalog_from_toml(toml_text, "offer catalogue")
-        self._logic.offers.set_catalog(catalog)
-        return catalog.version
-
-    def _start_background(self) -> None:
-        """The shard's timers (an async actor's __init__ has no running loop to start them in)."""
-        if self._offer_sync is None:
-            self._offer_sync = asyncio.create_task(self._sync_bandit_forever())
-            self._triggers = asyncio.create_task(self._fire_triggers_forever())
-
-    async def _fire_triggers_forever(self) -> None:
-        logic = self._logic
-        while True:
-            await asyncio.sleep(logic.offers.config.trigger_tick_seconds)
-            await self._writer.fire_triggers(_now_ms())
-
-    async def actions_after(self, seq: int, limit: int) -> list:
-        return await self._io_call(self._logic.store.actions_after, seq, limit)
-
-    async def _sync_bandit_forever(self) -> None:
-        from actors.learner import find_learner
-
-        offers = self._logic.offers
-        while True:
-            await asyncio.sleep(offers.config.bandit_sync_seconds)
-            delta = offers.bandit.delta_since_last()
-            try:
-                totals = await find_learner().exchange.remote(counts_to_rows(delta))
-            except Exception:  # the learner restarting: keep the increments for next time
-                offers.bandit.restore_delta(delta)
-                continue
-            offers.bandit.merge(counts_from_rows(totals))
-
-    async def bandit_counts(self) -> list:
-        return counts_to_rows(self._logic.offers.bandit.counts())
-
-    async def commit_catalog(self, updates: list[CatalogUpdate]) -> None:
-        """Make catalogue updates durable (one shard does this for the whole cluster)."""
-        await self._io_call(self._logic.store.append_catalog, updates)
-
-    async def apply_catalog(self, updates: list[CatalogUpdate]) -> int:
-        return self._logic.apply_catalog(updates)
-
-    async def forget(self, customer_id: str, principal: str) -> dict[str, Any]:
-        # a model being promoted meanwhile unmaps the customer when it is switched to (commit_model)
-        return await self._writer.forget(customer_id, principal)
-
-    async def health(self) -> dict[str, Any]:
-        self._start_background()
-        return await self._writer.health()
-
-    async def export(self, customer_id: str, principal: str) -> dict[str, Any]:
-        state = self._logic.live_state(customer_id)
-        return await self._io_call(self._logic.export_with, customer_id, principal, state)
-
-    async def stats(self) -> dict[str, Any]:
-        return {**self._logic.stats(), "recovery": self._recovery, "pid": os.getpid(),
-                "node_id": ray.get_runtime_context().get_node_id()}
-
-    # -- model swap (two-phase, driven by the registry) -------------------------------------------
-    async def prepare_model(self, refs: list, manifest: Mapping[str, Any]) -> str:
-        """Build the new model beside the serving one; nothing changes for requests yet."""
-        arrays = await asyncio.get_running_loop().run_in_executor(None, ray.get, refs[0])
-        model = await asyncio.get_running_loop().run_in_executor(None, ModelRuntime, arrays, manifest)
-        # erased customers stay erased in every bundle, older ones (a rollback) included
-        model.forget(await self._io_call(self._logic.store.forgotten_customers))
-        self._pending_model = (model.version, model, refs[0])
-        return model.version
-
-    async def commit_model(self, version: str) -> str:
-        """Switch to the prepared model: one reference assignment between two requests."""
-        if self._pending_model is None or self._pending_model[0] != version:
-            raise Unavailable(f"shard {self._logic.shard_id}: model {version} was not prepared")
-        _, model, ref = self._pending_model
-        self._logic.switch_model(model)
-        self._model_ref, self._pending_model = ref, None
-        return version
-
-    async def abort_model(self, version: str) -> None:
-        if self._pending_model is not None and self._pending_model[0] == version:
-            self._pending_model = None
-
-    async def ping(self) -> str:
-        self._start_background()
-        return self._logic.model.version

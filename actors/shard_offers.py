@@ -77,13 +77,16 @@ def _after_this_show(caps: Mapping[str, int]) -> dict[str, int]:
 
 
 class ShardOffers:
-    def __init__(self, shard_id: int, num_shards: int, config: OffersConfig, catalog: OfferCatalog):
-        self.shard_id = shard_id
-        self.num_shards = num_shards
+    def __init__(self, partition: int, partitions: int, config: OffersConfig, catalog: OfferCatalog,
+                 bandit: BanditState | None = None):
+        self.partition = partition
+        self.partitions = partitions
         self.config = config
         self.catalog = catalog
-        self.bandit = BanditState(catalog.bandit)
-        # offer id -> times this shard showed it (the global budget is split across shards)
+        # one per owner process, shared by its partitions (actors/serving.py)
+        self.bandit = bandit if bandit is not None else BanditState()
+        self.bandit.settings = catalog.bandit
+        # offer id -> times this partition showed it (the global budget is split across partitions)
         self.shows: dict[str, int] = {}
         # offer responses screened out since start (a metric: made-up or repeated answers)
         self.ignored_responses = 0
@@ -178,7 +181,7 @@ class ShardOffers:
         for offer in self.catalog.offers:
             budget = offer.caps.global_budget
             if budget is not None:
-                share = budget // self.num_shards + (1 if self.shard_id < budget % self.num_shards else 0)
+                share = budget // self.partitions + (1 if self.partition < budget % self.partitions else 0)
                 left[offer.id] = max(share - self.shows.get(offer.id, 0), 0)
         return left
 

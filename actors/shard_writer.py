@@ -1,9 +1,13 @@
-"""A shard's write side, without Ray: group commit, catch-up after a failed write, snapshots
-that may fail without harm, erasure, and whether the shard can take writes.
+"""A partition's write side, without Ray: group commit, catch-up after a failed write,
+snapshots that may fail without harm, erasure, the last flush before a move, and whether the
+partition can take writes.
 
-The actor (actors/shard.py) owns one and hands it ``io``: a coroutine function that runs a
-blocking store call on the shard's one store thread. Customer state is only changed on the
-event loop. Tests drive this same class with a real store and an executor.
+The owner actor (actors/owner.py) keeps one per partition it holds and hands it ``io``: a
+coroutine function that runs a blocking store call on the owner's one store thread. Customer
+state is only changed on the event loop. Tests drive this same class with a real store and an
+executor. Every write is fenced by the partition's lease (actors/store.py): a write refused
+because the partition was taken by another owner raises PartitionMoved, and ``on_fenced`` tells
+the owner to drop the partition.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import time
 from typing import Any, Awaitable, Callable
 
 from actors.group_commit import GroupCommit
-from engine.errors import Unavailable
+from engine.errors import PartitionMoved, Unavailable
 from engine.events import Event
 
 log = logging.getLogger(__name__)
@@ -44,10 +48,12 @@ def describe(exc: BaseException) -> str:
 
 
 class ShardWriter:
-    def __init__(self, logic, io: Callable[..., Awaitable[Any]], clock: Callable[[], float] = time.monotonic):
+    def __init__(self, logic, io: Callable[..., Awaitable[Any]], clock: Callable[[], float] = time.monotonic,
+                 on_fenced: Callable[[int], None] | None = None):
         self.logic = logic
         self._io = io
         self._clock = clock
+        self._on_fenced = on_fenced or (lambda partition: None)
         self._writes = GroupCommit(self._commit_batch)
         # one write-side step at a time: a batch (with its snapshot), an erasure (with its
         # snapshot), a trigger tick's outbox append. Without it an erasure could run between a
@@ -92,7 +98,11 @@ class ShardWriter:
         events = [e for chunk in chunks for e in chunk]
         kept, _ = logic.screen_events(events)
         try:
-            seqs = await self._store(logic.store.append, logic.shard_id, kept) if kept else []
+            seqs = await self._store(logic.store_append, kept) if kept else []
+        except PartitionMoved:
+            # nothing was stored: another owner holds the partition now (it gets the retry)
+            self._fenced()
+            raise
         except Exception as exc:
             # the outcome may be unknown (a connection lost during COMMIT): look in the log first
             self._behind = True
@@ -103,7 +113,7 @@ class ShardWriter:
             results = logic.acknowledge(chunks, kept, seqs)
         except Exception:
             # stored but not (all) applied: the catch-up applies the rest from the log
-            log.exception("applying a committed batch failed on shard %d", logic.shard_id)
+            log.exception("applying a committed batch failed on partition %d", logic.partition)
             self._behind = True
             raise Unavailable("the events are stored but applying them failed; retry is safe") from None
         if logic.since_snapshot >= logic.snapshot_every and self._clock() >= self._snapshot_retry_at:
@@ -116,7 +126,7 @@ class ShardWriter:
         skipped, so one bad event cannot stop the shard."""
         logic = self.logic
         try:
-            stored = await self._io(lambda: list(logic.store.events_since(logic.shard_id, logic.last_seq)))
+            stored = await self._io(logic.stored_since_memory)
         except Exception as exc:
             self._note_write_failure(exc)
             raise Unavailable(f"store unavailable, retry: {describe(exc)}") from None
@@ -124,11 +134,16 @@ class ShardWriter:
             try:
                 logic.apply_committed([event], [seq])
             except Exception:
-                log.exception("shard %d: skipping stored event %s (seq %d) that cannot be applied",
-                              logic.shard_id, event.event_id, seq)
+                log.exception("partition %d: skipping stored event %s (seq %d) that cannot be applied",
+                              logic.partition, event.event_id, seq)
                 self.apply_errors += 1
             logic.last_seq = max(logic.last_seq, seq)
         self._behind = False
+
+    def _fenced(self) -> None:
+        log.warning("partition %d: the lease moved to another owner (epoch %s is old); giving it up",
+                    self.logic.partition, self.logic.epoch)
+        self._on_fenced(self.logic.partition)
 
     def _note_write_failure(self, exc: Exception) -> None:
         self._write_error = describe(exc)
@@ -140,7 +155,7 @@ class ShardWriter:
     async def _snapshot(self) -> None:
         # serialise on the loop (a consistent view), write on the store thread
         seq, payload = self.logic.snapshot_payload()
-        await self._io(self.logic.store.write_snapshot, self.logic.shard_id, seq, payload)
+        await self._io(self.logic.store_snapshot, seq, payload)
         self.logic.since_snapshot = 0
         self._snapshot_error = None
 
@@ -149,10 +164,12 @@ class ShardWriter:
         logged and tried again later, and never fails the batch that triggered it."""
         try:
             await self._snapshot()
+        except PartitionMoved:
+            self._fenced()
         except Exception as exc:  # noqa: BLE001
             self._snapshot_error = describe(exc)
             self._snapshot_retry_at = self._clock() + SNAPSHOT_RETRY_S
-            log.warning("shard %d: snapshot failed, will retry: %s", self.logic.shard_id, self._snapshot_error)
+            log.warning("partition %d: snapshot failed, will retry: %s", self.logic.partition, self._snapshot_error)
 
     async def health(self) -> dict[str, Any]:
         """Whether this shard can take writes now. After a failed write, the store is probed
@@ -168,7 +185,7 @@ class ShardWriter:
         if since is not None and self._clock() - since >= STUCK_AFTER_S:
             self._write_error = f"a store call has not returned for {self._clock() - since:.0f} s"
             self._write_error_at = self._clock()
-        return {"shard_id": self.logic.shard_id, "model_version": self.logic.model.version,
+        return {"partition": self.logic.partition, "model_version": self.logic.model.version,
                 "writable": self._write_error is None,
                 "write_error": self._write_error, "snapshot_error": self._snapshot_error,
                 "writer_starts": self._writes.writer_starts, "failed_batches": self._writes.failed_batches,
@@ -180,6 +197,9 @@ class ShardWriter:
         async with self._exclusive:
             try:
                 report = await self._store(self.logic.erase_stored, customer_id, principal)
+            except PartitionMoved:
+                self._fenced()
+                raise
             except Exception as exc:
                 raise Unavailable(f"erasure could not be stored, nothing was erased; retry: {describe(exc)}") from None
             self.logic.forget_live(customer_id)
@@ -193,9 +213,39 @@ class ShardWriter:
             actions = self.logic.due_actions(now_ms)
             if not actions:
                 return 0
+            return await self._store_actions(actions)
+
+    async def _store_actions(self, actions: list) -> int:
+        try:
+            return await self._store(self.logic.store_actions, actions)
+        except PartitionMoved:
+            # the new owner restored the armed triggers and fires them itself
+            self._fenced()
+            return 0
+        except Exception as exc:  # noqa: BLE001 - the store is away: keep them for the next tick
+            describe(exc)
+            self.logic.new_actions.extend(actions)
+            return 0
+
+    async def hand_over(self) -> dict[str, Any]:
+        """The partition's last writes before its lease is released (a move): queued batches
+        are committed, pending actions stored, and a snapshot written, so the next owner starts
+        from it instead of replaying the log. The owner stops sending requests here first.
+        Returns how it went; a failed snapshot does not stop the move (the log is the truth)."""
+        await self._writes.drain()
+        async with self._exclusive:
+            pending, self.logic.new_actions = self.logic.new_actions, []
+            if pending:
+                await self._store_actions(pending)
+            if self._behind:
+                await self._catch_up()
+            started = self._clock()
             try:
-                return await self._store(self.logic.store.append_actions, actions)
-            except Exception as exc:  # noqa: BLE001 - the store is away: keep them for the next tick
-                describe(exc)
-                self.logic.new_actions.extend(actions)
-                return 0
+                await self._snapshot()
+                snapshot_error = None
+            except PartitionMoved:
+                self._fenced()
+                raise
+            except Exception as exc:  # noqa: BLE001
+                snapshot_error = describe(exc)
+            return {"snapshot_s": round(self._clock() - started, 4), "snapshot_error": snapshot_error}

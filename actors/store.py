@@ -1,4 +1,5 @@
-"""The durable store behind the shard actors: an event log, snapshots, erasure, an audit log.
+"""The durable store behind the partition owners: an event log and snapshots per partition, the
+partitions' leases (fencing), erasure, an audit log. Its schema is Alembic's (actors/schema.py).
 
 Two backends with one schema and one behaviour (the same tests run against both):
 
@@ -8,7 +9,7 @@ Two backends with one schema and one behaviour (the same tests run against both)
   durable at commit, and erasure must delete a customer's rows everywhere in one transaction:
   that is a unique index, ON CONFLICT DO NOTHING and synchronous_commit, out of the box.
 
-The store calls are blocking; the shard actor runs them on one dedicated thread.
+The store calls are blocking; an owner runs them on one dedicated thread.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from typing import Any, Iterator, Sequence
 import orjson
 
 from engine.catalog import CatalogUpdate, update_from_dict, update_to_dict
-from engine.errors import InvalidArgument, Unavailable
+from engine.errors import InvalidArgument, PartitionMoved, Unavailable
 from engine.events import Event, event_from_dict, event_to_dict
 
 
@@ -34,14 +35,11 @@ class SqlEventStore:
     """Behaviour shared by both backends; subclasses supply the dialect."""
 
     placeholder = "?"
-    serial = "INTEGER PRIMARY KEY AUTOINCREMENT"
-    blob = "BLOB"
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         with self._lock:
             self._connection_settings()
-            self._create_schema()
 
     def _connection_settings(self) -> None:
         """Per-connection settings a backend needs before any statement."""
@@ -79,61 +77,70 @@ class SqlEventStore:
     def _sql(self, sql: str) -> str:
         return sql.replace("?", self.placeholder)
 
-    def _create_schema(self) -> None:
-        statements = [
-            f"""CREATE TABLE IF NOT EXISTS events (
-                    seq {self.serial}, shard INTEGER NOT NULL, customer_id TEXT NOT NULL,
-                    event_id TEXT NOT NULL, stored_ms BIGINT NOT NULL, payload {self.blob} NOT NULL,
-                    UNIQUE (customer_id, event_id))""",
-            "CREATE INDEX IF NOT EXISTS events_by_shard ON events (shard, seq)",
-            f"""CREATE TABLE IF NOT EXISTS snapshots (
-                    shard INTEGER PRIMARY KEY, seq BIGINT NOT NULL, created_ms BIGINT NOT NULL,
-                    payload {self.blob} NOT NULL)""",
-            "CREATE TABLE IF NOT EXISTS forgotten (customer_id TEXT PRIMARY KEY, forgotten_ms BIGINT NOT NULL)",
-            f"""CREATE TABLE IF NOT EXISTS audit (
-                    id {self.serial}, ts_ms BIGINT NOT NULL, principal TEXT NOT NULL,
-                    action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL)""",
-            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-            f"""CREATE TABLE IF NOT EXISTS actions (
-                    seq {self.serial}, action_id TEXT NOT NULL UNIQUE, customer_id TEXT NOT NULL,
-                    kind TEXT NOT NULL, created_ms BIGINT NOT NULL, payload {self.blob} NOT NULL)""",
-            f"""CREATE TABLE IF NOT EXISTS catalog_updates (
-                    seq {self.serial}, item_id TEXT NOT NULL, stored_ms BIGINT NOT NULL,
-                    payload {self.blob} NOT NULL)""",
-        ]
-        try:
-            for statement in statements:
-                self._execute(statement)
-            self._append_only_audit()
-            self._commit()
-        except Exception:
-            self._rollback()
-            raise
+    # -- partitions and their leases -----------------------------------------------------------
+    def partitions(self) -> int:
+        """P: how many partitions customers hash to (set when the store was created)."""
+        return int(self.get_meta("partitions"))
 
-    def _append_only_audit(self) -> None:
-        """Refuse UPDATE and DELETE on the audit table at the database level."""
+    def _fence(self, partition: int, epoch: int | None) -> None:
+        """Inside a write transaction: the caller must hold ``partition`` at ``epoch``, else
+        PartitionMoved (and the caller rolls the transaction back). A no-op UPDATE rather than a
+        SELECT so that it takes the row's write lock (PostgreSQL) or the database's (SQLite) in
+        this transaction: an acquire by another owner waits for this commit, and its recovery
+        then reads what this commit wrote."""
+        if epoch is None:
+            return
+        cursor = self._execute(self._sql("UPDATE partition_leases SET epoch = epoch "
+                                         "WHERE partition_id = ? AND epoch = ? AND owner IS NOT NULL"),
+                               (partition, epoch))
+        if cursor.rowcount != 1:
+            raise PartitionMoved(partition)
 
-    # -- layout ---------------------------------------------------------------------------------
-    def check_layout(self, num_shards: int) -> None:
-        """Events are filed by shard: a store written with N shards is served with N shards."""
-        with self._lock:
-            # shards start together: the first to write wins, the others read what it wrote
-            self._execute(self._sql("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"),
-                          ("num_shards", str(num_shards)))
-            self._commit()
-        written = int(self.get_meta("num_shards"))
-        if written != num_shards:
-            raise InvalidArgument(f"the store was written with {written} shards; serve it with "
-                                  f"--shards {written} (resharding is not supported)")
-
-    # -- the event log ----------------------------------------------------------------------------
-    def append(self, shard: int, events: Sequence[Event]) -> list[int | None]:
-        """Commit ``events`` durably, in one transaction. Per event: its sequence number, or None
-        when (customer_id, event_id) was stored before (a retried delivery)."""
-        now = _now_ms()
-        rows = [(shard, e.customer_id, e.event_id, now, orjson.dumps(event_to_dict(e))) for e in events]
+    def acquire_partition(self, partition: int, owner: str) -> int:
+        """Take ``partition`` for ``owner``: the epoch goes up by one, so every write made under
+        an earlier lease (a paused or partitioned old owner) fails from this commit on."""
         with self._lock:
             try:
+                self._execute(self._sql("UPDATE partition_leases SET owner = ?, epoch = epoch + 1, granted_ms = ? "
+                                        "WHERE partition_id = ?"), (owner, _now_ms(), partition))
+                row = self._execute(self._sql("SELECT epoch FROM partition_leases WHERE partition_id = ?"),
+                                    (partition,)).fetchone()
+                self._commit()
+            except Exception:
+                self._rollback()
+                raise
+        if row is None:
+            raise InvalidArgument(f"partition {partition}: the store has {self.partitions()} partitions")
+        return int(row[0])
+
+    def release_partition(self, partition: int, epoch: int) -> bool:
+        """Give ``partition`` up (after its last snapshot); False if it was taken from us already."""
+        with self._lock:
+            try:
+                cursor = self._execute(self._sql("UPDATE partition_leases SET owner = NULL "
+                                                 "WHERE partition_id = ? AND epoch = ?"), (partition, epoch))
+                released = cursor.rowcount == 1
+                self._commit()
+            except Exception:
+                self._rollback()
+                raise
+        return released
+
+    def leases(self) -> dict[int, tuple[str | None, int]]:
+        """partition -> (owner or None, epoch)."""
+        rows = self._read("SELECT partition_id, owner, epoch FROM partition_leases")
+        return {int(p): (owner, int(epoch)) for p, owner, epoch in rows}
+
+    # -- the event log ----------------------------------------------------------------------------
+    def append(self, partition: int, events: Sequence[Event], epoch: int | None = None) -> list[int | None]:
+        """Commit ``events`` durably, in one transaction, if the caller holds ``partition`` at
+        ``epoch`` (None: unfenced, for tools and tests). Per event: its sequence number, or None
+        when (customer_id, event_id) was stored before (a retried delivery)."""
+        now = _now_ms()
+        rows = [(partition, e.customer_id, e.event_id, now, orjson.dumps(event_to_dict(e))) for e in events]
+        with self._lock:
+            try:
+                self._fence(partition, epoch)
                 seqs = self._insert_events(rows)
                 self._commit()
             except Exception:
@@ -157,14 +164,18 @@ class SqlEventStore:
                 raise
 
     # -- the outbox of triggered actions ----------------------------------------------------------
-    def append_actions(self, actions: Sequence[dict[str, Any]]) -> int:
+    def append_actions(self, actions: Sequence[dict[str, Any]], partition: int | None = None,
+                       epoch: int | None = None) -> int:
         """Store actions (each with action_id, customer_id, kind, created_ms); an action_id stored
-        before is skipped, so re-deriving an action after a restart does not send it twice."""
+        before is skipped, so re-deriving an action after a restart or a move does not send it
+        twice. Fenced like ``append`` when ``epoch`` is given."""
         rows = [(a["action_id"], a["customer_id"], a["kind"], a["created_ms"], orjson.dumps(a)) for a in actions]
         conflict = " ON CONFLICT (action_id) DO NOTHING"
         added = 0
         with self._lock:
             try:
+                if partition is not None:
+                    self._fence(partition, epoch)
                 for row in rows:
                     cursor = self._execute(self._sql(
                         "INSERT INTO actions (action_id, customer_id, kind, created_ms, payload) VALUES (?, ?, ?, ?, ?)"
@@ -200,12 +211,16 @@ class SqlEventStore:
 
     def catalog_updates(self) -> list[CatalogUpdate]:
         """Every catalogue update in the order it was committed."""
-        rows = self._read("SELECT payload FROM catalog_updates ORDER BY seq")
-        return [update_from_dict(orjson.loads(bytes(r[0]))) for r in rows]
+        return [update for _, update in self.catalog_updates_after(0)]
 
-    def events_since(self, shard: int, seq: int) -> Iterator[tuple[int, Event]]:
-        rows = self._read(self._sql("SELECT seq, payload FROM events WHERE shard = ? AND seq > ? ORDER BY seq"),
-                                 (shard, seq))
+    def catalog_updates_after(self, seq: int) -> list[tuple[int, CatalogUpdate]]:
+        """The catalogue updates committed after ``seq``, in order: (seq, update)."""
+        rows = self._read(self._sql("SELECT seq, payload FROM catalog_updates WHERE seq > ? ORDER BY seq"), (seq,))
+        return [(int(r[0]), update_from_dict(orjson.loads(bytes(r[1])))) for r in rows]
+
+    def events_since(self, partition: int, seq: int) -> Iterator[tuple[int, Event]]:
+        rows = self._read(self._sql("SELECT seq, payload FROM events WHERE partition_id = ? AND seq > ? ORDER BY seq"),
+                          (partition, seq))
         for row_seq, payload in rows:
             yield int(row_seq), event_from_dict(orjson.loads(bytes(payload)))
 
@@ -228,26 +243,31 @@ class SqlEventStore:
             last = int(rows[-1][0])
 
     # -- snapshots ----------------------------------------------------------------------------------
-    def write_snapshot(self, shard: int, seq: int, payload: bytes) -> None:
+    def write_snapshot(self, partition: int, seq: int, payload: bytes, epoch: int | None = None) -> None:
+        """Replace the partition's snapshot; fenced like ``append`` (an old owner's late snapshot
+        would hide what the new owner wrote since)."""
         with self._lock:
             try:
-                self._execute(self._sql("DELETE FROM snapshots WHERE shard = ?"), (shard,))
-                self._execute(self._sql("INSERT INTO snapshots (shard, seq, created_ms, payload) VALUES (?, ?, ?, ?)"),
-                              (shard, seq, _now_ms(), payload))
+                self._fence(partition, epoch)
+                self._execute(self._sql("DELETE FROM snapshots WHERE partition_id = ?"), (partition,))
+                self._execute(self._sql("INSERT INTO snapshots (partition_id, seq, created_ms, payload) "
+                                        "VALUES (?, ?, ?, ?)"), (partition, seq, _now_ms(), payload))
                 self._commit()
             except Exception:
                 self._rollback()
                 raise
 
-    def latest_snapshot(self, shard: int) -> tuple[int, bytes] | None:
-        row = self._read(self._sql("SELECT seq, payload FROM snapshots WHERE shard = ?"), (shard,), one=True)
+    def latest_snapshot(self, partition: int) -> tuple[int, bytes] | None:
+        row = self._read(self._sql("SELECT seq, payload FROM snapshots WHERE partition_id = ?"), (partition,),
+                         one=True)
         return None if row is None else (int(row[0]), bytes(row[1]))
 
     # -- privacy and audit ----------------------------------------------------------------------------
-    def forget_customer(self, customer_id: str, *, shard: int | None = None, principal: str | None = None,
-                        detail: dict | None = None) -> int:
-        """Erase the customer in one transaction: every stored event and outbox action, the
-        snapshot of ``shard`` (every snapshot when None), the forgotten mark that keeps them out of
+    def forget_customer(self, customer_id: str, *, partition: int | None = None, epoch: int | None = None,
+                        principal: str | None = None, detail: dict | None = None) -> int:
+        """Erase the customer in one transaction (fenced like ``append`` when ``epoch`` is given,
+        so the owner that holds the customer's live state is the one that erases it): every
+        stored event and outbox action, the snapshot of ``partition`` (every snapshot when None), the forgotten mark that keeps them out of
         training exports and out of every model the shards load, and the audit entry
         (``principal``). Returns events deleted.
 
@@ -257,12 +277,14 @@ class SqlEventStore:
         a fresh snapshot right after (an optimisation that may fail without harm)."""
         with self._lock:
             try:
+                if partition is not None:
+                    self._fence(partition, epoch)
                 deleted = self._execute(self._sql("DELETE FROM events WHERE customer_id = ?"), (customer_id,)).rowcount
                 self._execute(self._sql("DELETE FROM actions WHERE customer_id = ?"), (customer_id,))
-                if shard is None:
+                if partition is None:
                     self._execute("DELETE FROM snapshots")
                 else:
-                    self._execute(self._sql("DELETE FROM snapshots WHERE shard = ?"), (shard,))
+                    self._execute(self._sql("DELETE FROM snapshots WHERE partition_id = ?"), (partition,))
                 self._execute(self._sql("DELETE FROM forgotten WHERE customer_id = ?"), (customer_id,))
                 self._execute(self._sql("INSERT INTO forgotten (customer_id, forgotten_ms) VALUES (?, ?)"),
                               (customer_id, _now_ms()))
@@ -309,10 +331,13 @@ class SqlEventStore:
 class SqliteEventStore(SqlEventStore):
     """The embedded default: one file, WAL journal, fsync at every commit (synchronous=FULL)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, partitions: int | None = None):
         import os
 
+        from actors.schema import ensure_schema
+
         self.path = Path(path)
+        ensure_schema(f"sqlite:///{self.path}", partitions)
         # Customers' events live here: readable by the service's user only. A directory made here
         # is 0700 (one that exists already, /tmp say, is left alone); the database, its WAL and
         # shared-memory files are 0600, made so (umask) or set so when they exist from before.
@@ -345,16 +370,11 @@ class SqliteEventStore(SqlEventStore):
         if busy:  # a reader in the middle of a transaction: the next erasure or restart finishes it
             self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
-    def _append_only_audit(self):
-        for op in ("UPDATE", "DELETE"):
-            self._execute(f"""CREATE TRIGGER IF NOT EXISTS audit_no_{op.lower()} BEFORE {op} ON audit
-                              BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""")
-
     def _insert_events(self, rows):
         seqs = []
         for row in rows:
             cursor = self._conn.execute(
-                "INSERT OR IGNORE INTO events (shard, customer_id, event_id, stored_ms, payload) VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO events (partition_id, customer_id, event_id, stored_ms, payload) VALUES (?, ?, ?, ?, ?)",
                 row)
             seqs.append(cursor.lastrowid if cursor.rowcount == 1 else None)
         return seqs
@@ -374,8 +394,6 @@ class PostgresEventStore(SqlEventStore):
     """
 
     placeholder = "%s"
-    serial = "BIGSERIAL PRIMARY KEY"
-    blob = "BYTEA"
 
     # libpq settings the URL may override: connect within a few seconds, and notice a dead TCP
     # peer (a cut, not a restart: a restart closes the socket) within about ten
@@ -384,10 +402,13 @@ class PostgresEventStore(SqlEventStore):
     RECONNECT_BACKOFF_MIN_S = 0.1
     RECONNECT_BACKOFF_MAX_S = 1.0
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, partitions: int | None = None):
         import psycopg
         from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+        from actors.schema import ensure_schema
+
+        ensure_schema(url, partitions)
         self._psycopg = psycopg
         self.url = url
         given = conninfo_to_dict(url)
@@ -493,11 +514,6 @@ class PostgresEventStore(SqlEventStore):
         if self._conn is not None:
             self._drop(self._conn)
 
-    def _create_schema(self):
-        # concurrent shards starting together must not race on CREATE TABLE
-        self._execute("SELECT pg_advisory_xact_lock(727274)")
-        super()._create_schema()
-
     def _after_erasure(self) -> None:
         """Vacuum the tables the erasure deleted from, so the dead rows are pruned from their pages
         now rather than at autovacuum's leisure (VACUUM cannot run inside a transaction). A failure
@@ -513,20 +529,13 @@ class PostgresEventStore(SqlEventStore):
         except Exception as exc:  # noqa: BLE001
             _log.warning("VACUUM after an erasure failed (autovacuum will do it): %s", _reason(exc))
 
-    def _append_only_audit(self):
-        self._execute("""CREATE OR REPLACE FUNCTION recsys_audit_append_only() RETURNS trigger AS $$
-                         BEGIN RAISE EXCEPTION 'the audit log is append-only'; END; $$ LANGUAGE plpgsql""")
-        self._execute("DROP TRIGGER IF EXISTS audit_append_only ON audit")
-        self._execute("""CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit
-                         FOR EACH ROW EXECUTE FUNCTION recsys_audit_append_only()""")
-
     def _insert_events(self, rows):
         seqs: list[int | None] = []
         conn = self._connection()
         try:
             with conn.cursor() as cursor:
                 cursor.executemany(
-                    "INSERT INTO events (shard, customer_id, event_id, stored_ms, payload) VALUES (%s, %s, %s, %s, %s) "
+                    "INSERT INTO events (partition_id, customer_id, event_id, stored_ms, payload) VALUES (%s, %s, %s, %s, %s) "
                     "ON CONFLICT (customer_id, event_id) DO NOTHING RETURNING seq", rows, returning=True)
                 while True:
                     row = cursor.fetchone()
@@ -564,10 +573,11 @@ def _reason(exc: BaseException) -> str:
     return "the database connection failed"
 
 
-def open_store(url: str) -> SqlEventStore:
-    """``sqlite:///relative/or/absolute.db`` or ``postgresql://...``."""
+def open_store(url: str, partitions: int | None = None) -> SqlEventStore:
+    """``sqlite:///relative/or/absolute.db`` or ``postgresql://...``, at the current schema (a
+    new store is created with ``partitions``; actors/schema.py)."""
     if url.startswith("sqlite:///"):
-        return SqliteEventStore(url[len("sqlite:///"):])
+        return SqliteEventStore(url[len("sqlite:///"):], partitions)
     if url.startswith(("postgresql://", "postgres://")):
-        return PostgresEventStore(url)
+        return PostgresEventStore(url, partitions)
     raise InvalidArgument(f"store_url: expected sqlite:///PATH or postgresql://...; got {url!r}")

@@ -8,6 +8,8 @@ from typing import Any
 
 from engine.auth import ApiKey, AuthConfig
 from engine.errors import InvalidArgument
+from engine.scaling import ScalingConfig
+from engine.sharding import MAX_PARTITIONS
 
 REPURCHASE_POLICIES = frozenset({"exclude_always", "exclude_never", "exclude_within_window"})
 
@@ -158,7 +160,15 @@ class ServeConfig:
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     grpc_port: int = 9000
-    num_shards: int = 2
+    # P, the partitions customers hash to: set once, when the store is created (None: the store's
+    # own, or engine.sharding.DEFAULT_PARTITIONS for a new store); a different value is refused
+    partitions: int | None = None
+    # The customer tier: how many owner processes hold the partitions, and when it grows or
+    # shrinks (engine/scaling.py). [owners] in the TOML file.
+    owners: ScalingConfig = field(default_factory=lambda: ScalingConfig(min_owners=2, max_owners=4))
+    # False: the owner count changes only by `recsys owners scale` (dead owners are still replaced)
+    autoscale_owners: bool = True
+    owner_control_interval_s: float = 1.0
     model_dir: str = "models"
     data_dir: str = "../shared/data"
     # Largest accepted HTTP body / gRPC batch.
@@ -174,11 +184,11 @@ class ServeConfig:
     downscale_delay_s: float = 600.0
     # The durable store: sqlite:///PATH (embedded default) or postgresql://... (a cluster).
     store_url: str = "sqlite:///var/recsys.db"
-    # A shard writes a snapshot of its customers after this many new events.
+    # A partition writes a snapshot of its customers after this many new events.
     snapshot_every_events: int = 10_000
-    # Customers a shard keeps unpacked (recently used); the rest are held packed (actors/customer_table.py).
-    hot_customers_per_shard: int = 50_000
-    # Recommend calls from one ingress replica to one shard: at most this many outstanding; requests
+    # Customers a partition keeps unpacked (recently used); the rest are held packed (actors/customer_table.py).
+    hot_customers_per_partition: int = 5_000
+    # Recommend calls from one ingress replica to one owner: at most this many outstanding; requests
     # arriving meanwhile go together in the next call, up to shard_batch_max (gateway/coalesce.py).
     shard_calls_in_flight: int = 2
     shard_batch_max: int = 32
@@ -191,12 +201,14 @@ class ServeConfig:
     offers: OffersConfig = field(default_factory=OffersConfig)
 
     def __post_init__(self) -> None:
-        if not 1 <= self.num_shards <= 4096:
-            raise InvalidArgument("num_shards: must be between 1 and 4096")
+        if self.partitions is not None and not 1 <= self.partitions <= MAX_PARTITIONS:
+            raise InvalidArgument(f"partitions: must be between 1 and {MAX_PARTITIONS}")
+        if not self.owner_control_interval_s > 0:
+            raise InvalidArgument("owner_control_interval_s: must be > 0")
         if self.ingress_replicas < 1 or self.ingress_max_replicas < 1:
             raise InvalidArgument("ingress_replicas, ingress_max_replicas: must be >= 1")
-        if self.hot_customers_per_shard < 100:
-            raise InvalidArgument("hot_customers_per_shard: must be >= 100")
+        if self.hot_customers_per_partition < 100:
+            raise InvalidArgument("hot_customers_per_partition: must be >= 100")
         if self.shard_calls_in_flight < 1 or self.shard_batch_max < 1:
             raise InvalidArgument("shard_calls_in_flight, shard_batch_max: must be >= 1")
         if self.snapshot_every_events < 1:
@@ -225,6 +237,8 @@ def _build(cls, data: dict[str, Any], where: str):
             value = _build(AuthConfig, value, f"{where}.auth")
         elif name == "offers":
             value = _build(OffersConfig, value, f"{where}.offers")
+        elif name == "owners":
+            value = _build(ScalingConfig, value, f"{where}.owners")
         elif name == "keys":
             value = tuple(_build(ApiKey, k, f"{where}.keys[{i}]") for i, k in enumerate(value))
         kwargs[name] = value

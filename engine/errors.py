@@ -39,6 +39,19 @@ class Unavailable(RecsysError):
     kind = "unavailable"
 
 
+class PartitionMoved(Unavailable):
+    """The partition is not held here (any more): it moved, or is moving, to another owner. The
+    ingress asks the placement again and retries; a client sees it only if the move outlasts the
+    request's deadline, as a retryable UNAVAILABLE."""
+
+    def __init__(self, partition: int):
+        super().__init__(f"partition {partition} is moving to another owner; retry")
+        self.partition = partition
+
+    def __reduce__(self):  # crosses Ray's process boundary with its partition
+        return (PartitionMoved, (self.partition,))
+
+
 class Unauthenticated(RecsysError):
     """No API key, or one that is not known."""
 

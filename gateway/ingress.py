@@ -1,8 +1,9 @@
 """The ingress: one Ray Serve deployment answering gRPC (recsys.v1.Personalization,
 grpc.health.v1.Health) and HTTP/JSON on the same replicas.
 
-Each request is validated here, mapped to a domain query and sent straight to the owning
-shard actor (one hop). Errors become statuses in one place (gateway/status_map.py).
+Each request is validated here, mapped to a domain query and sent straight to the owner of
+its customer's partition (one hop; gateway/routing.py follows the partitions as they move).
+Errors become statuses in one place (gateway/status_map.py).
 """
 # No `from __future__ import annotations` here: FastAPI needs the real Request annotation.
 
@@ -23,20 +24,20 @@ from fastapi.responses import Response
 from grpc_health.v1 import health_pb2
 from ray import serve
 
-from actors.cluster import find_shards
 from engine.auth import ApiKey, AuthConfig, Authenticator
 from engine.config import ServeConfig
 from engine.catalog import parse_updates
-from engine.errors import InvalidArgument, PayloadTooLarge, RecsysError, Unavailable
+from engine.errors import InvalidArgument, PartitionMoved, PayloadTooLarge, RecsysError, Unavailable
 from engine.events import Event, parse_batch
 from engine.queries import parse_offer_query, parse_recommend, parse_similar
-from engine.sharding import shard_for
+from engine.sharding import partition_for
 from engine.validation import reject_unknown, require_id, require_int
 from gateway import codec, http_errors
 from gateway.coalesce import Coalescer
 from gateway.feeds import ActionFeed, SharedValue
 from gateway.grpc_registration import METHODS, MalformedMessage
 from gateway.metrics import Metrics
+from gateway.routing import Routes
 from gateway.status_map import statuses
 from recsys.v1 import recsys_pb2 as pb
 
@@ -57,32 +58,33 @@ HEALTH_SERVICES = ("", "recsys.v1.Personalization")
 app = FastAPI(title="recsys", docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
 http_errors.install(app)
 
+# a request's deadline for reaching its partition's owner, moves included
 SHARD_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
 class IngressSettings:
-    num_shards: int
+    partitions: int
     max_k: int
     max_body_bytes: int
     max_events_per_request: int
     auth: AuthConfig = AuthConfig(enabled=False)
-    # Recommend calls to one shard: at most this many outstanding, the rest coalesced (gateway/coalesce.py);
+    # Recommend calls to one owner: at most this many outstanding, the rest coalesced (gateway/coalesce.py);
     # defaults in ServeConfig
     shard_calls_in_flight: int = ServeConfig.shard_calls_in_flight
     shard_batch_max: int = ServeConfig.shard_batch_max
 
     @classmethod
-    def from_config(cls, config: ServeConfig) -> "IngressSettings":
-        return cls(num_shards=config.num_shards, max_k=config.ranking.max_k, max_body_bytes=config.max_body_bytes,
+    def from_config(cls, config: ServeConfig, partitions: int) -> "IngressSettings":
+        return cls(partitions=partitions, max_k=config.ranking.max_k, max_body_bytes=config.max_body_bytes,
                    max_events_per_request=config.max_events_per_request, auth=config.auth,
                    shard_calls_in_flight=config.shard_calls_in_flight, shard_batch_max=config.shard_batch_max)
 
 
-def group_by_shard(events: list[Event], num_shards: int) -> dict[int, list[Event]]:
+def group_by_partition(events: list[Event], partitions: int) -> dict[int, list[Event]]:
     groups: dict[int, list[Event]] = {}
     for event in events:
-        groups.setdefault(shard_for(event.customer_id, num_shards), []).append(event)
+        groups.setdefault(partition_for(event.customer_id, partitions), []).append(event)
     return groups
 
 
@@ -148,9 +150,9 @@ def _short(text: str, limit: int = 100) -> str:
 class Ingress:
     def __init__(self, settings: IngressSettings):
         self.settings = settings
-        self.shards = find_shards(settings.num_shards)
-        self.recommenders = [Coalescer(self._sender(shard), settings.shard_batch_max, settings.shard_calls_in_flight)
-                             for shard in self.shards]
+        self.routes = Routes(settings.partitions)
+        # Recommend calls coalesced per owner (name -> Coalescer), made as owners appear
+        self.recommenders: dict[str, Coalescer] = {}
         self.auth = Authenticator(settings.auth)
         self.metrics = Metrics()
         # one outbox poll and one health read per replica, whatever the number of open streams
@@ -160,16 +162,32 @@ class Ingress:
 
     async def _outbox_page(self, after: int, limit: int) -> list:
         self.outbox_reads += 1
-        return await self._call(self.shards[0].actions_after.remote(after, limit))
+        return await self._any_owner(lambda owner: owner.actions_after.remote(after, limit))
 
-    def _sender(self, shard):
-        async def send(requests: list) -> list:
-            self.metrics.shard_batch.observe(len(requests))
-            return await self._call(shard.recommend_many.remote(requests))
-        return send
+    def _coalescer(self, name: str, handle) -> Coalescer:
+        coalescer = self.recommenders.get(name)
+        if coalescer is None:
+            async def send(requests: list) -> list:
+                self.metrics.shard_batch.observe(len(requests))
+                return await handle.recommend_many.remote(requests)
+            coalescer = self.recommenders[name] = Coalescer(send, self.settings.shard_batch_max,
+                                                            self.settings.shard_calls_in_flight)
+        return coalescer
 
-    def _shard(self, customer_id: str):
-        return self.shards[shard_for(customer_id, self.settings.num_shards)]
+    def _partition(self, customer_id: str) -> int:
+        return partition_for(customer_id, self.settings.partitions)
+
+    async def _to_owner(self, customer_id: str, send) -> Any:
+        """``send(handle)`` to the owner of the customer's partition (again after a move)."""
+        return await self._call(self.routes.call(self._partition(customer_id), lambda _name, handle: send(handle),
+                                                 time.monotonic() + SHARD_TIMEOUT_S))
+
+    async def _any_owner(self, send) -> Any:
+        """``send(handle)`` to some owner (a read of what every owner sees: the outbox)."""
+        await self.routes.ensure()
+        deadline = time.monotonic() + SHARD_TIMEOUT_S
+        partition = next((p for p, o in enumerate(self.routes.owner_of) if o is not None), 0)
+        return await self._call(self.routes.call(partition, lambda _name, handle: send(handle), deadline))
 
     def _admit(self, authorization: str | None, scope: str, size: int | None) -> ApiKey | None:
         """Authenticate, authorise, meter; then check the size against the key's limit."""
@@ -184,33 +202,35 @@ class Ingress:
 
     async def _call(self, ref) -> Any:
         try:
-            return await asyncio.wait_for(ref, SHARD_TIMEOUT_S)
+            return await asyncio.wait_for(ref, SHARD_TIMEOUT_S + 1.0)
         except RecsysError:
             raise
         except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, asyncio.TimeoutError) as exc:
-            log.warning("shard call failed: %s", type(exc).__name__)
-            raise Unavailable("customer shard unavailable, retry") from exc
+            log.warning("owner call failed: %s", type(exc).__name__)
+            raise Unavailable("customer partition owner unavailable, retry") from exc
 
     async def recommend(self, raw: Any) -> dict[str, Any]:
         query = parse_recommend(raw, self.settings.max_k)
-        shard = shard_for(query.customer_id, self.settings.num_shards)
-        # the deadline counts from here, time queued behind other calls to the shard included
-        result = await self._call(self.recommenders[shard].submit((query, _now_ms())))
+        now_ms = _now_ms()
+        # the deadline counts from here, time queued behind other calls to the owner included
+        result = await self._call(self.routes.call(
+            self._partition(query.customer_id),
+            lambda name, handle: self._coalescer(name, handle).submit((query, now_ms)),
+            time.monotonic() + SHARD_TIMEOUT_S))
         return {"result": result, "request_id": _request_id(query.request_id)}
 
     async def similar(self, raw: Any) -> dict[str, Any]:
         query = parse_similar(raw, self.settings.max_k)
-        result = await self._call(self._shard(query.customer_id or query.item_id).similar.remote(query))
+        result = await self._to_owner(query.customer_id or query.item_id, lambda owner: owner.similar.remote(query))
         return {"result": result, "request_id": _request_id(query.request_id)}
 
     async def track(self, raw_events: Any, request_id: Any = "") -> dict[str, Any]:
         """{accepted, duplicates, ignored, request_id}. The whole batch is validated before any
-        shard sees it: a bad event rejects all."""
+        owner sees it: a bad event rejects all. Events go to their partitions' owners, one call
+        per owner; a partition that moved meanwhile is sent again to its new owner."""
         request_id = require_id(request_id, "request_id", required=False)
         events = parse_batch(raw_events, _now_ms(), self.settings.max_events_per_request)
-        groups = group_by_shard(events, self.settings.num_shards)
-        results = await asyncio.gather(*[self._call(self.shards[s].track.remote(batch))
-                                         for s, batch in groups.items()])
+        results = await self._call(self._track(group_by_partition(events, self.settings.partitions)))
         out = {}
         for i, (name, label) in enumerate((("accepted", "accepted"), ("duplicates", "duplicate"),
                                            ("ignored", "ignored"))):
@@ -218,25 +238,71 @@ class Ingress:
             self.metrics.events.labels(label).inc(out[name])
         return {**out, "request_id": _request_id(request_id)}
 
+    async def _track(self, groups: dict[int, list[Event]]) -> list[tuple[int, int, int]]:
+        """Per partition (accepted, duplicates, ignored), each partition sent to its owner, and
+        again to the next owner while it moves, until the deadline."""
+        deadline = time.monotonic() + SHARD_TIMEOUT_S
+        await self.routes.ensure()
+        done: list[tuple[int, int, int]] = []
+        attempt = 0
+        while groups:
+            by_owner: dict[str, dict[int, list[Event]]] = {}
+            for p, batch in groups.items():
+                by_owner.setdefault(self.routes.owner_of[p] or "", {})[p] = batch
+            unrouted = by_owner.pop("", {})
+            answers = await asyncio.gather(*[self._track_on(name, part) for name, part in by_owner.items()])
+            again = dict(unrouted)
+            for part, answer in zip(by_owner.values(), answers):
+                for p, result in answer.items():
+                    if isinstance(result, PartitionMoved) or result is None:
+                        again[p] = part[p]
+                    elif isinstance(result, BaseException):
+                        raise result
+                    else:
+                        done.append(result)
+            groups = again
+            if groups:
+                if time.monotonic() >= deadline:
+                    raise Unavailable("customer partition unavailable (moving), retry")
+                await asyncio.sleep(min(0.005 * 2 ** attempt, 0.2))
+                attempt += 1
+                await self.routes.refresh()
+        return done
+
+    async def _track_on(self, name: str, groups: dict[int, list[Event]]) -> dict[int, Any]:
+        """One owner's share of a batch; an owner that is gone answers None for each partition
+        (sent again once the routes show where they went)."""
+        try:
+            return await self.routes.handle(name).track.remote(groups)
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, ValueError):
+            self.routes.forget_handle(name)
+            return {p: None for p in groups}
+
     async def forget(self, customer_id: Any, key: ApiKey | None) -> dict[str, Any]:
         customer_id = require_id(customer_id, "customer_id")
-        return await self._call(self._shard(customer_id).forget.remote(customer_id, _principal(key)))
+        report = await self._to_owner(customer_id, lambda owner: owner.forget.remote(customer_id, _principal(key)))
+        report.pop("partition", None)
+        return report
 
     async def export(self, customer_id: Any, key: ApiKey | None) -> dict[str, Any]:
         customer_id = require_id(customer_id, "customer_id")
-        return await self._call(self._shard(customer_id).export.remote(customer_id, _principal(key)))
+        return await self._to_owner(customer_id, lambda owner: owner.export.remote(customer_id, _principal(key)))
 
     async def update_catalog(self, raw_updates: Any, request_id: Any = "") -> tuple[int, str]:
-        """Durable first (one shard's store holds the catalogue log), then every shard applies."""
+        """Durable first (the store's catalogue log, through one owner), then every owner pulls
+        what it has not applied (an owner starting meanwhile reads it when it starts, or at its
+        next poll)."""
         request_id = require_id(request_id, "request_id", required=False)
         updates = parse_updates(raw_updates, _now_ms(), self.settings.max_events_per_request)
-        await self._call(self.shards[0].commit_catalog.remote(updates))
-        changed = await asyncio.gather(*[self._call(s.apply_catalog.remote(updates)) for s in self.shards])
-        return changed[0], _request_id(request_id)
+        await self._any_owner(lambda owner: owner.commit_catalog.remote(updates))
+        owners = list(self.routes.owners().values())
+        changed = await asyncio.gather(*[self._call(o.sync_catalog.remote()) for o in owners])
+        return (max(changed) if changed else 0), _request_id(request_id)
 
     async def next_best_offer(self, raw: Any) -> dict[str, Any]:
         query = parse_offer_query(raw)
-        reply = await self._call(self._shard(query.customer_id).next_best_offer.remote(query, _now_ms()))
+        now_ms = _now_ms()
+        reply = await self._to_owner(query.customer_id, lambda owner: owner.next_best_offer.remote(query, now_ms))
         for offer in reply["offers"]:
             self.metrics.decisions.labels(offer["offer_id"]).inc()
         if not reply["offers"]:
@@ -244,17 +310,21 @@ class Ingress:
         return {**reply, "request_id": _request_id(query.request_id)}
 
     async def healthy(self) -> str:
-        """The serving model version when every shard answers and can take writes; else
-        Unavailable naming the shards that cannot and why (a full disk, a store away)."""
+        """The serving model version when every partition has an owner and every owner answers
+        and can take writes; else Unavailable naming what cannot and why (a full disk, a store away)."""
+        await self.routes.refresh()
+        unassigned = sum(1 for o in self.routes.owner_of if o is None)
+        if unassigned:
+            raise Unavailable(f"{unassigned} partition(s) have no owner at the moment (moving or starting)")
         try:
-            reports = await asyncio.wait_for(asyncio.gather(*[s.health.remote() for s in self.shards]), 5.0)
-        except Exception as exc:  # noqa: BLE001 - a shard not answering
-            log.warning("health: a shard did not answer: %s", type(exc).__name__)
-            raise Unavailable("a customer shard is not answering") from None
+            reports = await asyncio.wait_for(asyncio.gather(*[o.health.remote() for o in self.routes.owners().values()]),
+                                             5.0)
+        except Exception as exc:  # noqa: BLE001 - an owner not answering
+            log.warning("health: an owner did not answer: %s", type(exc).__name__)
+            raise Unavailable("a customer partition owner is not answering") from None
         stuck = [r for r in reports if not r["writable"]]
         if stuck:
-            raise Unavailable("; ".join(f"shard {r['shard_id']} cannot take writes: {r['write_error']}"
-                                        for r in stuck))
+            raise Unavailable("; ".join(f"owner {r['owner']} cannot take writes: {r['write_error']}" for r in stuck))
         return reports[0]["model_version"]
 
     # -- gRPC: methods named after the RPCs ----------------------------------------------------
@@ -545,7 +615,7 @@ class Ingress:
                 raise InvalidArgument("after, limit: must be integers") from None
             after, kinds, _ = self._action_query(after, params.getlist("kind"), 0)
             limit = require_int(limit, "limit", low=1, high=1000)
-            rows = await self._call(self.shards[0].actions_after.remote(after, limit))
+            rows = await self._any_owner(lambda owner: owner.actions_after.remote(after, limit))
             next_after = rows[-1][0] if rows else after
             actions = [{"seq": seq, **a} for seq, a in rows if not kinds or a["kind"] in kinds]
             return {"actions": actions, "next_after": next_after}
@@ -576,10 +646,12 @@ class Ingress:
     async def http_metrics(self) -> Response:
         """Prometheus text format; no key needed (scrapers sit inside the network)."""
         try:
-            stats = await asyncio.wait_for(asyncio.gather(*[s.stats.remote() for s in self.shards]), 5.0)
-            self.metrics.shard_stats(stats)
-        except Exception as exc:  # metrics must answer even when a shard does not
-            log.warning("metrics: shard stats unavailable: %s", type(exc).__name__)
+            await self.routes.ensure()
+            stats = await asyncio.wait_for(asyncio.gather(*[o.stats.remote() for o in self.routes.owners().values()]),
+                                           5.0)
+            self.metrics.owner_stats(stats)
+        except Exception as exc:  # metrics must answer even when an owner does not
+            log.warning("metrics: owner stats unavailable: %s", type(exc).__name__)
         return Response(self.metrics.exposition(), media_type="text/plain; version=0.0.4")
 
     @app.get("/healthz")
@@ -590,4 +662,5 @@ class Ingress:
             return Response(orjson.dumps({"status": "unavailable", "error": {"code": exc.kind, "message": exc.message}}),
                             status_code=503, media_type="application/json")
         return Response(orjson.dumps({"status": "ok", "model_version": version,
-                                      "shards": self.settings.num_shards}), media_type="application/json")
+                                      "partitions": self.settings.partitions,
+                                      "owners": len(self.routes.owners())}), media_type="application/json")

@@ -1,5 +1,5 @@
 """Prometheus metrics, defined once. Label values come from small fixed sets (RPC names,
-protocols, status codes, shard numbers, model versions), never from customer or item ids.
+protocols, status codes, owner names, model versions), never from customer or item ids.
 
 Each ingress replica has its own registry and serves it at GET /metrics; with several replicas,
 scrape each replica (or aggregate with Ray's metrics) — a scrape through the proxy sees one.
@@ -20,26 +20,31 @@ class Metrics:
                                  ["rpc", "protocol", "code"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.events = Counter("recsys_events_ingested", "Events acknowledged, new or duplicate", ["result"],
                               registry=self.registry)
-        self.customers = Gauge("recsys_shard_customers", "Customers held in memory per shard", ["shard"],
+        self.customers = Gauge("recsys_owner_customers", "Customers held in memory per partition owner", ["owner"],
                                registry=self.registry)
+        self.owner_partitions = Gauge("recsys_owner_partitions", "Partitions each owner holds", ["owner"],
+                                      registry=self.registry)
         # label: the offer id (from the catalogue: a small, operator-defined set) or
         # "none:<reason>" for a decision with no offer (reasons are a fixed set)
         self.decisions = Counter("recsys_offer_decisions", "Next-best-offer decisions by offer made",
                                  ["offer"], registry=self.registry)
-        # how many Recommends each ingress -> shard call carried (gateway/coalesce.py): 1 when idle
-        self.shard_batch = Histogram("recsys_shard_call_batch_size", "Recommend requests per call to a shard",
+        # how many Recommends each ingress -> owner call carried (gateway/coalesce.py): 1 when idle
+        self.shard_batch = Histogram("recsys_owner_call_batch_size", "Recommend requests per call to an owner",
                                      buckets=(1, 2, 4, 8, 16, 32, 64), registry=self.registry)
-        self.model = Gauge("recsys_model_info", "The model version the shards serve (value 1)", ["version"],
+        self.model = Gauge("recsys_model_info", "The model version the owners serve (value 1)", ["version"],
                            registry=self.registry)
 
     def observe(self, rpc: str, protocol: str, code: str, seconds: float) -> None:
         self.requests.labels(rpc, protocol, code).inc()
         self.latency.labels(rpc, protocol, code).observe(seconds)
 
-    def shard_stats(self, stats: list[dict]) -> None:
-        self.model.clear()
+    def owner_stats(self, stats: list[dict]) -> None:
+        # owners come and go as the tier scales: only the ones running now are reported
+        for gauge in (self.model, self.customers, self.owner_partitions):
+            gauge.clear()
         for s in stats:
-            self.customers.labels(str(s["shard_id"])).set(s["customers"])
+            self.customers.labels(s["owner"]).set(s["customers"])
+            self.owner_partitions.labels(s["owner"]).set(len(s["partitions"]))
             self.model.labels(s["model_version"]).set(1)
 
     def exposition(self) -> bytes:

@@ -1,4 +1,5 @@
-"""Bring the service up on a running Ray: shard actors, then Serve (HTTP) and the gRPC front.
+"""Bring the service up on a running Ray: the customer tier (placement, owners), then Serve (HTTP)
+and the gRPC front.
 
 HTTP is Serve's HTTP proxy, bound to ``http_host``. gRPC is the project's own front
 (gateway/grpc_front.py) on ``http_host:grpc_port``, with TLS when configured: Serve's gRPC proxy
@@ -17,7 +18,7 @@ from ray import serve
 from ray.serve.config import HTTPOptions, gRPCOptions
 from ray.serve.schema import LoggingConfig
 
-from actors.cluster import start_shards, stop_shards
+from actors.cluster import start_backend, stop_backend
 from engine.config import ServeConfig, ingress_scaling
 from engine.errors import InvalidArgument
 from gateway.grpc_front import GrpcFront
@@ -35,14 +36,14 @@ GRPC_SERVICERS = [
 
 @dataclass
 class RunningService:
-    """What start_service started. Hold on to it: the shard actors belong to this process and
+    """What start_service started. Hold on to it: the back end's actors belong to this process and
     live as long as their handles do."""
 
     config: ServeConfig
-    shards: list
+    placement: object
     registry: object = None
     grpc_front: object = None
-    # the start-up model's arrays and the offer learner, owned here (see actors.cluster.start_shards)
+    # the start-up model's arrays and the offer learner, owned here (see actors.cluster.start_backend)
     keep_alive: object = None
 
     def stop(self) -> None:
@@ -51,8 +52,8 @@ class RunningService:
             ray.kill(self.grpc_front, no_restart=True)
             self.grpc_front = None
         serve.shutdown()
-        stop_shards(self.config.num_shards)
-        self.shards.clear()
+        stop_backend()
+        self.placement = None
         self.registry = None
         self.keep_alive = None
 
@@ -64,9 +65,15 @@ def free_loopback_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_service(config: ServeConfig, bundle: ModelBundle, shard_options: dict | None = None) -> RunningService:
-    """Start shards and the ingress on the Ray this process is connected to."""
-    shards, registry, keep_alive = start_shards(bundle, config, shard_options)
+def start_service(config: ServeConfig, bundle: ModelBundle, owner_options: dict | None = None,
+                  ingress_actor_options: dict | None = None) -> RunningService:
+    """Start the customer tier and the ingress on the Ray this process is connected to.
+    ``owner_options``, ``ingress_actor_options``: Ray actor options for the owners and the
+    ingress replicas (custom resources that keep them on the nodes meant for them)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    placement, registry, keep_alive = start_backend(bundle, config, owner_options)
+    partitions = ray.get(placement.status.remote())["partitions"]
     tls = config.tls_certfile is not None
     if tls != (config.tls_keyfile is not None):
         raise InvalidArgument("tls_certfile and tls_keyfile go together")
@@ -76,16 +83,22 @@ def start_service(config: ServeConfig, bundle: ModelBundle, shard_options: dict 
                                    ssl_certfile=config.tls_certfile, ssl_keyfile=config.tls_keyfile)
     # No grpc_servicer_functions: Serve starts no gRPC proxy (it would bind every interface).
     serve.start(http_options=http_options, grpc_options=gRPCOptions(grpc_servicer_functions=[]))
-    settings = IngressSettings.from_config(config)
-    serve.run(Ingress.options(**ingress_scaling(config)).bind(settings),
+    settings = IngressSettings.from_config(config, partitions)
+    ingress = Ingress.options(**ingress_scaling(config))
+    if ingress_actor_options:
+        ingress = ingress.options(ray_actor_options={"num_cpus": 0, **ingress_actor_options})
+    serve.run(ingress.bind(settings),
               name=APP_NAME, route_prefix="/", blocking=False,
               logging_config=LoggingConfig(encoding="JSON", log_level="INFO", enable_access_log=True))
     credentials = (Path(config.tls_certfile).read_bytes(), Path(config.tls_keyfile).read_bytes()) if tls else ()
-    front = GrpcFront.options(name=GRPC_FRONT_NAME, namespace="recsys").remote(
+    # the gRPC front listens on this machine's address (http_host): it runs on this node, and goes
+    # with it, never restarted on another node where the address means something else
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    front = GrpcFront.options(name=GRPC_FRONT_NAME, namespace="recsys", scheduling_strategy=here).remote(
         config.http_host, config.grpc_port, APP_NAME, Ingress.name, *credentials)
     try:
         ray.get(front.start.remote())
     except Exception:
         ray.kill(front, no_restart=True)
         raise
-    return RunningService(config, shards, registry, front, keep_alive)
+    return RunningService(config, placement, registry, front, keep_alive)

@@ -1,11 +1,13 @@
 """The `recsys` command: serve, train, import.
 
-    recsys serve [--http-port 8000] [--grpc-port 9000] [--shards 2] [--model-dir models]
+    recsys serve [--http-port 8000] [--grpc-port 9000] [--min-owners 2] [--max-owners 4] [--model-dir models]
     recsys train [--data PATH] [--format auto|online-retail|movielens|events] [--model-dir models]
     recsys import --format online-retail INPUT --output events.csv
     recsys keys create --name storefront --scopes recommend,events
     recsys export-events --store sqlite:///var/recsys.db --output events.csv
     recsys models list | promote VERSION [--force] | rollback
+    recsys owners status | scale N | drain NODE_ID
+    recsys store migrate --store URL [--partitions P]
 """
 from __future__ import annotations
 
@@ -143,25 +145,77 @@ def cmd_offers(args) -> int:
         return 0
     import ray
 
-    from actors.cluster import find_shards
-    from actors.shard import OFFER_CATALOG_META
+    from actors.cluster import find_owners
+    from actors.names import OFFER_CATALOG_META
     from actors.store import open_store
     from engine.config import absolute_store_url
 
-    ray.init(address=args.address, namespace="recsys", log_to_driver=False)
-    try:
-        shards = find_shards(args.shards)
-    except ValueError:
-        print("recsys offers: no running service found on that Ray cluster (start `recsys serve` first)",
-              file=sys.stderr)
+    owners = _service_actor(args, find_owners)
+    if owners is None:
         return 2
     store = open_store(absolute_store_url(args.store))
     try:
-        store.set_meta(OFFER_CATALOG_META, text)  # what a restarted shard reads
+        store.set_meta(OFFER_CATALOG_META, text)  # what an owner that starts later reads
     finally:
         store.close()
-    versions = ray.get([s.set_offer_catalog.remote(text) for s in shards])
-    print(f"catalogue {versions[0]} in force on {len(versions)} shards")
+    versions = ray.get([o.set_offer_catalog.remote(text) for o in owners])
+    print(f"catalogue {versions[0]} in force on {len(versions)} owners")
+    return 0
+
+
+def _service_actor(args, find):
+    """Connect to the service's Ray cluster (--address) and find one of its actors; None (with a
+    message) when no service runs there."""
+    import ray
+
+    ray.init(address=args.address, namespace="recsys", log_to_driver=False)
+    try:
+        return find()
+    except ValueError:
+        print(f"recsys {args.command}: no running service found on that Ray cluster (start `recsys serve` first)",
+              file=sys.stderr)
+        return None
+
+
+def cmd_store(args) -> int:
+    """recsys store migrate: bring a store written by an earlier release to the current schema."""
+    from actors.schema import migrate_legacy
+    from engine.config import absolute_store_url
+
+    report = migrate_legacy(absolute_store_url(args.store), args.partitions)
+    if not report["migrated"]:
+        print(f"the store is at the current schema already ({report['partitions']} partitions); nothing to do")
+    elif report.get("from_shards") is not None:
+        print(f"migrated: {report['events']} events re-filed from {report['from_shards']} shards into "
+              f"{report['partitions']} partitions; schema revision {report['revision']}")
+    else:
+        print(f"migrated to schema revision {report['revision']} ({report['partitions']} partitions)")
+    return 0
+
+
+def cmd_owners(args) -> int:
+    """recsys owners status | scale N | drain NODE_ID: the customer tier of the running service."""
+    import ray
+
+    from actors.names import find_placement
+
+    placement = _service_actor(args, find_placement)
+    if placement is None:
+        return 2
+    if args.action == "scale":
+        if args.value is None or not args.value.isdigit():
+            print("recsys owners scale: give the number of owners, e.g. `recsys owners scale 4`", file=sys.stderr)
+            return 2
+        status = ray.get(placement.scale_to.remote(int(args.value), "operator"))
+    elif args.action == "drain":
+        if not args.value:
+            print("recsys owners drain: give the node id (see `recsys owners status`)", file=sys.stderr)
+            return 2
+        status = ray.get(placement.drain_node.remote(args.value))
+    else:
+        status = ray.get(placement.status.remote())
+    status.pop("history", None)
+    print(json.dumps(status, indent=2))
     return 0
 
 
@@ -207,14 +261,10 @@ def cmd_models(args) -> int:
         return 0
     import ray
 
-    from actors.registry import find_registry
+    from actors.names import find_registry
 
-    ray.init(address=args.address, namespace="recsys", log_to_driver=False)
-    try:
-        registry = find_registry()
-    except ValueError:
-        print("recsys models: no running service found on that Ray cluster (start `recsys serve` first)",
-              file=sys.stderr)
+    registry = _service_actor(args, find_registry)
+    if registry is None:
         return 2
     if args.action == "promote":
         if not args.version:
@@ -308,9 +358,14 @@ def cmd_serve(args) -> int:
 
     config = load_serve_config(
         args.config, http_host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
-        num_shards=args.shards, model_dir=args.model_dir, data_dir=args.data_dir,
+        partitions=args.partitions, model_dir=args.model_dir, data_dir=args.data_dir,
         ray_address=args.address, num_cpus=args.num_cpus, store_url=args.store,
         tls_certfile=args.tls_cert, tls_keyfile=args.tls_key)
+    if args.min_owners is not None or args.max_owners is not None:
+        low, high = args.min_owners, args.max_owners
+        owners = replace(config.owners, min_owners=low if low is not None else config.owners.min_owners,
+                         max_owners=high if high is not None else max(config.owners.max_owners, low or 0))
+        config = replace(config, owners=owners)
     config, demo_key = _with_auth(config, args.no_auth)
     bundle = _ensure_bundle(config, args.model)
     if config.ray_address:
@@ -362,7 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help=f"bind address (default {defaults.http_host})")
     serve.add_argument("--http-port", type=int, help=f"default {defaults.http_port}")
     serve.add_argument("--grpc-port", type=int, help=f"default {defaults.grpc_port}")
-    serve.add_argument("--shards", type=int, help=f"customer shard actors (default {defaults.num_shards})")
+    serve.add_argument("--min-owners", type=int,
+                       help=f"fewest partition owner processes (default {defaults.owners.min_owners})")
+    serve.add_argument("--max-owners", type=int,
+                       help=f"most partition owner processes (default {defaults.owners.max_owners})")
+    serve.add_argument("--partitions", type=int,
+                       help="partitions of a new store (default: the store's own; 64 for a new one)")
     serve.add_argument("--model-dir", help=f"default {defaults.model_dir}")
     serve.add_argument("--model", help="model version to serve (default: models/CURRENT)")
     serve.add_argument("--data-dir", help=f"real data sets, for the demo model (default {defaults.data_dir})")
@@ -453,9 +513,20 @@ def build_parser() -> argparse.ArgumentParser:
     offers.add_argument("action", choices=["check", "reload"])
     offers.add_argument("--file", default=defaults.offers.catalog_path or "config/offers.toml")
     offers.add_argument("--store", default=defaults.store_url)
-    offers.add_argument("--shards", type=int, default=defaults.num_shards)
     offers.add_argument("--address", default="auto", help="the service's Ray cluster (default: the local one)")
     offers.set_defaults(func=cmd_offers)
+
+    owners = sub.add_parser("owners", help="the customer tier: status, scale to N owners, drain a node")
+    owners.add_argument("action", choices=["status", "scale", "drain"])
+    owners.add_argument("value", nargs="?", help="scale: the number of owners; drain: the node id")
+    owners.add_argument("--address", default="auto", help="the service's Ray cluster (default: the local one)")
+    owners.set_defaults(func=cmd_owners)
+
+    store = sub.add_parser("store", help="the durable store's schema: migrate one written by an earlier release")
+    store.add_argument("action", choices=["migrate"])
+    store.add_argument("--store", default=defaults.store_url)
+    store.add_argument("--partitions", type=int, help="P for the migrated store (default 64)")
+    store.set_defaults(func=cmd_store)
 
     export = sub.add_parser("export-events", help="write the stored events as a generic events CSV")
     export.add_argument("--store", default=defaults.store_url)

@@ -68,24 +68,64 @@ class StoreContract:
         store._rollback()
         assert len(store.audit_log()) == len(log)
 
-    def test_layout_is_checked(self, store):
-        store.check_layout(4)
-        store.check_layout(4)
-        with pytest.raises(InvalidArgument, match="--shards 4"):
-            store.check_layout(8)
+    @staticmethod
+    def _url(store) -> str:
+        """The URL ``store`` was opened at (either backend), to open it again with another P."""
+        return store.url if hasattr(store, "url") else f"sqlite:///{store.path}"
 
-    def test_shards_starting_together_agree_on_the_layout(self, store, reopen):
+    def test_layout_is_checked(self, store, reopen):
+        from actors.store import open_store
+        from engine.sharding import DEFAULT_PARTITIONS
+
+        # a store made without saying has DEFAULT_PARTITIONS, one lease row each
+        assert store.partitions() == DEFAULT_PARTITIONS
+        assert sorted(store.leases()) == list(range(DEFAULT_PARTITIONS))
+        # opened again without P, or with its own P: fine
+        for again in (reopen(), open_store(self._url(store), DEFAULT_PARTITIONS)):
+            assert again.partitions() == DEFAULT_PARTITIONS
+            again.close()
+        # another P would move customers to other partitions: refused, with what to do instead
+        with pytest.raises(InvalidArgument, match=f"has {DEFAULT_PARTITIONS} partitions.*cannot be served with 8"):
+            open_store(self._url(store), 8)
+        assert store.partitions() == DEFAULT_PARTITIONS  # and nothing was changed by the attempt
+
+    @pytest.fixture
+    def fresh_url(self):
+        """A URL where no store exists yet (a backend that cannot make one skips the test)."""
+        pytest.skip("this backend's tests give no URL for a fresh store")
+
+    def test_stores_starting_together_agree_on_the_layout(self, fresh_url):
+        """Owners starting at once on a new store: the schema is created once, with their P."""
         from concurrent.futures import ThreadPoolExecutor
 
-        stores = [reopen() for _ in range(6)]
+        from actors.store import open_store
+
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            stores = list(pool.map(lambda _: open_store(fresh_url, 3), range(6)))
         try:
-            with ThreadPoolExecutor(max_workers=6) as pool:
-                list(pool.map(lambda s: s.check_layout(3), stores))
+            assert [s.partitions() for s in stores] == [3] * 6
+            assert stores[0].leases() == {p: (None, 0) for p in range(3)}
+            seqs = stores[0].append(0, [ev(1)])
+            assert [e.event_id for _, e in stores[5].events_since(0, 0)] == ["e1"] and seqs[0] is not None
         finally:
             for s in stores:
                 s.close()
-        with pytest.raises(InvalidArgument, match="--shards 3"):
-            store.check_layout(2)
+        with pytest.raises(InvalidArgument, match="has 3 partitions"):
+            open_store(fresh_url, 2)
+
+    def test_reopening_together_keeps_the_layout(self, store, reopen):
+        from concurrent.futures import ThreadPoolExecutor
+
+        store.append(0, [ev(1)])
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            stores = list(pool.map(lambda _: reopen(), range(6)))
+        try:
+            assert {s.partitions() for s in stores} == {store.partitions()}
+            assert len(store.leases()) == store.partitions()
+            assert [e.event_id for _, e in stores[0].events_since(0, 0)] == ["e1"]
+        finally:
+            for s in stores:
+                s.close()
 
     def test_meta_values_are_replaced(self, store):
         assert store.get_meta("k") is None

@@ -28,12 +28,13 @@ def main() -> int:
     from benchmarks.loadtest import LoadSpec, run_load
     from engine.auth import AuthConfig
     from engine.config import ServeConfig
+    from engine.scaling import ScalingConfig
     from gateway.server import start_service
     from recommenders.loaders import synthetic_retail
     from recommenders.training import TrainParams, train
 
     tmp = Path(tempfile.mkdtemp())
-    config = ServeConfig(http_port=free_port(), grpc_port=free_port(), num_shards=1, store_url=f"sqlite:///{tmp}/s.db",
+    config = ServeConfig(http_port=free_port(), grpc_port=free_port(), partitions=8, owners=ScalingConfig(min_owners=1, max_owners=1), store_url=f"sqlite:///{tmp}/s.db",
                          model_dir=str(tmp / "models"), auth=AuthConfig(enabled=False), ingress_replicas=1,
                          ingress_max_replicas=2, target_ongoing_requests=0.25, upscale_delay_s=1.0,
                          downscale_delay_s=4.0)

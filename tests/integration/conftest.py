@@ -31,7 +31,7 @@ class Endpoints:
     running: object = None
 
     def restart(self) -> float:
-        """Stop the whole service (Serve and every shard) and start it again; returns seconds."""
+        """Stop the whole service (Serve and every owner) and start it again; returns seconds."""
         import time
 
         from gateway.server import start_service
@@ -64,6 +64,31 @@ def authed_stub(channel, key: str):
 
 
 
+def owner_name_of(customer_id: str) -> str:
+    """The name of the owner holding the customer's partition now (asks the placement)."""
+    import ray
+
+    from actors.names import find_placement
+    from engine.sharding import partition_for
+
+    _, routes = ray.get(find_placement().routes.remote())
+    return routes[partition_for(customer_id, len(routes))]
+
+
+def owner_of(customer_id: str):
+    """The handle of the owner holding the customer's partition now."""
+    from actors.names import find
+
+    return find(owner_name_of(customer_id))
+
+
+def owners():
+    """Handles of every owner running now."""
+    from actors.cluster import find_owners
+
+    return find_owners()
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     import ray
@@ -76,11 +101,15 @@ def ray_session():
 @pytest.fixture(scope="session")
 def service(ray_session, synthetic_bundle, tmp_path_factory):
     from engine.config import OffersConfig, ServeConfig
+    from engine.scaling import ScalingConfig
     from gateway.server import start_service
 
     offers = OffersConfig(catalog_path=str(OFFERS_TEST_CATALOG), bandit_sync_seconds=0.5,
                           cart_abandon_minutes=CART_ABANDON_MINUTES, trigger_tick_seconds=0.2)
-    config = ServeConfig(http_port=free_port(), grpc_port=free_port(), num_shards=3, offers=offers,
+    # two owners over 16 partitions, not autoscaled: the tests that move partitions or scale do it
+    # on purpose (test_elastic_tier.py, elastic_scenario.py)
+    config = ServeConfig(http_port=free_port(), grpc_port=free_port(), partitions=16, offers=offers,
+                         owners=ScalingConfig(min_owners=2, max_owners=4), autoscale_owners=False,
                          model_dir=str(tmp_path_factory.mktemp("models")),
                          max_body_bytes=200_000, max_events_per_request=100,
                          store_url=f"sqlite:///{tmp_path_factory.mktemp('store')}/recsys.db", auth=AUTH)

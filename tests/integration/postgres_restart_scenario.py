@@ -2,7 +2,7 @@
 streaming events over gRPC, and the PostgreSQL server restarted under them, twice.
 
 Its own Ray (the session's may hold the service on SQLite under the same actor names). Eight
-client threads send TrackEvents (single events and batches of three, customers of both shards)
+client threads send TrackEvents (single events and batches of three, customers of both owners)
 and, as a client should, retry a failed request with the same event ids until it is
 acknowledged. The server is stopped with ``pg_ctl -m fast`` (an operator's restart) and held
 down for 3 s, then with ``-m immediate`` (a crash: crash recovery on start) for 1 s, then started
@@ -123,7 +123,7 @@ def main(spec: dict) -> int:
 
     from engine.auth import AuthConfig
     from engine.config import ServeConfig
-    from engine.sharding import shard_for
+    from engine.sharding import partition_for
     from gateway.server import start_service
     from recommenders.loaders import synthetic_retail
     from recommenders.training import TrainParams, train
@@ -138,7 +138,7 @@ def main(spec: dict) -> int:
     try:
         bundle = train(synthetic_retail(n_customers=200, n_items=60, n_groups=3),
                        TrainParams(factors=8, iterations=5, evaluate=False, threads=1), progress=False)
-        config = ServeConfig(num_shards=2, store_url=spec["url"], http_port=free_port(), grpc_port=free_port(),
+        config = ServeConfig(partitions=8, store_url=spec["url"], http_port=free_port(), grpc_port=free_port(),
                              auth=AuthConfig(enabled=False))
         service = start_service(config, bundle)
         http = f"http://127.0.0.1:{config.http_port}"
@@ -146,7 +146,8 @@ def main(spec: dict) -> int:
         grpc.channel_ready_future(channel).result(timeout=30)
         stub = recsys_pb2_grpc.PersonalizationStub(channel)
         customers = [f"pg-{n}" for n in range(CUSTOMERS)]
-        shards_used = sorted({shard_for(c, 2) for c in customers})
+        _, routes = ray.get(ray.get_actor("recsys-placement", namespace="recsys").routes.remote())
+        owners_used = len({routes[partition_for(c, 8)] for c in customers})
         writers = [Writer(i, stub, customers, stop) for i in range(WRITERS)]
         for w in writers:
             w.start()
@@ -183,7 +184,7 @@ def main(spec: dict) -> int:
         stop.set()
         for w in writers:
             w.join(timeout=CALL_TIMEOUT_S + 10)
-        # health recovers by itself (the shards probe the store after a failed write)
+        # health recovers by itself (the owners probe the store after a failed write)
         deadline = time.monotonic() + 15
         health_after = healthz(http)
         while health_after[0] != 200 and time.monotonic() < deadline:
@@ -197,7 +198,7 @@ def main(spec: dict) -> int:
                           "event_count": data["state"]["event_count"] if data.get("state") else 0}
         failures = [f for w in writers for f in w.failures]
         print(json.dumps({
-            "shards_used": shards_used,
+            "owners_used": owners_used,
             "acked": [list(a) for w in writers for a in w.acked],
             "pending": [list(a) for w in writers for a in w.pending],
             "calls_acked": sum(len(w.ack_times) for w in writers),

@@ -20,9 +20,10 @@ def main() -> int:
     from ray import serve
     from ray.serve.config import HTTPOptions, gRPCOptions
 
-    from actors.cluster import start_shards, stop_shards
+    from actors.cluster import start_backend, stop_backend
     from engine.auth import AuthConfig
     from engine.config import ServeConfig
+    from engine.scaling import ScalingConfig
     from gateway.ingress import Ingress, IngressSettings
     from gateway.server import GRPC_SERVICERS
     from recommenders.loaders import synthetic_retail
@@ -30,17 +31,17 @@ def main() -> int:
     from recsys.v1 import recsys_pb2 as pb, recsys_pb2_grpc
 
     tmp = Path(tempfile.mkdtemp())
-    config = ServeConfig(http_port=free_port(), grpc_port=free_port(), num_shards=1,
+    config = ServeConfig(http_port=free_port(), grpc_port=free_port(), partitions=8, owners=ScalingConfig(min_owners=1, max_owners=1),
                          store_url=f"sqlite:///{tmp}/store.db", auth=AuthConfig(enabled=False))
     bundle = train(synthetic_retail(n_customers=100, n_items=30, n_groups=3),
                    TrainParams(factors=4, iterations=3, evaluate=False, threads=1), progress=False)
     ray.init(num_cpus=2, include_dashboard=False, namespace="recsys", log_to_driver=False)
-    keep = start_shards(bundle, config)
+    keep = start_backend(bundle, config)
     report: dict = {}
     try:
         serve.start(http_options=HTTPOptions(host="127.0.0.1", port=config.http_port),
                     grpc_options=gRPCOptions(port=config.grpc_port, grpc_servicer_functions=GRPC_SERVICERS))
-        serve.run(Ingress.bind(IngressSettings.from_config(config)), name="recsys", route_prefix="/")
+        serve.run(Ingress.bind(IngressSettings.from_config(config, 8)), name="recsys", route_prefix="/")
         with grpc.insecure_channel(f"127.0.0.1:{config.grpc_port}") as channel:
             grpc.channel_ready_future(channel).result(timeout=30)
             stub = recsys_pb2_grpc.PersonalizationStub(channel)
@@ -64,7 +65,7 @@ def main() -> int:
                 report["stream_bad_input"] = error.code().name
     finally:
         serve.shutdown()
-        stop_shards(config.num_shards)
+        stop_backend()
         del keep
         ray.shutdown()
     print(json.dumps(report))

@@ -1,22 +1,22 @@
-"""Catalogue changes over the real gRPC and HTTP ports reach every shard before the reply."""
+"""Catalogue changes over the real gRPC and HTTP ports reach every owner before the reply."""
 import uuid
 
 import grpc
 import pytest
 
-from engine.sharding import shard_for
+from engine.sharding import partition_for
 from recsys.v1 import recsys_pb2 as pb
 from tests.integration.conftest import KEYS, authed_stub
 
 
 def customers_on_every_shard(service, per_shard=2):
-    """Fresh customer ids, ``per_shard`` of them on each shard."""
-    n = service.config.num_shards
+    """Fresh customer ids, ``per_shard`` of them on each partition (so on every owner)."""
+    n = service.config.partitions
     found: dict[int, list[str]] = {s: [] for s in range(n)}
     while any(len(v) < per_shard for v in found.values()):
         c = f"cat-{uuid.uuid4().hex[:8]}"
-        if len(found[shard_for(c, n)]) < per_shard:
-            found[shard_for(c, n)].append(c)
+        if len(found[partition_for(c, n)]) < per_shard:
+            found[partition_for(c, n)].append(c)
     return [c for v in found.values() for c in v]
 
 
@@ -32,7 +32,7 @@ def top(stub, customer, k=10, **filters):
     return [i.item_id for i in stub.Recommend(request).items]
 
 
-def test_out_of_stock_leaves_every_shard_at_once_and_comes_back(stub, service):
+def test_out_of_stock_leaves_every_owner_at_once_and_comes_back(stub, service):
     customers = customers_on_every_shard(service)
     for c in customers:
         stub.TrackEvents(pb.TrackEventsRequest(events=views(c, "i0001", "i0002")))
@@ -69,7 +69,7 @@ def test_a_new_item_is_recommended_before_any_retrain(http, stub, service):
         {"item_id": new_item, "name": "Brand new", "category": "group-1", "price": 2.5, "in_stock": True}]})
     assert reply.status_code == 200
     try:
-        # customers who shop group 1 (i0020..i0039) see it, on every shard
+        # customers who shop group 1 (i0020..i0039) see it, on every owner
         for c in customers_on_every_shard(service, per_shard=1):
             stub.TrackEvents(pb.TrackEventsRequest(events=[
                 pb.Event(event_id=uuid.uuid4().hex, customer_id=c, event_type="purchase", item_id=i, channel="web")

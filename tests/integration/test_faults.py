@@ -1,5 +1,6 @@
-"""Faults on a real Ray: a shard killed with SIGKILL mid-stream, an ingress replica killed,
-the whole service stopped and started. Acknowledged events must survive all of them."""
+"""Faults on a real Ray: a partition owner killed with SIGKILL mid-stream (its partitions are
+taken by the other owners under a new epoch and rebuilt from snapshot + log), an ingress replica
+killed, the whole service stopped and started. Acknowledged events must survive all of them."""
 import os
 import signal
 import subprocess
@@ -13,8 +14,8 @@ import grpc
 import orjson
 import ray
 
-from actors.cluster import NAMESPACE, shard_name
-from engine.sharding import shard_for
+from engine.sharding import partition_for
+from tests.integration.conftest import owner_of
 from recsys.v1 import recsys_pb2 as pb
 
 # What the tests assert as the bound on getting answers again after a fault.
@@ -22,11 +23,11 @@ SHARD_RECOVERY_BOUND_S = 30.0
 INGRESS_RECOVERY_BOUND_S = 60.0
 
 
-def customers_on(shard: int, num_shards: int, n: int) -> list[str]:
+def customers_on(partition: int, partitions: int, n: int) -> list[str]:
     found = []
     while len(found) < n:
         candidate = f"f-{uuid.uuid4().hex[:8]}"
-        if shard_for(candidate, num_shards) == shard:
+        if partition_for(candidate, partitions) == partition:
             found.append(candidate)
     return found
 
@@ -36,10 +37,8 @@ def exported(stub, customer):
 
 
 def test_sigkill_shard_while_streaming_loses_no_acknowledged_event(stub, service):
-    num_shards = service.config.num_shards
-    customers = customers_on(0, num_shards, 3)
-    shard = ray.get_actor(shard_name(0), namespace=NAMESPACE)
-    pid = ray.get(shard.stats.remote())["pid"]
+    customers = customers_on(0, service.config.partitions, 3)
+    pid = ray.get(owner_of(customers[0]).stats.remote())["pid"]
     acked: dict[str, list[str]] = {c: [] for c in customers}
     failures = 0
     killed_at = recovered_at = None
@@ -65,9 +64,9 @@ def test_sigkill_shard_while_streaming_loses_no_acknowledged_event(stub, service
             killed_at = time.monotonic()
         if recovered_at is not None and n >= 150:
             break
-    assert killed_at is not None and recovered_at is not None, "the shard did not come back"
+    assert killed_at is not None and recovered_at is not None, "the partition was not taken over"
     assert recovered_at - killed_at < SHARD_RECOVERY_BOUND_S
-    new_pid = ray.get(shard.stats.remote())["pid"]
+    new_pid = ray.get(owner_of(customers[0]).stats.remote())["pid"]
     assert new_pid != pid
     # Recommend answers again, within the bound
     reply = stub.Recommend(pb.RecommendRequest(customer_id=customers[0], k=5), timeout=SHARD_RECOVERY_BOUND_S)
@@ -78,7 +77,7 @@ def test_sigkill_shard_while_streaming_loses_no_acknowledged_event(stub, service
         assert set(acked[customer]) <= stored, "an acknowledged event was lost from the store"
         # the rebuilt state applied every stored event exactly once
         assert data["state"]["event_count"] == len(data["events"]), "the rebuilt state misses stored events"
-    print(f"shard SIGKILL: {failures} failed calls, answers again after {recovered_at - killed_at:.2f} s")
+    print(f"owner SIGKILL: {failures} failed calls, answers again after {recovered_at - killed_at:.2f} s")
 
 
 def test_kill_ingress_replica_bounded_failures(stub):
@@ -189,7 +188,7 @@ if point == "torn":
 else:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None)
     def mark():
-        return conn.execute("SELECT coalesce(max(seq), 0) FROM events WHERE shard = ?", (shard,)).fetchone()[0]
+        return conn.execute("SELECT coalesce(max(seq), 0) FROM events WHERE partition_id = ?", (shard,)).fetchone()[0]
 before = mark()
 print("watching", flush=True)
 deadline = time.monotonic() + within
@@ -222,9 +221,7 @@ def test_sigkill_shard_while_many_writers_are_mid_commit(stub, service):
     calls are in its group commit: once as a commit is being written, once just after a commit
     and before its callers are answered. Every acknowledged event is stored and in the rebuilt
     state exactly once, and every writer is acknowledged again within the bound."""
-    num_shards = service.config.num_shards
-    customers = customers_on(0, num_shards, 8)
-    shard = ray.get_actor(shard_name(0), namespace=NAMESPACE)
+    customers = customers_on(0, service.config.partitions, 8)
     db = service.config.store_url[len("sqlite:///"):]
     stop, in_flight = threading.Event(), _Gauge()
     writers = [_Writer(i, service.grpc_target, customers, stop, in_flight) for i in range(WRITERS)]
@@ -237,7 +234,7 @@ def test_sigkill_shard_while_many_writers_are_mid_commit(stub, service):
         for point in ("torn", "committed", "committed", "committed"):
             if point == "committed" and any(r["point"] == point and r["duplicates"] for r in rounds):
                 break
-            pid = ray.get(shard.stats.remote())["pid"]
+            pid = ray.get(owner_of(customers[0]).stats.remote())["pid"]
             # every writer under way, then the kill while most calls are in the shard
             acks = [len(w.ack_times) for w in writers]
             deadline = time.monotonic() + 20
@@ -272,8 +269,8 @@ def test_sigkill_shard_while_many_writers_are_mid_commit(stub, service):
         assert r["writers_back"] == WRITERS, f"{WRITERS - r['writers_back']} writers got no acknowledgement " \
                                              f"within {SHARD_RECOVERY_BOUND_S} s of the kill ({r['point']})"
         assert r["commit_seen"], f"no commit within 3 s to kill the shard at ({r['point']})"
-    assert len({r["pid"] for r in rounds} | {ray.get(shard.stats.remote())["pid"]}) == len(rounds) + 1, \
-        "the shard was not killed"
+    assert len({r["pid"] for r in rounds} | {ray.get(owner_of(customers[0]).stats.remote())["pid"]}) == \
+        len(rounds) + 1, "the owner was not killed"
     codes = {code for w in writers for code, _ in w.failures}
     assert codes <= {"UNAVAILABLE"}, [f for w in writers for f in w.failures if f[0] != "UNAVAILABLE"][:3]
     acked = {a for w in writers for a in w.acked}
@@ -289,7 +286,7 @@ def test_sigkill_shard_while_many_writers_are_mid_commit(stub, service):
     assert any(r["point"] == "committed" and r["duplicates"] for r in rounds), \
         "no kill found a batch committed and not yet answered"
     for r in rounds:
-        print(f"shard SIGKILL {KILL_POINTS[r['point']]}, {WRITERS} writers ({r['in_flight']} calls in flight): "
+        print(f"owner SIGKILL {KILL_POINTS[r['point']]}, {WRITERS} writers ({r['in_flight']} calls in flight): "
               f"first ack {r['first_ack_s']:.2f} s, every writer acked {r['every_writer_s']:.2f} s after the kill; "
               f"{r['failed_calls']} failed calls; {r['duplicates']} retried events answered as duplicates "
               "(committed, not acknowledged, before the kill)")

@@ -155,7 +155,7 @@ def test_still_serving_after_bad_input_and_health(stub, channel):
 
 
 def test_concurrent_recommends_each_get_their_own_answer(stub, service):
-    """Many requests at once are coalesced into fewer shard calls (gateway/coalesce.py): every
+    """Many requests at once are coalesced into fewer owner calls (gateway/coalesce.py): every
     caller still gets the answer for its own customer and k, the same as when asked alone."""
     asks = [(f"c{n}", 3 + n % 5) for n in range(60)]
     alone = {ask: ids(stub.Recommend(pb.RecommendRequest(customer_id=ask[0], channel="web", k=ask[1])))
@@ -165,11 +165,11 @@ def test_concurrent_recommends_each_get_their_own_answer(stub, service):
     for ask, future in futures:
         assert ids(future.result(timeout=30)) == alone[ask], ask
     assert len({tuple(v) for v in alone.values()}) > 5   # the customers do differ
-    # and they were coalesced: some shard call carried more than one request
+    # and they were coalesced: some owner call carried more than one request
     import httpx
     from prometheus_client.parser import text_string_to_metric_families
 
     families = {f.name: f for f in text_string_to_metric_families(httpx.get(f"{service.http}/metrics", timeout=30).text)}
-    buckets = {s.labels["le"]: s.value for s in families["recsys_shard_call_batch_size"].samples
+    buckets = {s.labels["le"]: s.value for s in families["recsys_owner_call_batch_size"].samples
                if s.name.endswith("_bucket")}
     assert buckets["+Inf"] > buckets["1.0"], buckets

@@ -11,7 +11,7 @@ import pytest
 import ray
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from actors.cluster import NAMESPACE, shard_name
+from actors.names import NAMESPACE
 from recsys.v1 import recsys_pb2 as pb
 from tests.integration.conftest import KEYS, authed_stub
 from tests.integration.leaks import assert_no_internals
@@ -167,9 +167,11 @@ IDLE_CPU_CORES = 0.05
 def test_dropped_streams_release_their_work(service, channel):
     """Hundreds of SubscribeActions and Health/Watch streams opened, then dropped (half cancelled by
     the client, half by closing their connection): the replica's streams are gone within a bound,
-    and the shard and the ingress go back to idle."""
+    and the owner and the ingress go back to idle."""
     baseline = _stats()
-    shard_pid = ray.get(ray.get_actor(shard_name(0), namespace=NAMESPACE).stats.remote())["pid"]
+    from tests.integration.conftest import owners
+
+    shard_pid = ray.get(owners()[0].stats.remote())["pid"]
     ingress_pid = baseline["pid"]
     other = grpc.insecure_channel(service.grpc_target)
     calls = []
@@ -215,7 +217,7 @@ def test_dropped_streams_release_their_work(service, channel):
         assert later["health_reads"] == quiet["health_reads"]
     assert used[shard_pid] < IDLE_CPU_CORES and used[ingress_pid] < IDLE_CPU_CORES, used
     print(f"{STREAMS} streams + {WATCHES} watches dropped: released in {released:.2f} s; "
-          f"idle CPU shard {used[shard_pid]:.3f}, ingress {used[ingress_pid]:.3f} cores")
+          f"idle CPU owner {used[shard_pid]:.3f}, ingress {used[ingress_pid]:.3f} cores")
 
 
 FRONT_RECOVERY_BOUND_S = 30.0

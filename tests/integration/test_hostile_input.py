@@ -26,7 +26,6 @@ from google.protobuf.message_factory import GetMessageClass
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from actors.cluster import NAMESPACE, shard_name
 from engine.events import CHANNELS, ITEM_EVENT_TYPES
 from gateway.grpc_registration import METHODS
 from recsys.v1 import recsys_pb2 as pb
@@ -43,12 +42,14 @@ AUTH = (("authorization", f"Bearer {KEYS['admin']}"),)
 
 
 def shard_pids():
-    return [ray.get(ray.get_actor(shard_name(i), namespace=NAMESPACE).stats.remote())["pid"] for i in range(3)]
+    from tests.integration.conftest import owners
+
+    return sorted(ray.get(o.stats.remote())["pid"] for o in owners())
 
 
 @pytest.fixture(scope="module", autouse=True)
 def shards_at_start(service):
-    """The shard processes before any fuzzing: the last test checks that none of them died."""
+    """The owner processes before any fuzzing: the last test checks that none of them died."""
     return shard_pids()
 
 

@@ -21,7 +21,8 @@ def event(customer, kind, item, **extra):
 
 def test_healthz(http, synthetic_bundle, service):
     body = http.get("/healthz").json()
-    assert body == {"status": "ok", "model_version": synthetic_bundle.version, "shards": service.config.num_shards}
+    assert body == {"status": "ok", "model_version": synthetic_bundle.version,
+                    "partitions": service.config.partitions, "owners": 2}
 
 
 def test_recommend_events_round_trip(http):

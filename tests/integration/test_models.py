@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import ray
 
-from actors.cluster import NAMESPACE, shard_name
-from actors.registry import find_registry
+from actors.names import find_registry
 from engine.errors import InvalidArgument
 from recommenders.bundle import save_bundle
 from recommenders.loaders import synthetic_retail
@@ -75,18 +74,25 @@ def test_promotion_under_load_and_rollback(stub, service, synthetic_bundle, seco
     print(f"promotion in {result['seconds']} s under {RATE_PER_S} req/s: {len(load.results)} requests, 0 failed, "
           f"p99 {1000 * latencies[int(0.99 * (len(latencies) - 1))]:.1f} ms")
 
-    # a shard that restarts after the promotion comes back with the promoted model
-    shard = ray.get_actor(shard_name(1), namespace=NAMESPACE)
-    os.kill(ray.get(shard.stats.remote())["pid"], signal.SIGKILL)
-    deadline = time.monotonic() + 30
+    # an owner killed after the promotion is replaced by one that serves the promoted model, and
+    # its customers come back with it
+    from tests.integration.conftest import owner_of, owners
+
+    victim = owner_of("c0")
+    os.kill(ray.get(victim.stats.remote())["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            assert ray.get(shard.ping.remote(), timeout=5) == second_bundle.version
-            break
-        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError, ray.exceptions.ActorUnavailableError):
-            time.sleep(0.5)
+            answered = stub.Recommend(pb.RecommendRequest(customer_id="c0", k=3), timeout=15).model_version
+            running = owners()
+            if answered == second_bundle.version and len(running) == 2 and \
+                    set(ray.get([o.model_version.remote() for o in running], timeout=10)) == {second_bundle.version}:
+                break
+        except (grpc.RpcError, ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError, ValueError):
+            pass
+        time.sleep(0.5)
     else:
-        pytest.fail("the shard did not come back")
+        pytest.fail("the killed owner was not replaced by one serving the promoted model")
 
     back = ray.get(registry.rollback.remote())
     assert back["version"] == synthetic_bundle.version

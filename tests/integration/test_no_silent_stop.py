@@ -1,5 +1,5 @@
-"""A shard never silently stops taking writes: callers that give up (a 3 ms gRPC deadline), by
-the hundred, leave the shard ingesting, deciding offers and reporting healthy."""
+"""A partition never silently stops taking writes: callers that give up (a 3 ms gRPC deadline), by
+the hundred, leave it ingesting, deciding offers and reporting healthy."""
 import time
 import uuid
 
@@ -7,7 +7,7 @@ import grpc
 import orjson
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from engine.sharding import shard_for
+from engine.sharding import partition_for
 from recsys.v1 import recsys_pb2 as pb
 
 # how long the shard may take to answer normally again after the abandoned calls
@@ -17,12 +17,12 @@ BACK_WITHIN_S = 10.0
 def customer_on(shard: int, num_shards: int) -> str:
     while True:
         candidate = f"g-{uuid.uuid4().hex[:8]}"
-        if shard_for(candidate, num_shards) == shard:
+        if partition_for(candidate, num_shards) == shard:
             return candidate
 
 
 def test_callers_that_give_up_leave_the_shard_taking_writes(stub, channel, service):
-    customer = customer_on(0, service.config.num_shards)
+    customer = customer_on(0, service.config.partitions)
     codes = {}
     for n in range(200):
         event = pb.Event(event_id=f"{customer}-{n}", customer_id=customer, event_type="add_to_cart",

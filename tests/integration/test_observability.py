@@ -40,8 +40,10 @@ def test_metrics_scraped_and_parsed(service, stub, synthetic_bundle):
     assert buckets and any(s.labels["le"] == "+Inf" and s.value >= 1 for s in buckets)
     accepted = [s.value for s in samples["recsys_events_ingested_total"] if s.labels["result"] == "accepted"]
     assert accepted and accepted[0] >= 1
-    shards = {s.labels["shard"]: s.value for s in samples["recsys_shard_customers"]}
-    assert set(shards) == {"0", "1", "2"} and sum(shards.values()) >= 1
+    held = {s.labels["owner"]: s.value for s in samples["recsys_owner_customers"]}
+    assert len(held) == 2 and sum(held.values()) >= 1
+    partitions = {s.labels["owner"]: s.value for s in samples["recsys_owner_partitions"]}
+    assert set(partitions) == set(held) and sum(partitions.values()) == 16
     versions = [s.labels["version"] for s in samples["recsys_model_info"]]
     assert versions == [synthetic_bundle.version]
 

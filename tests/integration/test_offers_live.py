@@ -7,7 +7,6 @@ import grpc
 import orjson
 import pytest
 
-from engine.sharding import shard_for
 from recsys.v1 import recsys_pb2 as pb
 
 
@@ -86,16 +85,19 @@ def test_a_decline_starts_the_cool_down_in_every_channel(stub):
     assert not again.offers and again.rejected["capped-coupon"] == "cooldown_after_decline"
 
 
-def test_acceptances_teach_the_bandit_on_every_shard(stub, service):
-    n = service.config.num_shards
-    teachers = [c for c in (uid() for _ in range(200)) if shard_for(c, n) != 0][:30]
-    for c in teachers:  # 30 customers on shards 1..n-1 take the till treat every time
+def test_acceptances_teach_the_bandit_on_every_owner(stub, service):
+    from tests.integration.conftest import owner_name_of
+
+    customers = [uid() for _ in range(200)]
+    home = owner_name_of(customers[0])
+    teachers = [c for c in customers if owner_name_of(c) != home][:30]
+    for c in teachers:  # 30 customers on the other owner take the till treat every time
         # no marketing consent: the till treat is the one offer they can be shown, and only an
         # answer to an offer actually shown to them counts
         reply = nbo(stub, c, channel="pos")
         assert [o.offer_id for o in reply.offers] == ["pos-only"]
         assert offer_event(stub, c, "offer_accepted", reply.decision_id, "pos-only", channel="pos").accepted == 1
-    learner = next(c for c in (uid() for _ in range(200)) if shard_for(c, n) == 0)
+    learner = customers[0]
     prior = 1.0 / (1.0 + 9.0)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -103,7 +105,7 @@ def test_acceptances_teach_the_bandit_on_every_shard(stub, service):
         if propensity > 0.5:
             break
         time.sleep(0.5)
-    # (1 + 30) / (1 + 30 + 9 + shows not accepted): far above the 0.1 prior, learnt on other shards
+    # (1 + 30) / (1 + 30 + 9 + shows not accepted): far above the 0.1 prior, learnt on the other owner
     assert propensity > 0.5 > prior
 
 
@@ -128,10 +130,9 @@ def test_bad_offer_requests_are_rejected_with_a_message(http, stub):
 def test_a_new_catalogue_version_goes_live_and_a_broken_one_is_refused(stub, service):
     import ray
 
-    from actors.cluster import find_shards
-    from tests.integration.conftest import OFFERS_TEST_CATALOG
+    from tests.integration.conftest import OFFERS_TEST_CATALOG, owners
 
-    shards = find_shards(service.config.num_shards)
+    shards = owners()
     original = OFFERS_TEST_CATALOG.read_text()
     updated = original.replace('version = "test-1"', 'version = "test-2"').replace(
         'name = "Till-only treat"', 'name = "Till-only treat, new wording"')

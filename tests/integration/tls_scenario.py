@@ -23,6 +23,7 @@ def main() -> int:
 
     from engine.auth import ApiKey, AuthConfig, generate_key, hash_key, SCOPES
     from engine.config import OffersConfig, ServeConfig
+    from engine.scaling import ScalingConfig
     from gateway.server import start_service
     from gateway.tls import write_self_signed
     from recommenders.loaders import synthetic_retail
@@ -32,7 +33,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp())
     cert, key = write_self_signed(tmp / "tls")
     api_key = generate_key()
-    config = ServeConfig(http_port=free_port(), grpc_port=free_port(), num_shards=1,
+    config = ServeConfig(http_port=free_port(), grpc_port=free_port(), partitions=8, owners=ScalingConfig(min_owners=1, max_owners=1),
                          store_url=f"sqlite:///{tmp}/store.db", tls_certfile=str(cert), tls_keyfile=str(key),
                          # a 1.2 s cart-abandonment timer, so an action comes down the TLS stream soon
                          offers=OffersConfig(cart_abandon_minutes=0.02, trigger_tick_seconds=0.2),

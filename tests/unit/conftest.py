@@ -14,8 +14,8 @@ def _forbid_ray(monkeypatch):
 
 @pytest.fixture
 def writer_of():
-    """writer_of(logic): the ShardWriter the actor runs, over a real one-thread store executor
-    (the actor's), so tests drive the production write path without Ray."""
+    """writer_of(logic[, on_fenced]): the ShardWriter the owner runs, over a real one-thread
+    store executor (the owner's), so tests drive the production write path without Ray."""
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
 
@@ -23,13 +23,13 @@ def writer_of():
 
     executors = []
 
-    def make(logic):
+    def make(logic, on_fenced=None):
         io = ThreadPoolExecutor(max_workers=1)
         executors.append(io)
 
         async def io_call(fn, *args):
             return await asyncio.get_running_loop().run_in_executor(io, fn, *args)
-        return ShardWriter(logic, io_call)
+        return ShardWriter(logic, io_call, on_fenced=on_fenced)
     yield make
     for io in executors:
         io.shutdown(wait=True)

@@ -30,19 +30,23 @@ def config_file(tmp_path):
 
 def test_args_become_a_serve_config(config_file, tmp_path):
     parsed = parse_app_args({"config": str(config_file), "model_dir": str(tmp_path / "models"),
-                             "store_url_env": "RECSYS_STORE_URL", "shards": 4, "model": "v1"},
+                             "store_url_env": "RECSYS_STORE_URL", "min_owners": 3, "max_owners": 6,
+                             "partitions": 32, "model": "v1"},
                             environ={"RECSYS_STORE_URL": STORE})
     config = parsed.config
-    assert config.num_shards == 4 and config.store_url == STORE and config.snapshot_every_events == 500
+    assert config.owners.min_owners == 3 and config.owners.max_owners == 6 and config.partitions == 32
+    assert config.store_url == STORE and config.snapshot_every_events == 500
     assert config.model_dir == str((tmp_path / "models").resolve()) and parsed.model == "v1"
     assert config.auth.enabled and len(config.auth.keys) == 1
 
 
 def test_serve_run_command_line_strings_are_accepted(tmp_path):
-    # `serve run gateway.app:build_app shards=3 store_url=...` passes every value as a string
-    parsed = parse_app_args({"shards": "3", "store_url": "sqlite:///var/x.db", "model_dir": "models",
+    # `serve run gateway.app:build_app min_owners=3 partitions=16 store_url=...` passes every value as a string
+    parsed = parse_app_args({"min_owners": "3", "max_owners": "5", "partitions": "16",
+                             "store_url": "sqlite:///var/x.db", "model_dir": "models",
                              "config": str(_no_auth(tmp_path))}, environ={})
-    assert parsed.config.num_shards == 3 and parsed.config.store_url.startswith("sqlite:////")
+    assert parsed.config.owners.min_owners == 3 and parsed.config.owners.max_owners == 5
+    assert parsed.config.partitions == 16 and parsed.config.store_url.startswith("sqlite:////")
     assert Path(parsed.config.model_dir).is_absolute()
 
 
@@ -53,10 +57,12 @@ def _no_auth(tmp_path):
 
 
 @pytest.mark.parametrize("args, environ, message", [
-    ({"shard": 2}, {}, "unknown key.*shard.*accepted: config, model_dir"),
-    ({"shards": "two"}, {}, "args.shards: must be a whole number"),
-    ({"shards": True}, {}, "args.shards: must be a whole number"),
-    ({"shards": 0}, {}, "num_shards: must be between 1 and 4096"),
+    ({"shards": 2}, {}, "unknown key.*shards.*accepted: config, model_dir"),
+    ({"min_owners": "two"}, {}, "args.min_owners: must be a whole number"),
+    ({"max_owners": True}, {}, "args.max_owners: must be a whole number"),
+    ({"partitions": 2.5}, {}, "args.partitions: must be a whole number"),
+    ({"partitions": 0}, {}, "partitions: must be between 1 and 65536"),
+    ({"min_owners": 3, "max_owners": 2}, {}, "max_owners: must be between min_owners"),
     ({"model_dir": ""}, {}, "args.model_dir: must be a non-empty string"),
     ({"config": "/nowhere/recsys.toml"}, {}, "args.config: no such file"),
     ({"store_url": STORE, "store_url_env": "X"}, {"X": STORE}, "give one, not both"),
@@ -77,10 +83,10 @@ def test_a_store_password_is_not_echoed_in_errors():
 
 def test_config_file_mistakes_are_invalid_arguments(tmp_path):
     bad = tmp_path / "bad.toml"
-    bad.write_text("num_shards = \n")
+    bad.write_text("partitions = \n")
     with pytest.raises(InvalidArgument, match="args.config"):
         parse_app_args({"config": str(bad)}, environ={})
-    bad.write_text('num_shards = "four"\n')
+    bad.write_text('partitions = "four"\n')
     with pytest.raises(InvalidArgument, match="args.config"):
         parse_app_args({"config": str(bad)}, environ={})
     bad.write_text("[auth]\nenabled = true\n")
@@ -134,7 +140,7 @@ def test_manifest_args_are_exactly_what_build_app_accepts(tmp_path):
         parse_app_args({**app["args"], "config": str(local)}, environ={app["args"]["store_url_env"]: STORE})
     local.write_text(toml + _key_entry())
     parsed = parse_app_args({**app["args"], "config": str(local)}, environ={app["args"]["store_url_env"]: STORE})
-    assert parsed.config.num_shards == app["args"]["shards"] and parsed.config.store_url == STORE
+    assert parsed.config.owners.min_owners == app["args"]["min_owners"] and parsed.config.store_url == STORE
     assert parsed.config.offers.catalog_path == "/app/config/offers.toml"
 
 

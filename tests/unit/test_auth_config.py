@@ -39,8 +39,11 @@ def test_toml_config_with_keys(tmp_path):
     key = generate_key()
     path = tmp_path / "recsys.toml"
     path.write_text(f"""
-num_shards = 4
+partitions = 16
 store_url = "sqlite:///state/recsys.db"
+[owners]
+min_owners = 3
+max_owners = 6
 [ranking]
 repurchase_policy = "exclude_never"
 [ranking.weights]
@@ -53,11 +56,12 @@ scopes = ["recommend", "events"]
 rate_per_second = 50
 """)
     config = load_serve_config(path, http_port=8080)
-    assert config.num_shards == 4 and config.http_port == 8080
+    assert config.partitions == 16 and config.http_port == 8080
+    assert config.owners.min_owners == 3 and config.owners.max_owners == 6
     assert config.ranking.repurchase_policy == "exclude_never" and config.ranking.weights.session == 1.5
     assert config.auth.enabled and config.auth.keys[0].scopes == {"recommend", "events"}
     assert config.store_url.startswith("sqlite:////") and config.store_url.endswith("state/recsys.db")
-    path.write_text("num_shard = 4\n")
+    path.write_text("num_shards = 4\n")  # the key before partitions
     with pytest.raises(InvalidArgument, match="unknown key"):
         load_serve_config(path)
 

@@ -153,7 +153,7 @@ def test_learning_itself_refuses_a_response_that_answers_no_show(make_shard):
     decide(shard, "c4")
     before = learnt(shard)
     fake = response("c4", "made-up")
-    shard.apply_committed([fake], shard.store.append(shard.shard_id, [fake]))
+    shard.apply_committed([fake], shard.store.append(shard.partition, [fake]))
     assert learnt(shard) == before
 
 

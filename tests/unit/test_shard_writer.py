@@ -98,9 +98,9 @@ def test_a_commit_whose_outcome_was_unknown_is_applied_exactly_once(writer_for, 
     real = logic.store.append
     calls = {"n": 0}
 
-    def commit_then_lose_the_answer(shard, events):
+    def commit_then_lose_the_answer(partition, events, epoch=None):
         calls["n"] += 1
-        seqs = real(shard, events)
+        seqs = real(partition, events, epoch)
         if calls["n"] == 1:
             raise ConnectionError("connection lost during COMMIT")
         return seqs
@@ -143,10 +143,10 @@ def test_health_reports_a_shard_that_cannot_write_and_recovers_by_itself(writer_
     broken = {"on": True}
     real_append, real_probe = logic.store.append, logic.store.probe_write
 
-    def append(shard, events):
+    def append(partition, events, epoch=None):
         if broken["on"]:
             raise OSError(28, "No space left on device")
-        return real_append(shard, events)
+        return real_append(partition, events, epoch)
 
     def probe():
         if broken["on"]:
@@ -202,9 +202,9 @@ def test_health_reports_a_store_call_that_hangs(writer_for, monkeypatch):
     release = threading.Event()
     real = logic.store.append
 
-    def hung(shard, events):  # a database that stops answering, then comes back
+    def hung(partition, events, epoch=None):  # a database that stops answering, then comes back
         release.wait(10)
-        return real(shard, events)
+        return real(partition, events, epoch)
     monkeypatch.setattr(logic.store, "append", hung)
 
     async def scenario():

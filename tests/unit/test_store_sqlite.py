@@ -18,6 +18,10 @@ class TestSqliteStore(StoreContract):
     def reopen(self, tmp_path):
         return lambda: SqliteEventStore(tmp_path / "store.db")
 
+    @pytest.fixture
+    def fresh_url(self, tmp_path):
+        return f"sqlite:///{tmp_path / 'fresh' / 'store.db'}"
+
     append_only_error = sqlite3.DatabaseError
 
     def test_wal_and_full_sync(self, store):

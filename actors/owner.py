@@ -1,0 +1,421 @@
+"""A partition owner: one process holding the live state of a set of partitions, and the scoring
+next to it.
+
+The placement (actors/placement.py) decides which owner holds which partition and moves them as
+the tier grows and shrinks. The owner itself only knows how to take a partition (acquire its
+lease in the store, epoch + 1, and rebuild it from snapshot + log), how to give one back (stop
+taking requests for it, commit what is queued, snapshot, release the lease), and how to answer
+requests for the partitions it holds. A request for a partition it does not hold is answered
+with PartitionMoved, which the ingress handles by asking the placement again.
+
+Nothing here depends on being a plain Ray actor rather than a Serve replica: the partitions held,
+their leases and their moves are all in ``OwnerCore``; the actor below is a thin shell.
+
+One store connection and one store thread per owner; customer state changes only on the event
+loop. Each partition has its own writer (actors/shard_writer.py: group commit, catch-up, fencing).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import ray
+
+from actors.names import OFFER_CATALOG_META, find_learner, find_registry
+from actors.serving import Serving
+from actors.shard import CustomerShardLogic
+from actors.shard_offers import catalog_from_toml
+from actors.shard_writer import ShardWriter
+from actors.store import open_store
+from engine.catalog import CatalogUpdate
+from engine.config import OffersConfig, RankingConfig
+from engine.decisioning import counts_from_rows, counts_to_rows
+from engine.errors import PartitionMoved, RecsysError, Unavailable
+from engine.events import Event
+from engine.queries import OfferQuery, RecommendQuery, SimilarQuery
+from engine.sharding import partition_for
+from recommenders.recommend import Recommendations, similar_items
+from recommenders.runtime import ModelRuntime
+
+log = logging.getLogger(__name__)
+
+# how long a move waits for the requests already inside a partition to finish
+DRAIN_TIMEOUT_S = 10.0
+# how often an owner looks for catalogue updates it has not applied (one that started while an
+# update was being pushed to every owner gets it this way)
+CATALOG_POLL_S = 1.0
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class OwnerSettings:
+    """What every owner of one service is started with."""
+    store_url: str
+    partitions: int
+    ranking: RankingConfig = RankingConfig()
+    offers: OffersConfig = OffersConfig()
+    snapshot_every: int = 10_000
+    hot_customers: int = 50_000
+
+
+@dataclass
+class Held:
+    """One partition this owner holds."""
+    logic: CustomerShardLogic
+    writer: ShardWriter
+    epoch: int
+    active: bool = True  # False from the moment a move starts: requests get PartitionMoved
+    inflight: int = 0
+    recovery: dict = field(default_factory=dict)
+
+
+class OwnerCore:
+    """The owner without Ray: its partitions, their leases and moves, and the requests."""
+
+    def __init__(self, name: str, settings: OwnerSettings, model: ModelRuntime, io, store):
+        self.name = name
+        self.settings = settings
+        self.store = store
+        self._io = io
+        self.serving = Serving(model)
+        self.held: dict[int, Held] = {}
+        self._offer_catalog = catalog_from_toml(store.get_meta(OFFER_CATALOG_META), "offer catalogue")
+        self._offer_locks: dict[str, list] = {}
+        self._rng = np.random.default_rng()
+        self.requests = 0
+        self.moves_in = 0
+        self.moves_out = 0
+        self.fenced = 0
+
+    # -- which partition -----------------------------------------------------------------------
+    def partition_of(self, customer_id: str) -> int:
+        return partition_for(customer_id, self.settings.partitions)
+
+    def _held(self, partition: int) -> Held:
+        held = self.held.get(partition)
+        if held is None or not held.active:
+            raise PartitionMoved(partition)
+        return held
+
+    # -- taking and giving partitions ------------------------------------------------------------
+    async def acquire(self, partition: int) -> dict[str, Any]:
+        """Take the partition's lease (epoch + 1: whoever held it before can no longer write it)
+        and rebuild it from its snapshot and the log after it."""
+        if partition in self.held:
+            return {"partition": partition, "epoch": self.held[partition].epoch, "already": True}
+        started = time.perf_counter()
+        epoch = await self._io(self.store.acquire_partition, partition, self.name)
+        logic = CustomerShardLogic(partition, self.serving, self.settings.ranking, self.store,
+                                   self.settings.snapshot_every, partitions=self.settings.partitions, epoch=epoch,
+                                   offers_config=self.settings.offers, offer_catalog=self._offer_catalog,
+                                   hot_customers=self.settings.hot_customers)
+        stored = await self._io(logic.read_stored)
+        recovery = logic.rebuild(stored)
+        writer = ShardWriter(logic, self._io, on_fenced=self._fenced)
+        self.held[partition] = Held(logic, writer, epoch, recovery=recovery)
+        self.moves_in += 1
+        return {"partition": partition, "epoch": epoch, **recovery,
+                "seconds": round(time.perf_counter() - started, 4)}
+
+    async def release(self, partition: int) -> dict[str, Any]:
+        """Give the partition back: new requests for it get PartitionMoved at once, the ones
+        inside finish, what is queued is committed, a snapshot is written, then the lease is
+        released. A partition not held (already moved) is answered as such."""
+        held = self.held.get(partition)
+        if held is None:
+            return {"partition": partition, "held": False}
+        started = time.perf_counter()
+        held.active = False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_TIMEOUT_S
+        while held.inflight and loop.time() < deadline:
+            await asyncio.sleep(0.002)
+        try:
+            handed = await held.writer.hand_over()
+            released = await self._io(self.store.release_partition, partition, held.epoch)
+        except PartitionMoved:
+            handed, released = {}, False
+        except Exception:
+            held.active = True  # the store is away: keep serving it; the placement retries later
+            raise
+        self.held.pop(partition, None)
+        self.moves_out += 1
+        return {"partition": partition, "held": True, "released": released, **handed,
+                "customers": len(held.logic.customers), "seconds": round(time.perf_counter() - started, 4)}
+
+    def _fenced(self, partition: int) -> None:
+        """A write found the lease taken by another owner: this one stops serving the partition."""
+        held = self.held.pop(partition, None)
+        if held is not None:
+            held.active = False
+            self.fenced += 1
+
+    # -- requests ----------------------------------------------------------------------------------
+    def recommend_many(self, requests: list[tuple[RecommendQuery, int]]) -> list[Recommendations | Exception]:
+        """Several Recommends in one call (the ingress coalesces them under load); an error is
+        returned in its request's place, so it fails that request only (a partition that moved:
+        the ingress sends that one again)."""
+        out: list[Recommendations | Exception] = []
+        self.requests += len(requests)
+        for query, now_ms in requests:
+            try:
+                held = self._held(self.partition_of(query.customer_id))
+                out.append(held.logic.recommend(query, now_ms or _now_ms()))
+            except RecsysError as exc:
+                out.append(exc)
+            except Exception as exc:  # noqa: BLE001 - a bug: logged here, where its traceback is
+                log.exception("recommend failed for one request of a batch of %d", len(requests))
+                out.append(exc)
+        return out
+
+    def similar(self, query: SimilarQuery) -> Recommendations:
+        self.requests += 1
+        if not query.customer_id:  # item to item: no customer state, any owner answers
+            return similar_items(self.serving.model, query, None, view=self.serving.view)
+        return self._held(self.partition_of(query.customer_id)).logic.similar(query)
+
+    async def track(self, groups: Mapping[int, list[Event]]) -> dict[int, Any]:
+        """Events grouped by partition: per partition (accepted, duplicates, ignored), or the
+        error for that partition (PartitionMoved: the ingress sends it to the new owner)."""
+        self.requests += 1
+        partitions = list(groups)
+        results = await asyncio.gather(*[self._track_one(p, groups[p]) for p in partitions], return_exceptions=True)
+        return dict(zip(partitions, results))
+
+    async def _track_one(self, partition: int, events: list[Event]) -> tuple[int, int, int]:
+        held = self._held(partition)
+        held.inflight += 1
+        try:
+            return await held.writer.submit(events)
+        finally:
+            held.inflight -= 1
+
+    async def next_best_offer(self, query: OfferQuery, now_ms: int | None = None) -> dict[str, Any]:
+        """Decide and store the shows before replying, one decision per customer at a time, so
+        concurrent requests from several channels see each other's shows (caps hold exactly)."""
+        self.requests += 1
+        held = self._held(self.partition_of(query.customer_id))
+        held.inflight += 1
+        entry = self._offer_locks.setdefault(query.customer_id, [asyncio.Lock(), 0])
+        entry[1] += 1  # users of this lock; the last one out removes it
+        try:
+            async with entry[0]:
+                if not held.active:  # it started moving while this waited for the lock
+                    raise PartitionMoved(held.logic.partition)
+                reply, events = held.logic.offer_decision(query, now_ms or _now_ms(), self._rng)
+                if events:
+                    await held.writer.submit(events)
+                return reply
+        finally:
+            held.inflight -= 1
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._offer_locks[query.customer_id]
+
+    async def forget(self, customer_id: str, principal: str) -> dict[str, Any]:
+        held = self._held(self.partition_of(customer_id))
+        held.inflight += 1
+        try:
+            return {**await held.writer.forget(customer_id, principal), "partition": held.logic.partition}
+        finally:
+            held.inflight -= 1
+
+    async def export(self, customer_id: str, principal: str) -> dict[str, Any]:
+        held = self._held(self.partition_of(customer_id))
+        state = held.logic.live_state(customer_id)
+        return await self._io(held.logic.export_with, customer_id, principal, state)
+
+    # -- what spans partitions -------------------------------------------------------------------
+    async def fire_triggers(self, now_ms: int) -> int:
+        fired = 0
+        for held in list(self.held.values()):
+            if held.active:
+                fired += await held.writer.fire_triggers(now_ms)
+        return fired
+
+    async def sync_catalog(self) -> int:
+        """Apply the catalogue updates committed since the last one applied here."""
+        rows = await self._io(self.store.catalog_updates_after, self.serving.catalog_seq)
+        return self.serving.apply_catalog_rows(rows)
+
+    def set_offer_catalog(self, toml_text: str) -> str:
+        catalog = catalog_from_toml(toml_text, "offer catalogue")
+        self._offer_catalog = catalog
+        for held in self.held.values():
+            held.logic.offers.set_catalog(catalog)
+        return catalog.version
+
+    async def health(self) -> dict[str, Any]:
+        reports = await asyncio.gather(*[h.writer.health() for h in list(self.held.values())])
+        stuck = [r for r in reports if not r["writable"]]
+        return {"owner": self.name, "model_version": self.serving.model.version, "partitions": len(reports),
+                "writable": not stuck,
+                "write_error": "; ".join(f"partition {r['partition']}: {r['write_error']}" for r in stuck) or None,
+                "snapshot_error": next((r["snapshot_error"] for r in reports if r["snapshot_error"]), None),
+                "writer_starts": sum(r["writer_starts"] for r in reports),
+                "failed_batches": sum(r["failed_batches"] for r in reports),
+                "apply_errors": sum(r["apply_errors"] for r in reports)}
+
+    def stats(self) -> dict[str, Any]:
+        return {"owner": self.name, "partitions": sorted(self.held),
+                "customers": sum(len(h.logic.customers) for h in self.held.values()),
+                "last_seq": {p: h.logic.last_seq for p, h in self.held.items()},
+                "epochs": {p: h.epoch for p, h in self.held.items()},
+                "model_version": self.serving.model.version, "catalog_items": len(self.serving.catalog),
+                "requests": self.requests, "moves_in": self.moves_in, "moves_out": self.moves_out,
+                "fenced": self.fenced, "ignored_responses": sum(h.logic.offers.ignored_responses
+                                                                for h in self.held.values())}
+
+
+@ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)
+class PartitionOwner:
+    """The Ray actor around OwnerCore, with the owner's timers (triggers, bandit exchange,
+    catalogue poll) and its share of a model promotion. Not restarted by Ray: a dead owner's
+    partitions are taken by others, under a new epoch, by the placement."""
+
+    def __init__(self, name: str, settings: OwnerSettings):
+        refs, manifest = ray.get(find_registry().current.remote())
+        # refs = [ObjectRef], a list so that Ray hands us the reference and we keep it alive;
+        # ray.get returns read-only numpy arrays mapped from shared memory (no copy)
+        self._model_ref = refs[0]
+        self._pending_model: tuple[str, ModelRuntime, Any] | None = None
+        model = ModelRuntime(ray.get(self._model_ref), manifest)
+        store = open_store(settings.store_url, settings.partitions)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-store")
+        self.core = OwnerCore(name, settings, model, self._io, store)
+        self._timers: list[asyncio.Task] = []
+        self._cpu = (time.monotonic(), time.process_time())
+
+    async def _io(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def _start_timers(self) -> None:
+        """An async actor's __init__ has no running loop to start them in."""
+        if not self._timers:
+            self._timers = [asyncio.create_task(self._every(self.core.settings.offers.trigger_tick_seconds,
+                                                            lambda: self.core.fire_triggers(_now_ms()))),
+                            asyncio.create_task(self._every(self.core.settings.offers.bandit_sync_seconds,
+                                                            self._exchange_bandit)),
+                            asyncio.create_task(self._every(CATALOG_POLL_S, self.core.sync_catalog))]
+
+    @staticmethod
+    async def _every(seconds: float, step) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await step()
+            except Exception:  # noqa: BLE001 - a timer step that fails is tried at the next tick
+                log.warning("owner timer step failed", exc_info=True)
+
+    async def _exchange_bandit(self) -> None:
+        bandit = self.core.serving.bandit
+        delta = bandit.delta_since_last()
+        try:
+            totals = await find_learner().exchange.remote(counts_to_rows(delta))
+        except Exception:  # noqa: BLE001 - the learner restarting: keep the increments for next time
+            bandit.restore_delta(delta)
+            return
+        bandit.merge(counts_from_rows(totals))
+
+    # -- placement's calls ---------------------------------------------------------------------------
+    async def acquire(self, partitions: list[int]) -> list[dict]:
+        self._start_timers()
+        return [await self.core.acquire(p) for p in partitions]
+
+    async def release(self, partition: int) -> dict:
+        return await self.core.release(partition)
+
+    async def load(self) -> dict[str, Any]:
+        """The scaling policy's signal: this process's CPU use (CPU seconds per second) since the
+        last call, with the partitions held."""
+        self._start_timers()
+        now, cpu = time.monotonic(), time.process_time()
+        (then, cpu_then), self._cpu = self._cpu, (now, cpu)
+        return {"owner": self.core.name, "cpu": (cpu - cpu_then) / max(now - then, 1e-6),
+                "partitions": len(self.core.held), "requests": self.core.requests,
+                "node_id": ray.get_runtime_context().get_node_id()}
+
+    # -- requests ------------------------------------------------------------------------------------
+    async def recommend_many(self, requests: list) -> list:
+        return self.core.recommend_many(requests)
+
+    async def similar(self, query: SimilarQuery) -> Recommendations:
+        return self.core.similar(query)
+
+    async def track(self, groups: dict) -> dict:
+        self._start_timers()
+        return await self.core.track(groups)
+
+    async def next_best_offer(self, query: OfferQuery, now_ms: int | None = None) -> dict[str, Any]:
+        self._start_timers()
+        return await self.core.next_best_offer(query, now_ms)
+
+    async def forget(self, customer_id: str, principal: str) -> dict[str, Any]:
+        # a model being promoted meanwhile unmaps the customer when it is switched to (commit_model)
+        return await self.core.forget(customer_id, principal)
+
+    async def export(self, customer_id: str, principal: str) -> dict[str, Any]:
+        return await self.core.export(customer_id, principal)
+
+    async def actions_after(self, seq: int, limit: int) -> list:
+        return await self._io(self.core.store.actions_after, seq, limit)
+
+    async def commit_catalog(self, updates: list[CatalogUpdate]) -> None:
+        """Make catalogue updates durable (the ingress asks one owner; every owner then pulls them)."""
+        await self._io(self.core.store.append_catalog, updates)
+
+    async def sync_catalog(self) -> int:
+        return await self.core.sync_catalog()
+
+    async def set_offer_catalog(self, toml_text: str) -> str:
+        return self.core.set_offer_catalog(toml_text)
+
+    async def health(self) -> dict[str, Any]:
+        self._start_timers()
+        return await self.core.health()
+
+    async def stats(self) -> dict[str, Any]:
+        return {**self.core.stats(), "pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}
+
+    async def bandit_counts(self) -> list:
+        return counts_to_rows(self.core.serving.bandit.counts())
+
+    async def ping(self) -> str:
+        self._start_timers()
+        return self.core.serving.model.version
+
+    # -- model swap (two-phase, driven by the registry) -------------------------------------------
+    async def prepare_model(self, refs: list, manifest: Mapping[str, Any]) -> str:
+        """Build the new model beside the serving one; nothing changes for requests yet."""
+        loop = asyncio.get_running_loop()
+        arrays = await loop.run_in_executor(None, ray.get, refs[0])
+        model = await loop.run_in_executor(None, ModelRuntime, arrays, manifest)
+        # erased customers stay erased in every bundle, older ones (a rollback) included
+        model.forget(await self._io(self.core.store.forgotten_customers))
+        self._pending_model = (model.version, model, refs[0])
+        return model.version
+
+    async def commit_model(self, version: str) -> str:
+        """Switch to the prepared model: one reference assignment between two requests."""
+        if self._pending_model is None or self._pending_model[0] != version:
+            raise Unavailable(f"owner {self.core.name}: model {version} was not prepared")
+        _, model, ref = self._pending_model
+        self.core.serving.switch(model)
+        self._model_ref, self._pending_model = ref, None
+        return version
+
+    async def abort_model(self, version: str) -> None:
+        if self._pending_model is not None and self._pending_model[0] == version:
+            self._pending_model = None
+
+    async def model_version(self) -> str:
+        return self.core.serving.model.version
