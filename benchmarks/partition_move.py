@@ -12,6 +12,9 @@ figures are the move itself and not actor-call overhead, about a millisecond) sh
 - a take-over (the old owner died): the new owner takes the lease and rebuilds from the last
   snapshot plus the E events logged after it. Measured for E events since the snapshot.
 
+Also, for the capacity model (docs/capacity.md): what one owner process does per second of CPU,
+Recommend and durable TrackEvents, in-process (OwnerCore over 8 partitions, no Ray hop).
+
 Prints one line per case (milliseconds, the release and acquire parts) and a JSON summary.
 """
 from __future__ import annotations
@@ -82,6 +85,37 @@ async def _case(url: str, model, customers: int, since: int, tag: str) -> dict:
             "takeover": takeover}
 
 
+async def _throughput(url: str, model, seconds: float = 5.0) -> dict:
+    """Recommends and single-event TrackEvents calls one owner answers per second of CPU."""
+    from engine.queries import RecommendQuery
+    from engine.sharding import partition_for
+
+    owner = _owner("bench-owner-t", url, model, 8, snapshot_every=10_000)
+    for p in range(8):
+        await owner.acquire(p)
+    ids = [f"t-c{n}" for n in range(2000)]
+    await asyncio.gather(*[owner.track({p: [e for e in _events(ids, 2, "tw") if partition_for(e.customer_id, 8) == p]})
+                           for p in range(8)])
+    out = {}
+    started, cpu, n = time.perf_counter(), time.process_time(), 0
+    while time.perf_counter() - started < seconds:
+        batch = [(RecommendQuery(customer_id=ids[(n + i) % len(ids)], k=10), 0) for i in range(16)]
+        owner.recommend_many(batch)
+        n += len(batch)
+    out["recommend_per_cpu_s"] = round(n / (time.process_time() - cpu))
+    started, cpu, n = time.perf_counter(), time.process_time(), 0
+    while time.perf_counter() - started < seconds:
+        # 64 concurrent single-event calls, as many clients would send them (group commit per partition)
+        events = _events([ids[(n + i) % len(ids)] for i in range(64)], 1, f"tt{n}")
+        await asyncio.gather(*[owner.track({partition_for(e.customer_id, 8): [e]}) for e in events])
+        n += len(events)
+    wall = time.perf_counter() - started
+    out["track_events_per_s"] = round(n / wall)
+    out["track_events_per_cpu_s"] = round(n / (time.process_time() - cpu))
+    owner.store.close()
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--customers", default="100,1000,10000")
@@ -106,7 +140,13 @@ def main() -> int:
         print(f"{customers:>6} customers, {since:>6} events since snapshot: move {row['move_ms']:>7.1f} ms "
               f"(release {row['release_ms']:.1f}, acquire {row['acquire_ms']:.1f}); take-over after a crash "
               f"{row['takeover']['takeover_ms']:>7.1f} ms replaying {row['takeover']['replayed']} events", flush=True)
-    print(json.dumps({"store": (args.store or "sqlite (fresh file per case)").split("@")[-1], "cases": rows}))
+    url = args.store or f"sqlite:///{tempfile.mkdtemp(prefix='recsys-move-')}/throughput.db"
+    throughput = asyncio.run(_throughput(url, model))
+    print(f"one owner, in-process: {throughput['recommend_per_cpu_s']} Recommends per CPU second; "
+          f"{throughput['track_events_per_s']} single-event TrackEvents/s from 64 concurrent callers "
+          f"({throughput['track_events_per_cpu_s']} per CPU second; fsync at every commit)")
+    print(json.dumps({"store": (args.store or "sqlite (fresh file per case)").split("@")[-1], "cases": rows,
+                      "owner_throughput": throughput}))
     return 0
 
 

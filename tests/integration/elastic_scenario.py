@@ -132,7 +132,7 @@ def main(store_url: str) -> int:
         "num_cpus": 1, "gcs_server_port": free_port(), "include_dashboard": False, "resources": {"head_host": 10},
         "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 4,
                            "health_check_timeout_ms": 500}})
-    workers = [cluster.add_node(num_cpus=1, resources={"owner_host": 100}) for _ in range(2)]
+    workers = [cluster.add_node(num_cpus=1, resources={"owner_host": 100}) for _ in range(3)]
     ray.init(address=cluster.address, namespace=NAMESPACE, log_to_driver=False)
     cluster.wait_for_nodes()
     service = None
@@ -189,6 +189,16 @@ def main(store_url: str) -> int:
         for c in clients:
             c.start()
         time.sleep(3.0)
+
+        # -- 0. an operator drains a node: its owners' partitions move to owners elsewhere ------------------
+        now = status()
+        drained_node = next(n for n in now["nodes"].values() if n)
+        td = time.monotonic()
+        ray.get(placement.drain_node.remote(drained_node), timeout=120)
+        drained = wait_for(lambda: (s := status())["owners"] == 2 and not s["unassigned"]
+                           and drained_node not in s["nodes"].values() and s, 60)
+        report["phases"]["drained"] = {"seconds": round(time.monotonic() - td, 2), "reached": bool(drained)}
+        time.sleep(1.0)
 
         # -- 1. a burst: 2 -> 4 owners, by the policy ------------------------------------------------
         t0 = time.monotonic()
@@ -331,7 +341,7 @@ def main(store_url: str) -> int:
                        for op in ("Recommend", "TrackEvents", "NextBestOffer")},
             "p99_ms_by_phase": {}})
         # p99 while each phase was under way
-        edges = {"steady": (None, t0), "up_and_down": (t0, t2), "node_removed": (t2, t3), "killed_mid_move": (t3, None)}
+        edges = {"steady_and_drain": (None, t0), "up_and_down": (t0, t2), "node_removed": (t2, t3), "killed_mid_move": (t3, None)}
         for phase, (lo, hi) in edges.items():
             lat = [x for c in clients for at, _, x in c.latencies if (lo is None or at >= lo) and (hi is None or at < hi)]
             report["p99_ms_by_phase"][phase] = {"p99_ms": p99(lat), "requests": len(lat)}
