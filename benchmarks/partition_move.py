@@ -75,7 +75,8 @@ async def _case(url: str, model, customers: int, since: int, tag: str) -> dict:
     move = {"release_ms": round(1000 * (mid - started), 1), "acquire_ms": round(1000 * (done - mid), 1),
             "move_ms": round(1000 * (done - started), 1), "replayed": taken["replayed"]}
     # b now logs ``since`` events and "dies" (no release); a takes the partition back over
-    await _fill(b, 0, _events(ids[: max(1, since // 5)], 5, f"{tag}t")[:since])
+    per_customer = -(-since // customers)  # ceil: ``since`` events spread over the customers
+    await _fill(b, 0, _events(ids, per_customer, f"{tag}t")[:since])
     started = time.perf_counter()
     again = await a.acquire(0)
     takeover = {"takeover_ms": round(1000 * (time.perf_counter() - started), 1), "replayed": again["replayed"]}
@@ -99,7 +100,7 @@ async def _throughput(url: str, model, seconds: float = 5.0) -> dict:
     out = {}
     started, cpu, n = time.perf_counter(), time.process_time(), 0
     while time.perf_counter() - started < seconds:
-        batch = [(RecommendQuery(customer_id=ids[(n + i) % len(ids)], k=10), 0) for i in range(16)]
+        batch = [(RecommendQuery(customer_id=ids[(n + i) % len(ids)], channel="web", k=10), 0) for i in range(16)]
         owner.recommend_many(batch)
         n += len(batch)
     out["recommend_per_cpu_s"] = round(n / (time.process_time() - cpu))
