@@ -41,6 +41,16 @@ class TestPostgresStore(StoreContract):
     def reopen(self, postgres_url):
         return lambda: PostgresEventStore(postgres_url)
 
+    @pytest.fixture
+    def fresh_url(self, postgres_url):
+        """A database of its own, empty: owners opening a new store at once."""
+        import uuid
+
+        name = f"fresh_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        yield postgres_url.replace("/recsys_test?", f"/{name}?")
+
     append_only_error = psycopg.errors.RaiseException
 
 
