@@ -60,6 +60,8 @@ http_errors.install(app)
 
 # a request's deadline for reaching its partition's owner, moves included
 SHARD_TIMEOUT_S = 10.0
+# health turns NOT_SERVING when a partition has had no owner this long (a move takes milliseconds)
+UNOWNED_UNHEALTHY_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,7 @@ class Ingress:
         self.action_feed = ActionFeed(self._outbox_page, ACTIONS_PAGE, ACTIONS_POLL_S)
         self.health_feed = SharedValue(self._serving_status, HEALTH_WATCH_S)
         self.outbox_reads = 0
+        self._unassigned_since: float | None = None
 
     async def _outbox_page(self, after: int, limit: int) -> list:
         self.outbox_reads += 1
@@ -314,8 +317,15 @@ class Ingress:
         and can take writes; else Unavailable naming what cannot and why (a full disk, a store away)."""
         await self.routes.refresh()
         unassigned = sum(1 for o in self.routes.owner_of if o is None)
-        if unassigned:
-            raise Unavailable(f"{unassigned} partition(s) have no owner at the moment (moving or starting)")
+        # a partition is without an owner for a moment during every move: only one that stays so
+        # (no owner could take it) makes the service not serving
+        now = time.monotonic()
+        if not unassigned:
+            self._unassigned_since = None
+        elif self._unassigned_since is None:
+            self._unassigned_since = now
+        if unassigned and now - self._unassigned_since >= UNOWNED_UNHEALTHY_S:
+            raise Unavailable(f"{unassigned} partition(s) have had no owner for {now - self._unassigned_since:.0f} s")
         try:
             reports = await asyncio.wait_for(asyncio.gather(*[o.health.remote() for o in self.routes.owners().values()]),
                                              5.0)

@@ -173,15 +173,20 @@ def main(store_url: str) -> int:
 
         # the owners' load as the placement sees it, once a second (for the report)
         samples: list = []
+        health: list = []
 
         def sample():
+            import httpx
+
             while not stop_base.is_set():
                 try:
                     s = status()
                     samples.append((round(time.monotonic(), 1), s["owners"], sorted(s["loads"].values())))
+                    code = httpx.get(f"http://127.0.0.1:{config.http_port}/healthz", timeout=10).status_code
+                    health.append((time.monotonic(), code))
                 except Exception:  # noqa: BLE001 - a sample missed
                     pass
-                time.sleep(1.0)
+                time.sleep(0.5)
         threading.Thread(target=sample, daemon=True).start()
         report["load_samples"] = samples
 
@@ -339,7 +344,9 @@ def main(store_url: str) -> int:
             "fenced": sum(s["fenced"] for s in stats),
             "p99_ms": {op: p99([lat for c in clients if c.rate for _, o, lat in c.latencies if o == op])
                        for op in ("Recommend", "TrackEvents", "NextBestOffer")},
-            "p99_ms_by_phase": {}})
+            "p99_ms_by_phase": {},
+            # health while the tier scaled up and down (moves, no failure): it must not flap
+            "health_while_scaling": sorted({code for at, code in health if t0 <= at < t2})})
         # p99 while each phase was under way
         edges = {"steady_and_drain": (None, t0), "up_and_down": (t0, t2), "node_removed": (t2, t3), "killed_mid_move": (t3, None)}
         for phase, (lo, hi) in edges.items():

@@ -28,6 +28,8 @@ def test_owners_scale_move_and_fail_without_losing_or_failing_anything(postgres_
     assert any(reason == "policy" and to < frm for frm, to, reason in scales), scales
     assert max(to for _, to, _ in scales) == 4, scales
     assert phases["killed_mid_move"]["blocked"], "the move never reached the locked lease"
+    # moves are not outages: health stayed up while the tier scaled
+    assert report["health_while_scaling"] == [200], report["health_while_scaling"]
     # no client request failed, through all of it
     assert report["failed"] == 0, report["failures"]
     assert report["requests"] > 500, "too little load to say anything"
