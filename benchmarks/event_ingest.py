@@ -1,12 +1,17 @@
 """Durable event ingest: what group commit buys.
 
-    .venv/bin/python benchmarks/event_ingest.py [--events 20000] [--store sqlite:///var/bench.db]
+    .venv/bin/python benchmarks/event_ingest.py [--events 20000] [--partitions 64] [--store sqlite:///var/bench.db]
 
-1. The store alone: one transaction per event vs one per 100 events (SQLite WAL, synchronous=FULL).
-2. One shard actor (Ray, 2 CPUs): events sent one per call, sequentially (one commit each) and
-   from 64 concurrent callers (the actor's group commit puts what is queued into one transaction).
-3. The whole service (2 shards, auth on): gRPC TrackEvents with batches of 100 events from 8
-   concurrent clients, customers spread over both shards.
+1. The store alone: one transaction per event vs one per 100 events (SQLite WAL, synchronous=FULL),
+   all in one partition.
+2. One owner process (a PartitionOwner actor holding all P partitions; Ray, 2 CPUs): events sent
+   one per call (owner.track({partition: [event]})), sequentially (one commit each) and from 64
+   concurrent callers (each partition's group commit puts what is queued for it into one
+   transaction), then batches of 100 grouped by partition as the ingress sends them (one
+   transaction per partition in the batch: with P = 64 and 5,000 customers, most of the 100 events
+   are in a partition of their own).
+3. The whole service (2 owners, fixed; auth on): gRPC TrackEvents with batches of 100 events from 8
+   concurrent clients, customers spread over every partition.
 Every event is committed before it is acknowledged in all cases. Prints events/s.
 """
 from __future__ import annotations
@@ -21,24 +26,44 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def _events(n: int, prefix: str):
+def _events(n: int, prefix: str, customers: list[str] | None = None):
     from engine.events import parse_event
 
     now = int(time.time() * 1000)
-    return [parse_event({"event_id": f"{prefix}{i}", "customer_id": f"c{i % 5000}", "event_type": "view",
+    customers = customers or [f"c{i}" for i in range(5000)]
+    return [parse_event({"event_id": f"{prefix}{i}", "customer_id": customers[i % len(customers)], "event_type": "view",
                          "item_id": f"i{i % 60:04d}", "channel": "web"}, now) for i in range(n)]
 
 
-def _through_grpc(bundle, tmp: Path, n_events: int) -> float:
+def _by_partition(events, partitions: int) -> dict[int, list]:
+    """Events grouped by their customer's partition: an owner's track() argument."""
+    from engine.sharding import partition_for
+
+    groups: dict[int, list] = {}
+    for event in events:
+        groups.setdefault(partition_for(event.customer_id, partitions), []).append(event)
+    return groups
+
+
+def _check(reply: dict) -> None:
+    """Every partition of an owner.track() answer took its events (no PartitionMoved, no error)."""
+    for partition, result in reply.items():
+        if isinstance(result, BaseException):
+            raise RuntimeError(f"partition {partition}: {result!r}")
+
+
+def _through_grpc(bundle, tmp: Path, n_events: int, partitions: int) -> float:
     import grpc
 
     from benchmarks.bench_auth import bench_auth
     from engine.config import ServeConfig
+    from engine.scaling import ScalingConfig
     from gateway.server import free_loopback_port as free_port, start_service
     from recsys.v1 import recsys_pb2 as pb, recsys_pb2_grpc
 
     key, auth = bench_auth()
-    config = ServeConfig(http_port=free_port(), grpc_port=free_port(), num_shards=2, auth=auth,
+    config = ServeConfig(http_port=free_port(), grpc_port=free_port(), partitions=partitions,
+                         owners=ScalingConfig(min_owners=2, max_owners=2), auth=auth,
                          store_url=f"sqlite:///{tmp}/service.db", model_dir=str(tmp / "models"))
     service = start_service(config, bundle)
     metadata = (("authorization", f"Bearer {key}"),)
@@ -67,27 +92,34 @@ def _through_grpc(bundle, tmp: Path, n_events: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--partitions", type=int, default=None,
+                        help="P of a new store (default: the store's own, 64 for a new one); the whole service uses the same P")
     parser.add_argument("--store", help="store URL (default: a fresh SQLite file in a temp dir)")
     args = parser.parse_args()
 
     import ray
 
-    from actors.cluster import start_shards
+    from actors.cluster import find_owners, start_backend, stop_backend
     from actors.store import open_store
     from engine.config import ServeConfig
+    from engine.scaling import ScalingConfig
+    from engine.sharding import partition_for
     from recommenders.loaders import synthetic_retail
     from recommenders.training import TrainParams, train
 
     tmp = Path(tempfile.mkdtemp())
     url = args.store or f"sqlite:///{tmp}/bench.db"
-    store = open_store(url)
+    store = open_store(url, args.partitions)
+    partitions = store.partitions()
+    # the store alone writes partition 0, with customers of partition 0 (the owner rebuilds it later)
+    own = [c for c in (f"s{i}" for i in range(200 * partitions)) if partition_for(c, partitions) == 0][:1000]
     n = min(args.events, 5_000)
-    events = _events(n, "a")
+    events = _events(n, "a", own)
     started = time.perf_counter()
     for event in events:
         store.append(0, [event])
     print(f"store, 1 event per commit        {n / (time.perf_counter() - started):10,.0f} events/s  ({url.split(':')[0]})")
-    events = _events(args.events, "b")
+    events = _events(args.events, "b", own)
     started = time.perf_counter()
     for i in range(0, len(events), 100):
         store.append(0, events[i:i + 100])
@@ -96,15 +128,19 @@ def main() -> int:
 
     bundle = train(synthetic_retail(n_customers=200, n_items=60, n_groups=3),
                    TrainParams(factors=8, iterations=3, evaluate=False, threads=1), progress=False)
-    ray.init(num_cpus=2, include_dashboard=False, namespace="recsys", log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="recsys", log_to_driver=False)
     try:
-        config = ServeConfig(num_shards=1, store_url=url, snapshot_every_events=1_000_000)
-        shard = start_shards(bundle, config)[0][0]
+        # one owner process, fixed, holding all P partitions
+        config = ServeConfig(partitions=partitions, owners=ScalingConfig(min_owners=1, max_owners=1),
+                             store_url=url, snapshot_every_events=1_000_000)
+        backend = start_backend(bundle, config)  # (placement, registry, keep-alive): held until stop_backend
+        (owner,) = find_owners()
         events = _events(n, "c")
         started = time.perf_counter()
         for event in events:
-            ray.get(shard.track.remote([event]))
-        print(f"shard actor, sequential calls    {n / (time.perf_counter() - started):10,.0f} events/s")
+            _check(ray.get(owner.track.remote({partition_for(event.customer_id, partitions): [event]})))
+        print(f"owner, sequential calls          {n / (time.perf_counter() - started):10,.0f} events/s  "
+              f"(1 owner, {partitions} partition{'s' if partitions != 1 else ''})")
 
         events = _events(args.events, "d")
 
@@ -114,21 +150,24 @@ def main() -> int:
 
             async def caller():
                 while queue:
-                    await shard.track.remote([queue.pop()])
+                    event = queue.pop()
+                    _check(await owner.track.remote({partition_for(event.customer_id, partitions): [event]}))
             await asyncio.gather(*[caller() for _ in range(callers)])
             return time.perf_counter() - started
 
         seconds = asyncio.run(concurrent(64))
-        print(f"shard actor, 64 concurrent calls {len(events) / seconds:10,.0f} events/s  (group commit)")
+        print(f"owner, 64 concurrent calls       {len(events) / seconds:10,.0f} events/s  (group commit per partition)")
         events = _events(args.events, "e")
         started = time.perf_counter()
-        ray.get([shard.track.remote(events[i:i + 100]) for i in range(0, len(events), 100)])
-        print(f"shard actor, batches of 100      {len(events) / (time.perf_counter() - started):10,.0f} events/s")
-        from actors.cluster import stop_shards
-
-        stop_shards(1)
-        print(f"gRPC TrackEvents, batches of 100 {_through_grpc(bundle, tmp, args.events):10,.0f} events/s  "
-              "(8 concurrent clients, 2 shards, whole service)")
+        for reply in ray.get([owner.track.remote(_by_partition(events[i:i + 100], partitions))
+                              for i in range(0, len(events), 100)]):
+            _check(reply)
+        print(f"owner, batches of 100            {len(events) / (time.perf_counter() - started):10,.0f} events/s  "
+              "(grouped by partition)")
+        stop_backend()
+        del backend
+        print(f"gRPC TrackEvents, batches of 100 {_through_grpc(bundle, tmp, args.events, partitions):10,.0f} "
+              "events/s  (8 concurrent clients, 2 owners, whole service)")
     finally:
         ray.shutdown()
     return 0

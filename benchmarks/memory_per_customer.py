@@ -1,11 +1,12 @@
-"""Memory per live customer, as a shard holds them.
+"""Memory per live customer, as a partition holds them.
 
     .venv/bin/python benchmarks/memory_per_customer.py [--customers 1000000] [--events 4] [--hot 50000]
 
 Feeds N synthetic customers a few events each (a view, an add-to-cart, a purchase, another view:
-validated by engine.events.parse_event and applied by the shard's own code path,
-CustomerShardLogic._apply, into its CustomerTable with --hot customers kept unpacked), then reports
-the growth of this process's resident memory divided by N, and the snapshot bytes per customer.
+validated by engine.events.parse_event and applied by a partition's own code path,
+CustomerShardLogic._apply (one partition, as an owner holds each of its partitions), into its
+CustomerTable with --hot customers kept unpacked), then reports the growth of this process's
+resident memory divided by N, and the snapshot bytes per customer.
 Run once with --hot equal to --customers to see the cost of a customer that is never packed.
 """
 from __future__ import annotations
@@ -39,7 +40,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--events", type=int, default=4)
-    parser.add_argument("--hot", type=int, default=50_000, help="customers kept unpacked (hot_customers_per_shard)")
+    parser.add_argument("--hot", type=int, default=50_000, help="customers kept unpacked (hot_customers_per_partition)")
     args = parser.parse_args()
     bundle = train(synthetic_retail(n_customers=200, n_items=4000, n_groups=20), TrainParams(factors=16), progress=False)
     model = ModelRuntime(bundle.arrays, bundle.manifest)

@@ -1,9 +1,10 @@
 """Promote a new model while the service answers a constant-rate load: failures and latency.
 
-    .venv/bin/python benchmarks/promotion_under_load.py [--rate 40] [--seconds 24] [--promote-at 10] [--force]
+    .venv/bin/python benchmarks/promotion_under_load.py [--rate 40] [--seconds 24] [--promote-at 10] [--owners 2] [--force]
 
 Starts a local Ray (2 CPUs) and the service on the Online Retail model in --model-dir (training
-one if there is none), trains a second version (another ALS seed, saved beside it), then sends
+one if there is none), with --owners partition owner processes (fixed) and a throwaway SQLite
+store, trains a second version (another ALS seed, saved beside it), then sends
 gRPC Recommend requests open-loop at --rate (latency measured from each request's scheduled
 start) and, at --promote-at seconds, promotes the second version through the model registry.
 Prints requests, failures by code, p50/p99 before, during (the promotion +-1 s) and after, the
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -67,13 +69,14 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=24.0)
     parser.add_argument("--promote-at", type=float, default=10.0)
     parser.add_argument("--force", action="store_true", help="promote even if the candidate scores worse offline")
-    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--owners", type=int, default=2, help="partition owner processes (fixed)")
     args = parser.parse_args()
 
     import ray
 
-    from actors.registry import find_registry
+    from actors.names import find_registry
     from engine.config import ServeConfig
+    from engine.scaling import ScalingConfig
     from gateway.server import free_loopback_port as free_port, start_service
     from recommenders.bundle import list_versions, save_bundle
     from recommenders.loaders import default_data_path, load
@@ -82,8 +85,11 @@ def main() -> int:
     from scripts.cli import _ensure_bundle
 
     key, auth = bench_auth()
-    config = ServeConfig(http_port=free_port(), grpc_port=free_port(), num_shards=args.shards,
-                         model_dir=args.model_dir, data_dir=args.data_dir, auth=auth)
+    config = ServeConfig(http_port=free_port(), grpc_port=free_port(),
+                         owners=ScalingConfig(min_owners=args.owners, max_owners=args.owners),
+                         model_dir=args.model_dir, data_dir=args.data_dir, auth=auth,
+                         # a throwaway store: never var/recsys.db, which may hold another P or an older schema
+                         store_url=f"sqlite:///{tempfile.mkdtemp(prefix='recsys-promotion-')}/recsys.db")
     bundle = _ensure_bundle(config, None)
     data_path = default_data_path(args.data_dir)
     started = time.perf_counter()
@@ -94,7 +100,7 @@ def main() -> int:
     customers = [c for c in bundle.arrays["user_ids"].tolist() if not c.startswith("guest-")]
     customers = np.random.default_rng(0).choice(customers, size=5000).tolist()
 
-    ray.init(num_cpus=2, include_dashboard=False, namespace="recsys", log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="recsys", log_to_driver=False)
     service = start_service(config, bundle)
     results: list = []
     promotion: dict = {}
@@ -123,7 +129,7 @@ def main() -> int:
     last_old = max((r[0] for r in results if r[2] == bundle.version), default=None)
     print(f"{len(results)} gRPC Recommend requests at {args.rate:g}/s over {args.seconds:g} s; "
           f"failed: {sum(failed.values())} {dict(failed) or ''}")
-    print(f"promotion took {promotion['seconds']:.3f} s (registry: validate, prepare on every shard, commit)")
+    print(f"promotion took {promotion['seconds']:.3f} s (registry: validate, prepare on every owner, commit)")
     if first_new is not None and last_old is not None:
         print(f"responses switched version {first_new - t0:.2f} s into the run; last old-version answer "
               f"{last_old - t0:.2f} s in (requests scheduled before the commit)")

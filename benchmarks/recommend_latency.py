@@ -1,17 +1,19 @@
 """Latency of one Recommend, end to end, on this machine.
 
-    .venv/bin/python benchmarks/recommend_latency.py [--model-dir models] [--requests 2000]
+    .venv/bin/python benchmarks/recommend_latency.py [--model-dir models] [--requests 2000] [--owners 2]
 
 Starts a local Ray (2 CPUs) and the service with the model in --model-dir (training one on
-Online Retail if there is none), then, from one client, sends sequential requests for known
-customers: the scoring function in-process, the shard actor called directly (no Serve) and its
-bare ping (the actor call alone), gRPC
-Recommend, HTTP POST /v1/recommend, and, for scale, a no-op Serve HTTP deployment. Prints p50/p90/p99 in milliseconds.
+Online Retail if there is none), --owners partition owner processes (fixed) and a throwaway
+SQLite store, then, from one client, sends sequential requests for known customers: the scoring
+function in-process, the owner of the customer's partition called directly (no Serve, the routes
+read once from the placement) and its bare ping (the actor call alone), gRPC Recommend, HTTP POST
+/v1/recommend, and, for scale, a no-op Serve HTTP deployment. Prints p50/p90/p99 in milliseconds.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,7 +35,7 @@ def main() -> int:
     parser.add_argument("--model-dir", default="models")
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--owners", type=int, default=2, help="partition owner processes (fixed)")
     args = parser.parse_args()
 
     import grpc
@@ -41,10 +43,11 @@ def main() -> int:
     import ray
     from ray import serve
 
-    from actors.cluster import find_shards
+    from actors.names import find, find_placement
     from engine.config import ServeConfig
     from engine.queries import RecommendQuery
-    from engine.sharding import shard_for
+    from engine.scaling import ScalingConfig
+    from engine.sharding import partition_for
     from gateway.server import free_loopback_port, start_service
     from recsys.v1 import recsys_pb2 as pb, recsys_pb2_grpc
     from benchmarks.bench_auth import bench_auth
@@ -52,17 +55,20 @@ def main() -> int:
 
     key, auth = bench_auth()
     metadata = (("authorization", f"Bearer {key}"),)
-    config = ServeConfig(http_port=free_loopback_port(), grpc_port=free_loopback_port(), num_shards=args.shards,
-                         model_dir=args.model_dir, data_dir=args.data_dir, auth=auth)
+    config = ServeConfig(http_port=free_loopback_port(), grpc_port=free_loopback_port(),
+                         owners=ScalingConfig(min_owners=args.owners, max_owners=args.owners),
+                         model_dir=args.model_dir, data_dir=args.data_dir, auth=auth,
+                         # a throwaway store: never var/recsys.db, which may hold another P or an older schema
+                         store_url=f"sqlite:///{tempfile.mkdtemp(prefix='recsys-latency-')}/recsys.db")
     bundle = _ensure_bundle(config, None)
     customers = [c for c in bundle.arrays["user_ids"].tolist() if not c.startswith("guest-")]
     rng = np.random.default_rng(0)
     sample = rng.choice(customers, size=args.requests).tolist()
-    ray.init(num_cpus=2, include_dashboard=False, namespace="recsys", log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="recsys", log_to_driver=False)
     service = start_service(config, bundle)
     try:
         print(f"model {bundle.version}: {len(bundle.arrays['item_ids'])} items, {len(customers)} customers; "
-              f"{args.requests} sequential requests per line, one client, 2-CPU Ray")
+              f"{args.requests} sequential requests per line, one client, 2-CPU Ray, {args.owners} owners")
         from engine.config import RankingConfig
         from recommenders.recommend import recommend
         from recommenders.runtime import ModelRuntime
@@ -75,21 +81,24 @@ def main() -> int:
             recommend(model, None, RecommendQuery(customer_id=customer, channel="web", k=10), RankingConfig(), now_ms)
             timings.append(time.perf_counter() - started)
         print(_summary("scoring in-process (no Ray)", timings[50:]))
-        shards = find_shards(config.num_shards)
+        # the owner of each partition, as the ingress routes (autoscaling cannot move them: min = max)
+        _, route = ray.get(find_placement().routes.remote())
+        handles = {name: find(name) for name in set(route)}
+        owners = [handles[name] for name in route]
         timings = []
         for customer in sample:
-            shard = shards[shard_for(customer, config.num_shards)]
+            owner = owners[partition_for(customer, len(owners))]
             started = time.perf_counter()
-            ray.get(shard.recommend_many.remote([(RecommendQuery(customer_id=customer, channel="web", k=10), 0)]))
+            ray.get(owner.recommend_many.remote([(RecommendQuery(customer_id=customer, channel="web", k=10), 0)]))
             timings.append(time.perf_counter() - started)
-        print(_summary("shard actor call (no Serve)", timings[50:]))
+        print(_summary("owner actor call (no Serve)", timings[50:]))
         timings = []
         for customer in sample:
-            shard = shards[shard_for(customer, config.num_shards)]
+            owner = owners[partition_for(customer, len(owners))]
             started = time.perf_counter()
-            ray.get(shard.ping.remote())
+            ray.get(owner.ping.remote())
             timings.append(time.perf_counter() - started)
-        print(_summary("shard actor ping (no work)", timings[50:]))
+        print(_summary("owner actor ping (no work)", timings[50:]))
 
         with grpc.insecure_channel(f"127.0.0.1:{config.grpc_port}") as channel:
             stub = recsys_pb2_grpc.PersonalizationStub(channel)

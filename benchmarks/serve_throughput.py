@@ -2,7 +2,7 @@
 p99 at half of its maximum, measured in one run on one machine.
 
     .venv/bin/python benchmarks/serve_throughput.py [--model-dir models] [--data-dir ../shared/data]
-        [--num-cpus 2] [--shards 2] [--ingress-replicas 1] [--method open|closed]
+        [--num-cpus 2] [--owners 2] [--ingress-replicas 1] [--method open|closed]
         [--step-seconds 6] [--start-rate 50] [--growth 1.5] [--refine 3] [--max-p99-ms 1000]
         [--concurrency 1,4,16,64] [--half-seconds 30] [--channels 4] [--budget-seconds 300]
         [--output-json PATH]
@@ -12,12 +12,13 @@ What it does, in order, on a local Ray of --num-cpus CPUs (the client runs on th
 1. Serve starts with its own gRPC proxy (the Personalization and Health servicers, reflection). A
    no-op deployment answers Personalization/Recommend with an empty RecommendResponse (no CPU
    reserved, as the ingress). Its maximum throughput is measured, then Serve is shut down.
-2. The engine starts as `recsys serve` starts it (gateway.server.start_service: shards, model
-   registry, the Ingress application, the project's gRPC front on the same port), auth on with a benchmark key, the model in --model-dir
-   (trained on Online Retail from --data-dir if there is none), a throwaway SQLite store. Its
-   maximum Recommend throughput is measured the same way. Requests name real customers of the
-   bundle (sampled uniformly, a fixed seed), so each one does a shard's real work: profile,
-   FAISS candidates, item-item, rules.
+2. The engine starts as `recsys serve` starts it (gateway.server.start_service: the placement
+   and --owners partition owner processes, fixed (min_owners = max_owners), the model registry,
+   the Ingress application, the project's gRPC front on the same port), auth on with a benchmark
+   key, the model in --model-dir (trained on Online Retail from --data-dir if there is none), a
+   throwaway SQLite store (64 partitions). Its maximum Recommend throughput is measured the same
+   way. Requests name real customers of the bundle (sampled uniformly, a fixed seed), so each one
+   does an owner's real work: profile, FAISS candidates, item-item, rules.
 3. The engine gets an open-loop constant rate of half its maximum for --half-seconds; its
    p50/p90/p99/p99.9 are reported. So is the no-op's own latency at half of its maximum (measured
    in step 1): the floor that Serve's proxy and replica put under any p99 on this machine.
@@ -334,7 +335,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model-dir", default="models")
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray")
-    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--owners", type=int, default=2, help="partition owner processes (fixed)")
     parser.add_argument("--ingress-replicas", type=int, default=1)
     parser.add_argument("--method", choices=["open", "closed"], default="open")
     parser.add_argument("--step-seconds", type=float, default=6.0)
@@ -369,13 +370,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks.bench_auth import bench_auth
     from engine.config import ServeConfig
+    from engine.scaling import ScalingConfig
     from gateway.server import GRPC_SERVICERS, free_loopback_port, start_service
     from scripts.cli import _ensure_bundle
 
     started = time.perf_counter()
     key, auth = bench_auth()
     store_dir = tempfile.mkdtemp(prefix="recsys-throughput-")
-    config = ServeConfig(http_port=free_loopback_port(), grpc_port=free_loopback_port(), num_shards=args.shards,
+    config = ServeConfig(http_port=free_loopback_port(), grpc_port=free_loopback_port(),
+                         owners=ScalingConfig(min_owners=args.owners, max_owners=args.owners),
                          model_dir=args.model_dir,
                          data_dir=args.data_dir, auth=auth, store_url=f"sqlite:///{store_dir}/recsys.db",
                          ingress_replicas=args.ingress_replicas, ingress_max_replicas=args.ingress_replicas)
@@ -429,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "serve_throughput", "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "machine": {"cpus": os.cpu_count(), "ray_num_cpus": args.num_cpus,
                     "python": platform.python_version(), "platform": platform.platform()},
-        "model_version": bundle.version, "shards": args.shards, "ingress_replicas": args.ingress_replicas,
+        "model_version": bundle.version, "owners": args.owners, "ingress_replicas": args.ingress_replicas,
         "method": args.method, "max_p99_ms": args.max_p99_ms, "step_seconds": args.step_seconds,
         "noop": noop, "engine": engine, "ratio_engine_to_noop": ratio,
         "engine_at_half_max": {"rate_rps": round(half_rate, 1), **half},
