@@ -27,6 +27,7 @@ from typing import Any, Mapping
 import numpy as np
 import ray
 
+from actors.group_commit import GroupCommit
 from actors.names import OFFER_CATALOG_META, find_learner, find_registry
 from actors.serving import Serving
 from actors.shard import CustomerShardLogic
@@ -67,6 +68,28 @@ class OwnerSettings:
     hot_customers: int = 50_000
 
 
+class OwnerAppends:
+    """The owner's partitions' appends, queued together and committed in one transaction
+    (store.append_many): group commit across partitions. Each partition's writer still decides,
+    applies and acknowledges its own batch; only the trip to the store is shared."""
+
+    def __init__(self, io, store):
+        self._io, self._store = io, store
+        self._commits = GroupCommit(self._commit)
+
+    async def append(self, logic: CustomerShardLogic, kept: list[Event]) -> list:
+        return await self._commits.submit([(logic.partition, logic.epoch, kept)])
+
+    async def _commit(self, chunks: list) -> list:
+        """One result per caller (each chunk is one partition's batch): its seqs, PartitionMoved,
+        or the store's own error for every caller (a full disk stays a full disk in each
+        partition's health)."""
+        try:
+            return await self._io(self._store.append_many, [item for chunk in chunks for item in chunk])
+        except Exception as exc:  # noqa: BLE001 - handed to each partition's writer as it is
+            return [exc] * len(chunks)
+
+
 @dataclass
 class Held:
     """One partition this owner holds."""
@@ -88,6 +111,7 @@ class OwnerCore:
         self._io = io
         self.serving = Serving(model)
         self.held: dict[int, Held] = {}
+        self.appends = OwnerAppends(io, store)
         self._offer_catalog = catalog_from_toml(store.get_meta(OFFER_CATALOG_META), "offer catalogue")
         self._offer_locks: dict[str, list] = {}
         self._rng = np.random.default_rng()
@@ -120,7 +144,7 @@ class OwnerCore:
                                    hot_customers=self.settings.hot_customers)
         stored = await self._io(logic.read_stored)
         recovery = logic.rebuild(stored)
-        writer = ShardWriter(logic, self._io, on_fenced=self._fenced)
+        writer = ShardWriter(logic, self._io, on_fenced=self._fenced, append=self.appends.append)
         self.held[partition] = Held(logic, writer, epoch, recovery=recovery)
         self.moves_in += 1
         return {"partition": partition, "epoch": epoch, **recovery,

@@ -49,9 +49,13 @@ def describe(exc: BaseException) -> str:
 
 class ShardWriter:
     def __init__(self, logic, io: Callable[..., Awaitable[Any]], clock: Callable[[], float] = time.monotonic,
-                 on_fenced: Callable[[int], None] | None = None):
+                 on_fenced: Callable[[int], None] | None = None,
+                 append: Callable[[Any, list[Event]], Awaitable[list]] | None = None):
         self.logic = logic
         self._io = io
+        # how a batch reaches the store: the partition's own transaction, or (an owner with many
+        # partitions) one transaction shared with its other partitions' batches (OwnerAppends)
+        self._append = append or (lambda logic, kept: self._io(logic.store_append, kept))
         self._clock = clock
         self._on_fenced = on_fenced or (lambda partition: None)
         self._writes = GroupCommit(self._commit_batch)
@@ -80,9 +84,12 @@ class ShardWriter:
 
     async def _store(self, fn, *args):
         """A store call on the store thread, timed for health."""
+        return await self._timed(self._io(fn, *args))
+
+    async def _timed(self, call: Awaitable):
         self._store_call_since = self._clock()
         try:
-            return await self._io(fn, *args)
+            return await call
         finally:
             self._store_call_since = None
 
@@ -98,7 +105,7 @@ class ShardWriter:
         events = [e for chunk in chunks for e in chunk]
         kept, _ = logic.screen_events(events)
         try:
-            seqs = await self._store(logic.store_append, kept) if kept else []
+            seqs = await self._timed(self._append(logic, kept)) if kept else []
         except PartitionMoved:
             # nothing was stored: another owner holds the partition now (it gets the retry)
             self._fenced()

@@ -148,6 +148,30 @@ class SqlEventStore:
                 raise
         return seqs
 
+    def append_many(self, batches: Sequence[tuple[int, int | None, Sequence[Event]]]) -> list:
+        """Several partitions' appends in one transaction: per (partition, epoch, events), its
+        sequence numbers as ``append`` gives them, or PartitionMoved for a partition whose lease
+        moved (its events are not stored; the others commit). One fsync for an owner's writes to
+        many partitions: with P partitions a request's events spread over many of them."""
+        now = _now_ms()
+        results: list = []
+        with self._lock:
+            try:
+                for partition, epoch, events in batches:
+                    try:
+                        self._fence(partition, epoch)
+                    except PartitionMoved as moved:
+                        results.append(moved)
+                        continue
+                    rows = [(partition, e.customer_id, e.event_id, now, orjson.dumps(event_to_dict(e)))
+                            for e in events]
+                    results.append(self._insert_events(rows))
+                self._commit()
+            except Exception:
+                self._rollback()
+                raise
+        return results
+
     # -- small named values (offer catalogue in force, bandit counts) ------------------------------
     def get_meta(self, key: str) -> str | None:
         row = self._read(self._sql("SELECT value FROM meta WHERE key = ?"), (key,), one=True)

@@ -156,7 +156,7 @@ def main() -> int:
             return time.perf_counter() - started
 
         seconds = asyncio.run(concurrent(64))
-        print(f"owner, 64 concurrent calls       {len(events) / seconds:10,.0f} events/s  (group commit per partition)")
+        print(f"owner, 64 concurrent calls       {len(events) / seconds:10,.0f} events/s  (group commit, one transaction across partitions)")
         events = _events(args.events, "e")
         started = time.perf_counter()
         for reply in ray.get([owner.track.remote(_by_partition(events[i:i + 100], partitions))

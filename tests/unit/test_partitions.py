@@ -526,3 +526,47 @@ def test_a_partition_being_released_takes_no_new_requests_and_loses_nothing_ackn
         assert [e.event_id for e in second.store.customer_events(customer)] == [
             f"{customer}-{n}" for n in range(1, state["event_count"] + 1)]
     run(scenario())
+
+
+# --- f. one transaction for many partitions ------------------------------------------------------
+
+def test_one_append_commits_many_partitions_and_leaves_out_only_a_moved_one(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'many.db'}", 8)
+    epochs = {p: store.acquire_partition(p, "recsys-owner-0") for p in range(3)}
+    store.acquire_partition(2, "recsys-owner-1")  # partition 2 moved: its old epoch is stale
+    batches = [(p, epochs[p], [event(n, c) for n, c in enumerate(customers_in(p, 8, 2, f"m{p}-"))])
+               for p in range(3)]
+    results = store.append_many(batches)
+    assert all(isinstance(seqs, list) and all(s is not None for s in seqs) for seqs in results[:2])
+    assert isinstance(results[2], PartitionMoved) and results[2].partition == 2
+    stored = rows(tmp_path / "many.db", "SELECT partition_id, count(*) FROM events GROUP BY partition_id")
+    assert dict(stored) == {0: 2, 1: 2}
+    # the same events again: duplicates, nothing new
+    again = store.append_many(batches[:2])
+    assert again == [[None, None], [None, None]]
+    store.close()
+
+
+def test_an_owner_commits_its_partitions_batches_together(owner_cores):
+    """Concurrent TrackEvents for eight partitions of one owner: fewer transactions than
+    partitions, every event acknowledged once and in its partition's log."""
+    core = owner_cores("recsys-owner-0")
+    commits = []
+
+    async def scenario():
+        for p in range(8):
+            await core.acquire(p)
+        original = core.store.append_many
+
+        def counted(batches):
+            commits.append(len(batches))
+            return original(batches)
+        core.store.append_many = counted
+        groups = [{p: [event(n, c)]} for p in range(8) for n, c in enumerate(customers_in(p, 8, 4, f"o{p}-"))]
+        answers = await asyncio.gather(*[core.track(g) for g in groups])
+        assert all(list(a.values())[0] == (1, 0, 0) for a in answers)
+        for p in range(8):
+            assert len(core.held[p].logic.customers) == 4
+    run(scenario())
+    # partitions' batches shared transactions: fewer commits than partitions written
+    assert sum(commits) >= 8 and len(commits) < 8, commits
