@@ -69,7 +69,9 @@ class Load(threading.Thread):
                     stub.Recommend(pb.RecommendRequest(customer_id=customer, k=5), timeout=30)
                 elif roll < 0.85:
                     op = "TrackEvents"
-                    events = [pb.Event(event_id=f"{self.index}-{n}-{j}", customer_id=customer,
+                    # a batch spans customers, so partitions, so owners (one may be moving)
+                    events = [pb.Event(event_id=f"{self.index}-{n}-{j}",
+                                       customer_id=customer if j == 0 else self.random.choice(self.customers),
                                        event_type=self.random.choice(("view", "add_to_cart")),
                                        item_id=f"i{self.random.randrange(60):04d}", channel="web")
                               for j in range(self.random.randint(1, 3))]
