@@ -3,7 +3,7 @@ down, lose a node and lose an owner mid-move, and how fast the owner count follo
 
     .venv/bin/python benchmarks/elastic_tier.py [--store postgresql://...]
 
-Runs tests/integration/elastic_scenario.py (a 3-node ray.cluster_utils.Cluster, PostgreSQL, a
+Runs tests/integration/elastic_scenario.py (a 4-node ray.cluster_utils.Cluster: a head and three workers; PostgreSQL, a
 constant open-loop mixed load of Recommend / TrackEvents / NextBestOffer from two clients at 12
 req/s each, plus a burst of four closed-loop clients) against a PostgreSQL server it starts itself
 (pgserver) unless --store names one, and prints its figures: per phase, how long the tier took to

@@ -1,8 +1,9 @@
-"""Run as a script by test_elastic_tier.py: the elastic customer tier on a 3-node
+"""Run as a script by test_elastic_tier.py: the elastic customer tier on a 4-node (head + 3 workers)
 ray.cluster_utils.Cluster with the real PostgreSQL store, under a constant mixed load.
 
 Phases, all while a constant open-loop load (Recommend, TrackEvents, NextBestOffer) runs:
 
+0. an operator drains a node (`recsys owners drain`): its owners' partitions move elsewhere;
 1. a burst of extra load: the scaling policy takes the tier from 2 owners to 4; meanwhile a
    catalogue update and a model promotion go out (owners start during both), and a customer is
    erased;

@@ -1,4 +1,4 @@
-"""The elastic customer tier on a real 3-node cluster with the real PostgreSQL store, under a
+"""The elastic customer tier on a real 4-node cluster (head + 3 workers) with the real PostgreSQL store, under a
 constant mixed load: the policy scales the owners 2 -> 4 -> 2, a node holding owners is removed,
 an owner is SIGKILLed in the middle of a move (elastic_scenario.py runs it all in one cluster).
 Afterwards every acknowledged event is stored and applied exactly once, each customer's state
