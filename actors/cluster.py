@@ -22,6 +22,7 @@ from actors.registry import ModelRegistry
 from actors.shard_offers import catalog_from_toml
 from actors.store import open_store
 from engine.config import ServeConfig
+from engine.errors import InvalidArgument
 from recommenders.bundle import ModelBundle
 
 
@@ -39,6 +40,19 @@ def start_backend(bundle: ModelBundle, config: ServeConfig, owner_options: dict 
     out every partition; wait until all are held. Returns (placement, registry, what the caller
     must hold on to: the start-up arrays' ObjectRef and the learner, which live as long as those
     references)."""
+    try:
+        ray.get_actor(PLACEMENT_NAME, namespace=NAMESPACE)
+        raise InvalidArgument("a recsys service is already running on this Ray cluster (its placement answers); "
+                              "stop it first, or use `recsys owners` to change it")
+    except ValueError:
+        pass
+    # owners are detached (they outlive a placement restart): any left by a service that was not
+    # stopped (its process killed) go first; their leases are taken over, epoch + 1, below
+    for name in _named_owners():
+        try:
+            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+        except ValueError:
+            pass
     store = open_store(config.store_url, config.partitions)
     try:
         partitions = store.partitions()

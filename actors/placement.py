@@ -268,7 +268,11 @@ class Placement:
         if node is not None and "scheduling_strategy" not in options:
             # on that node, or fail at once (then it is started wherever Ray puts it)
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=False, _fail_on_unavailable=True)
-        return PartitionOwner.options(name=name, namespace=NAMESPACE, **options).remote(name, self.settings.owner)
+        # detached: an owner must not die with the placement that started it (Ray kills an actor's
+        # children with it), so a restarted placement adopts the running owners; stop_backend and
+        # the placement's own retire / replace paths are what stop owners
+        return PartitionOwner.options(name=name, namespace=NAMESPACE, lifetime="detached",
+                                      **options).remote(name, self.settings.owner)
 
     async def _add_owners(self, count: int) -> None:
         started, pending = [], []
