@@ -570,3 +570,35 @@ def test_an_owner_commits_its_partitions_batches_together(owner_cores):
     run(scenario())
     # partitions' batches shared transactions: fewer commits than partitions written
     assert sum(commits) >= 8 and len(commits) < 8, commits
+
+
+def test_a_full_disk_under_the_shared_transaction_is_named_in_each_partitions_health(owner_cores):
+    """The owner's shared transaction fails on a full disk: each partition's caller gets a
+    retryable error naming the cause, health says so, and once the disk has room again the retry
+    is stored once."""
+    import sqlite3
+
+    from engine.errors import Unavailable
+
+    core = owner_cores("recsys-owner-0")
+    a, b = customers_in(0, 8, 1, "df0-")[0], customers_in(1, 8, 1, "df1-")[0]
+
+    async def scenario():
+        await core.acquire(0)
+        await core.acquire(1)
+        original = core.store.append_many
+
+        def full(batches):
+            raise sqlite3.OperationalError("database or disk is full")
+        core.store.append_many = full
+        answers = await asyncio.gather(core.track({0: [event(1, a)]}), core.track({1: [event(1, b)]}))
+        for answer in answers:
+            (error,) = answer.values()
+            assert isinstance(error, Unavailable) and "disk is full" in error.message, error
+        health = await core.health()
+        assert not health["writable"] and "disk is full" in health["write_error"]
+        core.store.append_many = original
+        again = await asyncio.gather(core.track({0: [event(1, a)]}), core.track({1: [event(1, b)]}))
+        assert [list(x.values())[0] for x in again] == [(1, 0, 0), (1, 0, 0)]
+        assert (await core.health())["writable"]
+    run(scenario())
