@@ -26,16 +26,19 @@ from engine.errors import InvalidArgument
 from recommenders.bundle import ModelBundle
 
 
-def placement_settings(config: ServeConfig, partitions: int, owner_options: dict | None = None) -> PlacementSettings:
+def placement_settings(config: ServeConfig, partitions: int, owner_options: dict | None = None,
+                       edge: object | None = None) -> PlacementSettings:
     owner = OwnerSettings(store_url=config.store_url, partitions=partitions, ranking=config.ranking,
                           offers=config.offers, snapshot_every=config.snapshot_every_events,
-                          hot_customers=config.hot_customers_per_partition)
+                          hot_customers=config.hot_customers_per_partition, edge=edge)
     return PlacementSettings(owner=owner, scaling=config.owners, control_interval_s=config.owner_control_interval_s,
                              autoscale=config.autoscale_owners, owner_actor_options=dict(owner_options or {}))
 
 
-def start_backend(bundle: ModelBundle, config: ServeConfig, owner_options: dict | None = None) -> tuple[object, object, list]:
-    """Create the store (at the current schema, P partitions), the model registry (holding
+def start_backend(bundle: ModelBundle, config: ServeConfig, owner_options: dict | None = None,
+                  edge: object | None = None) -> tuple[object, object, list]:
+    """``edge``: what answers RPCs in each owner (gateway/rpcs.py ``OwnerEdge``; None: owners answer
+    only the ingress's calls). Create the store (at the current schema, P partitions), the model registry (holding
     ``bundle``), the offer learner and the placement, which starts min_owners owners and gives
     out every partition; wait until all are held. Returns (placement, registry, what the caller
     must hold on to: the start-up arrays' ObjectRef and the learner, which live as long as those
@@ -71,7 +74,7 @@ def start_backend(bundle: ModelBundle, config: ServeConfig, owner_options: dict 
         str(Path(config.model_dir).resolve()), [arrays_ref], dict(bundle.manifest))
     ray.get(registry.serving_version.remote())
     placement = Placement.options(name=PLACEMENT_NAME, namespace=NAMESPACE, **here).remote(
-        placement_settings(config, partitions, owner_options))
+        placement_settings(config, partitions, owner_options, edge))
     ray.get(placement.start.remote())
     return placement, registry, [arrays_ref, learner]
 

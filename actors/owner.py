@@ -66,6 +66,9 @@ class OwnerSettings:
     offers: OffersConfig = OffersConfig()
     snapshot_every: int = 10_000
     hot_customers: int = 50_000
+    # what answers the RPCs sent straight to this owner (the gRPC front's calls that name a
+    # customer): made by the gateway (gateway/rpcs.py OwnerEdge), so actors/ does not import it
+    edge: Any = None
 
 
 class OwnerAppends:
@@ -246,6 +249,7 @@ class OwnerCore:
                 del self._offer_locks[query.customer_id]
 
     async def forget(self, customer_id: str, principal: str) -> dict[str, Any]:
+        self.requests += 1
         held = self._held(self.partition_of(customer_id))
         held.inflight += 1
         try:
@@ -254,6 +258,7 @@ class OwnerCore:
             held.inflight -= 1
 
     async def export(self, customer_id: str, principal: str) -> dict[str, Any]:
+        self.requests += 1
         held = self._held(self.partition_of(customer_id))
         state = held.logic.live_state(customer_id)
         return await self._io(held.logic.export_with, customer_id, principal, state)
@@ -318,6 +323,8 @@ class PartitionOwner:
         self.core = OwnerCore(name, settings, model, self._io, store)
         self._timers: list[asyncio.Task] = []
         self._cpu = (time.monotonic(), time.process_time())
+        # (answering, metrics) once the first RPC comes (settings.edge builds them on this loop)
+        self._edge: tuple[Any, Any] | None = None
 
     async def _io(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -368,7 +375,26 @@ class PartitionOwner:
                 "partitions": len(self.core.held), "requests": self.core.requests,
                 "node_id": ray.get_runtime_context().get_node_id()}
 
-    # -- requests ------------------------------------------------------------------------------------
+    # -- RPCs sent here by the gRPC front (answered from gateway/rpcs.py's table) ---------------------
+    def _answering(self):
+        if self._edge is None:
+            if self.core.settings.edge is None:
+                raise Unavailable(f"owner {self.core.name} answers no RPCs (started without an edge)")
+            self._edge = self.core.settings.edge.build(self.core)
+        return self._edge
+
+    async def rpc_unary(self, method: str, data: bytes, metadata: tuple, admitted: str) -> tuple[str, str, bytes]:
+        """One unary RPC as bytes, admitted by the gRPC front with the key named ``admitted`` ("":
+        auth is off): answered here when its customer's partition is here, else forwarded once to
+        its owner. (status code name, details, the reply's bytes)."""
+        self._start_timers()
+        return await self._answering()[0].unary_bytes(method, data, metadata, admitted)
+
+    async def metrics_samples(self) -> dict:
+        """The counters of the RPCs this owner answered (the ingress's /metrics adds them in)."""
+        return self._edge[1].samples() if self._edge is not None else {}
+
+    # -- requests from other processes (for this owner's partitions only) ------------------------
     async def recommend_many(self, requests: list) -> list:
         return self.core.recommend_many(requests)
 

@@ -61,18 +61,20 @@ class _Grpc:
         import grpc
 
         pb = self.pb
+        # the routing key: the front sends the call straight to the customer's owner (README)
+        metadata = (*self.metadata, ("x-session-id", customer))
         try:
             if op == "recommend":
-                await self.stub.Recommend(pb.RecommendRequest(customer_id=customer, k=10), metadata=self.metadata,
+                await self.stub.Recommend(pb.RecommendRequest(customer_id=customer, k=10), metadata=metadata,
                                           timeout=30)
             elif op == "nbo":
                 await self.stub.NextBestOffer(pb.NextBestOfferRequest(
                     customer_id=customer, channel="pos", basket=[pb.BasketLine(item_id=item)]),
-                    metadata=self.metadata, timeout=30)
+                    metadata=metadata, timeout=30)
             else:
                 event = pb.Event(event_id=uuid.uuid4().hex, customer_id=customer, event_type="view", item_id=item,
                                  channel="web")
-                await self.stub.TrackEvents(pb.TrackEventsRequest(events=[event]), metadata=self.metadata, timeout=30)
+                await self.stub.TrackEvents(pb.TrackEventsRequest(events=[event]), metadata=metadata, timeout=30)
             return "OK"
         except grpc.aio.AioRpcError as error:
             return error.code().name

@@ -75,12 +75,7 @@ MIN_RATE = 1.0              # open loop: the lowest rate tried when the start ra
 
 
 
-def _percentiles(ms: list[float]) -> dict:
-    if not ms:
-        return {}
-    values = np.asarray(ms)
-    return {name: round(float(np.percentile(values, q)), 3)
-            for name, q in (("p50", 50), ("p90", 90), ("p99", 99), ("p99.9", 99.9))}
+from benchmarks.h2load_grpc import percentiles as _percentiles  # noqa: E402 - after the path is set
 
 
 class Client:
@@ -102,7 +97,7 @@ class Client:
         self.turn = (self.turn + 1) % len(self.stubs)
         try:
             await self.stubs[self.turn].Recommend(self.pb.RecommendRequest(customer_id=customer, k=10),
-                                                  metadata=self.metadata, timeout=30)
+                                                  metadata=(*self.metadata, ("x-session-id", customer)), timeout=30)
             return "OK"
         except self.grpc.aio.AioRpcError as error:
             return error.code().name
@@ -209,6 +204,21 @@ async def idle_latency(client: Client, customers: list[str], n: int = 30) -> flo
     return float(np.median(timings))
 
 
+async def _open_step(client: Client, target: str, key: str, customers: list[str], rate: float, duration_s: float,
+                     rng, args) -> dict:
+    """One open-loop step at ``rate``, from h2load (--client h2load) or the Python client."""
+    if args.client == "h2load":
+        from benchmarks import h2load_grpc
+        from recsys.v1 import recsys_pb2 as pb
+
+        picks = rng.choice(len(customers), size=args.h2load_processes, replace=False)
+        bodies = [(customers[i], pb.RecommendRequest(customer_id=customers[i], k=10).SerializeToString())
+                  for i in picks]
+        return await asyncio.to_thread(h2load_grpc.open_loop, target, "/recsys.v1.Personalization/Recommend",
+                                       bodies, rate, duration_s, key)
+    return await open_loop(client, customers, rate, duration_s, rng, args.max_in_flight)
+
+
 def _verdict(step: dict, max_p99_ms: float) -> str | None:
     """Why an open-loop step fails, or None when it passes."""
     if step["errors_by_code"]:
@@ -260,7 +270,7 @@ async def find_max(name: str, target: str, key: str, customers: list[str], args)
         async def step_at(rate: float) -> dict:
             await asyncio.sleep(args.pause_seconds)
             settled_s = await settle(client, customers, baseline_ms)
-            step = await open_loop(client, customers, rate, args.step_seconds, rng, args.max_in_flight)
+            step = await _open_step(client, target, key, customers, rate, args.step_seconds, rng, args)
             step["settle_s"] = settled_s
             step["failed"] = _verdict(step, args.max_p99_ms)
             step["client_saturated"] = step["send_lag_ms_p99"] > CLIENT_LAG_MS
@@ -308,12 +318,28 @@ async def half_load(target: str, key: str, customers: list[str], rate: float, ba
     try:
         await asyncio.sleep(args.pause_seconds)
         await settle(client, customers, baseline_ms)
-        step = await open_loop(client, customers, rate, args.half_seconds, np.random.default_rng(args.seed + 1),
-                               args.max_in_flight)
+        step = await _open_step(client, target, key, customers, rate, args.half_seconds,
+                                np.random.default_rng(args.seed + 1), args)
     finally:
         await client.close()
     step["client_saturated"] = step["send_lag_ms_p99"] > CLIENT_LAG_MS
     return step
+
+
+def _recommend_codes(http_port: int) -> dict[str, float]:
+    """The engine's own count of gRPC Recommend answers by status code (its /metrics): h2load sees
+    only HTTP statuses, so gRPC errors are counted here."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"http://127.0.0.1:{http_port}/metrics", timeout=30).text
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "recsys_requests":
+            for sample in family.samples:
+                if sample.labels.get("rpc") == "Recommend" and sample.labels.get("protocol") == "grpc":
+                    out[sample.labels["code"]] = out.get(sample.labels["code"], 0) + sample.value
+    return out
 
 
 def _noop_deployment():
@@ -353,9 +379,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--half-seconds", type=float, default=30.0, help="the run at half the engine's maximum")
     parser.add_argument("--channels", type=int, default=4, help="gRPC channels (connections) of the client")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--client", choices=["h2load", "python"], default=None,
+                        help="open-loop load generator: h2load (native, the default when installed) or python")
+    parser.add_argument("--h2load-processes", type=int, default=8,
+                        help="h2load: processes side by side, one customer and one connection each")
     parser.add_argument("--output-json")
     args = parser.parse_args(argv)
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    if args.client is None:
+        from benchmarks import h2load_grpc
+
+        args.client = "h2load" if h2load_grpc.available() else "python"
     if args.growth <= 1.0 or args.start_rate <= 0 or args.step_seconds <= 0 or not args.concurrency:
         parser.error("--growth must be > 1; --start-rate, --step-seconds > 0; --concurrency not empty")
     return args
@@ -411,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         serve.shutdown()
 
         service = start_service(config, bundle)
+        codes_before = _recommend_codes(config.http_port)
         print("engine, gRPC Recommend:", flush=True)
         engine = asyncio.run(find_max("engine", target, key, customers, args))
         engine_max = engine["max_rps"] or engine["peak_achieved_rps"]
@@ -419,6 +454,10 @@ def main(argv: list[str] | None = None) -> int:
         half = asyncio.run(half_load(target, key, customers, half_rate, engine["idle_latency_ms"], args))
         half["failed"] = _verdict(half, math.inf)
         _show("engine", half)
+        codes_after = _recommend_codes(config.http_port)
+        engine_codes = {c: codes_after.get(c, 0) - codes_before.get(c, 0) for c in codes_after}
+        print(f"engine's own count of gRPC Recommend answers by code during its measurement: {engine_codes}",
+              flush=True)
     finally:
         if service is not None:
             service.stop()
@@ -434,7 +473,8 @@ def main(argv: list[str] | None = None) -> int:
                     "python": platform.python_version(), "platform": platform.platform()},
         "model_version": bundle.version, "owners": args.owners, "ingress_replicas": args.ingress_replicas,
         "method": args.method, "max_p99_ms": args.max_p99_ms, "step_seconds": args.step_seconds,
-        "noop": noop, "engine": engine, "ratio_engine_to_noop": ratio,
+        "client": args.client, "noop": noop, "engine": engine, "ratio_engine_to_noop": ratio,
+        "engine_recommend_codes": engine_codes,
         "engine_at_half_max": {"rate_rps": round(half_rate, 1), **half},
         "noop_at_half_max": {"rate_rps": round(noop_half_rate, 1), **noop_half},
         "wall_seconds": round(time.perf_counter() - started, 1),

@@ -9,6 +9,17 @@ Serve's proxy itself does: the request's bytes and metadata go to ``Ingress.grpc
 ``Ingress.grpc_stream``, which parse the message, run the same RPC method that Serve's proxy
 would call, and return the status and the reply's bytes. Nothing else listens for gRPC.
 
+A unary call that names a customer (Recommend, SimilarItems with a customer, TrackEvents,
+NextBestOffer, ForgetCustomer, ExportCustomer: gateway/rpcs.py ``routing_key``) does not go through
+an ingress replica: the front looks up the owner of the customer's partition in its copy of the
+placement's routes and sends the call's bytes straight to that owner (``PartitionOwner.rpc_unary``),
+which answers it from the same RPC table: one hop from the front to the process that holds the
+customer and scores. The customer comes from the ``x-session-id`` metadata when the client sends it
+(the project's clients do), else from the request itself. A call that reaches an owner that no longer
+holds the partition is forwarded once by that owner; one whose owner is gone is sent again to the
+new owner (gateway/routing.py). Everything else (no customer, the health service) goes to an
+ingress replica through a Serve handle.
+
 A server stream (SubscribeActions, Health/Watch) is a streaming handle call. When the client
 cancels, disconnects, or its deadline passes, gRPC cancels the front's handler, which cancels the
 handle call, and the replica's stream ends at once.
@@ -17,12 +28,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 
 import grpc
 import ray
 
+from engine.sharding import partition_for
 from gateway.grpc_registration import METHODS, SERVICE_NAMES, RpcMethod
+from engine.auth import Authenticator
+from engine.errors import RecsysError
+from gateway.metrics import Metrics
+from gateway.operations import SHARD_TIMEOUT_S, IngressSettings
+from gateway.routing import Routes
+from gateway.rpcs import BY_PATH, admit
+from gateway.status_map import statuses
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +83,55 @@ def _handoff(rpc: RpcMethod, metadata: tuple) -> None:
     _set_request_context(route=rpc.path, request_id=_request_id(metadata))
 
 
+# the metadata a client sends its routing key in (the customer id): the header Serve's proxies read
+# for session affinity, so one client code path serves both
+ROUTING_KEY = "x-session-id"
+
+
+def routing_key(rpc_path: str, request: bytes, metadata: tuple) -> str:
+    """The customer a unary call is for: the client's x-session-id, else the request's own
+    (parsed here); "" for a call that names none (or does not parse: the ingress answers that)."""
+    entry = BY_PATH.get(rpc_path)
+    if entry is None:
+        return ""
+    for key, value in metadata:
+        if key == ROUTING_KEY and isinstance(value, str) and 0 < len(value) <= 256:
+            return value
+    try:
+        return entry.routing_key(entry.grpc.request_cls.FromString(request))
+    except Exception:  # noqa: BLE001 - malformed: the ingress answers INVALID_ARGUMENT
+        return ""
+
+
 class _Forward(grpc.GenericRpcHandler):
-    def __init__(self, handle):
+    def __init__(self, handle, routes: Routes | None, settings: IngressSettings | None):
         self._unary_handle = handle
         self._stream_handle = handle.options(stream=True)
+        self._routes = routes
+        self._settings = settings
+        # a call sent straight to an owner is admitted here (key, scope, rate, size), so a key's
+        # rate is metered once for all gRPC calls, whichever owner answers them
+        self._auth = Authenticator(settings.auth) if settings is not None else None
+        self.metrics = Metrics()
+        self.direct = 0   # calls sent straight to an owner
+        self.via_ingress = 0
+
+    async def _to_owner(self, rpc: RpcMethod, key: str, request: bytes, metadata: tuple) -> tuple[str, str, bytes]:
+        started = time.perf_counter()
+        try:
+            api_key = admit(self._auth, self._settings, dict(metadata).get("authorization"),
+                            BY_PATH[rpc.path].scope, len(request))
+        except RecsysError as error:
+            code, _ = statuses(error)
+            self.metrics.observe(rpc.name, "grpc", code.name, time.perf_counter() - started)
+            return code.name, error.message, b""
+        routes = self._routes
+        partition = partition_for(key, routes.partitions)
+        admitted = api_key.name if api_key is not None else ""
+        return await asyncio.wait_for(
+            routes.call(partition, lambda _name, owner: owner.rpc_unary.remote(rpc.path, request, metadata, admitted),
+                        time.monotonic() + SHARD_TIMEOUT_S),
+            SHARD_TIMEOUT_S + 1.0)
 
     def service(self, details):
         rpc = METHODS.get(details.method)
@@ -79,6 +144,18 @@ class _Forward(grpc.GenericRpcHandler):
     def _unary(self, rpc: RpcMethod):
         async def call(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             metadata = _metadata(context)
+            key = routing_key(rpc.path, request, metadata) if self._routes is not None else ""
+            if key:
+                self.direct += 1
+                try:
+                    code, details, body = await self._to_owner(rpc, key, request, metadata)
+                except Exception as exc:  # noqa: BLE001 - no owner until the deadline, owner call failed
+                    log.warning("grpc front: %s to its owner failed: %s", rpc.path, type(exc).__name__)
+                    code, details, body = "UNAVAILABLE", _UNAVAILABLE, b""
+                if code != "OK":
+                    await context.abort(grpc.StatusCode[code], details)
+                return body
+            self.via_ingress += 1
             _handoff(rpc, metadata)
             response = self._unary_handle.grpc_unary.remote(rpc.path, request, metadata)
             try:
@@ -128,8 +205,13 @@ class GrpcFront:
     serves gRPC reflection itself."""
 
     def __init__(self, host: str, port: int, app: str, deployment: str,
-                 cert_pem: bytes | None = None, key_pem: bytes | None = None):
+                 cert_pem: bytes | None = None, key_pem: bytes | None = None,
+                 settings: IngressSettings | None = None):
+        """``settings``: the ingress's (the store's P, auth, limits), to admit the calls that name a
+        customer here and send them straight to its owner (None: every call goes to the ingress)."""
         self._address = bind_address(host, port)
+        self._settings = settings
+        self._forward: _Forward | None = None
         self._app, self._deployment = app, deployment
         self._credentials = (cert_pem, key_pem) if cert_pem is not None else None
         self._server = None
@@ -141,6 +223,15 @@ class GrpcFront:
         """Wait until the front listens; raises OSError when it cannot."""
         await asyncio.shield(self._starting)
         return self._address
+
+    async def counts(self) -> dict[str, int]:
+        """Calls sent straight to an owner, and through an ingress replica (tests, operators)."""
+        f = self._forward
+        return {"direct": f.direct if f else 0, "via_ingress": f.via_ingress if f else 0}
+
+    async def metrics_samples(self) -> dict:
+        """The counters of the calls rejected here (the ingress's /metrics adds them in)."""
+        return self._forward.metrics.samples() if self._forward is not None else {}
 
     async def pid(self) -> int:
         import os
@@ -155,7 +246,9 @@ class GrpcFront:
             # so_reuseport off: a port someone else holds is an error here, not a shared port
             server = grpc.aio.server(options=[("grpc.so_reuseport", 0),
                                               ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)])
-            server.add_generic_rpc_handlers((_Forward(serve.get_deployment_handle(self._deployment, self._app)),))
+            routes = Routes(self._settings.partitions) if self._settings is not None else None
+            self._forward = _Forward(serve.get_deployment_handle(self._deployment, self._app), routes, self._settings)
+            server.add_generic_rpc_handlers((self._forward,))
             reflection.enable_server_reflection((*SERVICE_NAMES, reflection.SERVICE_NAME), server)
             try:
                 if self._credentials is None:

@@ -1,6 +1,6 @@
 """Every HTTP error in the documented shape, ``{"error": {"code": ..., "message": ...}}``.
 
-The ingress's own routes answer engine errors in that shape (``Ingress._http``). These handlers
+The RPCs answer engine errors in that shape (gateway/rpcs.py ``Answering.http``). These handlers
 cover what happens before or around them: FastAPI/Starlette's own answers (404 no such route, 405
 wrong method, 422 a parameter that does not validate, which is a 400 here like any bad input) and
 an exception nothing expected. That last one is a fault of the service, not of the request: it is
@@ -24,9 +24,12 @@ _CODES = {400: "invalid_argument", 401: "unauthenticated", 403: "permission_deni
           405: "method_not_allowed", 413: "payload_too_large", 429: "rate_limited", 503: "unavailable"}
 
 
+def error_body(code: str, message: str) -> bytes:
+    return orjson.dumps({"error": {"code": code, "message": message}})
+
+
 def error_response(status: int, code: str, message: str, headers: dict | None = None) -> Response:
-    return Response(orjson.dumps({"error": {"code": code, "message": message}}), status_code=status,
-                    media_type="application/json", headers=headers)
+    return Response(error_body(code, message), status_code=status, media_type="application/json", headers=headers)
 
 
 def _path(request: Request) -> str:

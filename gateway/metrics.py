@@ -31,6 +31,10 @@ class Metrics:
         # how many Recommends each ingress -> owner call carried (gateway/coalesce.py): 1 when idle
         self.shard_batch = Histogram("recsys_owner_call_batch_size", "Recommend requests per call to an owner",
                                      buckets=(1, 2, 4, 8, 16, 32, 64), registry=self.registry)
+        # requests an owner answered for a partition it does not hold, sent on once to the one that
+        # does (gateway/operations.py LocalFirst): stale routes, or a request without its routing key
+        self.forwarded = Counter("recsys_forwarded_requests", "Requests forwarded once to their partition's owner",
+                                 ["rpc"], registry=self.registry)
         self.model = Gauge("recsys_model_info", "The model version the owners serve (value 1)", ["version"],
                            registry=self.registry)
 
@@ -47,5 +51,47 @@ class Metrics:
             self.owner_partitions.labels(s["owner"]).set(len(s["partitions"]))
             self.model.labels(s["model_version"]).set(1)
 
-    def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+    def samples(self) -> dict:
+        """This process's counters and histograms as plain data (an owner sends them to the ingress,
+        which adds every owner's to its own in one exposition)."""
+        out: dict = {}
+        for family in self.registry.collect():
+            if family.type in ("counter", "histogram"):
+                for sample in family.samples:
+                    if not sample.name.endswith("_created"):
+                        key = (family.name, family.type, family.documentation, sample.name,
+                               tuple(sorted(sample.labels.items())))
+                        out[key] = out.get(key, 0.0) + sample.value
+        return out
+
+    def exposition(self, others: list[dict] = ()) -> bytes:
+        """This registry, with the counters and histograms of ``others`` (Metrics.samples of
+        other processes) added in: one scrape shows the whole service's requests."""
+        if not others:
+            return generate_latest(self.registry)
+        merged = self.samples()
+        for other in others:
+            for key, value in other.items():
+                merged[key] = merged.get(key, 0.0) + value
+        registry = CollectorRegistry()
+        registry.register(_Merged(merged, [f for f in self.registry.collect() if f.type not in ("counter", "histogram")]))
+        return generate_latest(registry)
+
+
+class _Merged:
+    """A collector over merged samples (and this process's gauges as they are)."""
+
+    def __init__(self, samples: dict, gauges: list):
+        self._samples, self._gauges = samples, gauges
+
+    def collect(self):
+        from prometheus_client.metrics_core import Metric
+
+        families: dict = {}
+        for (name, kind, doc, sample, labels), value in sorted(self._samples.items()):
+            family = families.get(name)
+            if family is None:
+                family = families[name] = Metric(name, doc, kind)
+            family.add_sample(sample, dict(labels), value)
+        yield from families.values()
+        yield from self._gauges

@@ -23,6 +23,7 @@ from engine.config import ServeConfig, ingress_scaling
 from engine.errors import InvalidArgument
 from gateway.grpc_front import GrpcFront
 from gateway.ingress import Ingress, IngressSettings
+from gateway.rpcs import OwnerEdge
 from recommenders.bundle import ModelBundle
 
 APP_NAME = "recsys"
@@ -72,7 +73,9 @@ def start_service(config: ServeConfig, bundle: ModelBundle, owner_options: dict 
     ingress replicas (custom resources that keep them on the nodes meant for them)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    placement, registry, keep_alive = start_backend(bundle, config, owner_options)
+    # each owner answers the gRPC calls that name one of its customers (the front sends them there)
+    placement, registry, keep_alive = start_backend(bundle, config, owner_options,
+                                                    edge=OwnerEdge(IngressSettings.from_config(config, 0)))
     partitions = ray.get(placement.status.remote())["partitions"]
     tls = config.tls_certfile is not None
     if tls != (config.tls_keyfile is not None):
@@ -95,7 +98,8 @@ def start_service(config: ServeConfig, bundle: ModelBundle, owner_options: dict 
     # with it, never restarted on another node where the address means something else
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     front = GrpcFront.options(name=GRPC_FRONT_NAME, namespace="recsys", scheduling_strategy=here).remote(
-        config.http_host, config.grpc_port, APP_NAME, Ingress.name, *credentials)
+        config.http_host, config.grpc_port, APP_NAME, Ingress.name, *(credentials or (None, None)),
+        settings=settings)
     try:
         ray.get(front.start.remote())
     except Exception:

@@ -3,6 +3,7 @@ ingress (1..2 replicas, short delays); open-loop load until a second replica run
 running replica counts seen during and after the load."""
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import tempfile
@@ -22,10 +23,40 @@ def running_replicas() -> int:
     return int(deployment.replica_states.get("RUNNING", 0))
 
 
+async def http_load(base: str, rate: float, duration_s: float) -> dict:
+    """Open-loop HTTP Recommends at ``rate`` for ``duration_s``: the ingress replicas answer HTTP
+    (gRPC calls that name a customer go from the gRPC front straight to the owners)."""
+    import httpx
+
+    codes: dict[str, int] = {}
+    latencies: list[float] = []
+
+    async def one(client, n: int) -> None:
+        sent = time.perf_counter()
+        try:
+            code = str((await client.post("/v1/recommend", json={"customer_id": f"c{n % 100}", "k": 5})).status_code)
+        except httpx.HTTPError as exc:
+            code = type(exc).__name__
+        latencies.append((time.perf_counter() - sent) * 1000)
+        codes[code] = codes.get(code, 0) + 1
+
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        tasks, start = [], time.perf_counter()
+        for n in range(int(rate * duration_s)):
+            delay = start + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(client, n)))
+        await asyncio.gather(*tasks)
+    ok = codes.pop("200", 0)
+    latencies.sort()
+    return {"sent": ok + sum(codes.values()), "ok": ok, "errors_by_code": codes,
+            "latency_ms": {"p99": latencies[int(0.99 * (len(latencies) - 1))] if latencies else 0.0}}
+
+
 def main() -> int:
     import ray
 
-    from benchmarks.loadtest import LoadSpec, run_load
     from engine.auth import AuthConfig
     from engine.config import ServeConfig
     from engine.scaling import ScalingConfig
@@ -54,8 +85,7 @@ def main() -> int:
 
             def load():
                 try:
-                    summaries.append(run_load(LoadSpec(target=f"127.0.0.1:{config.grpc_port}", rate=60,
-                                                       duration_s=5, mix={"recommend": 1.0}, customers=100)))
+                    summaries.append(asyncio.run(http_load(f"http://127.0.0.1:{config.http_port}", 60, 5.0)))
                 except Exception as exc:  # re-raised below: a broken load generator must fail the test
                     failures.append(exc)
                 finally:

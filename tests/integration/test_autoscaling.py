@@ -1,4 +1,4 @@
-"""The ingress scales up under load and back down after it (Serve autoscaling, in a Ray of its own)."""
+"""The ingress scales up under HTTP load and back down after it (Serve autoscaling, in a Ray of its own)."""
 import json
 import subprocess
 import sys

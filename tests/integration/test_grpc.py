@@ -6,6 +6,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from recsys.v1 import recsys_pb2 as pb
+from tests.integration.conftest import KEYS
 
 PER_GROUP = 20
 
@@ -155,7 +156,8 @@ def test_still_serving_after_bad_input_and_health(stub, channel):
 
 
 def test_concurrent_recommends_each_get_their_own_answer(stub, service):
-    """Many requests at once are coalesced into fewer owner calls (gateway/coalesce.py): every
+    """Many requests at once, straight from the gRPC front to each customer's owner over gRPC,
+    and coalesced into fewer owner calls by the ingress over HTTP (gateway/coalesce.py): every
     caller still gets the answer for its own customer and k, the same as when asked alone."""
     asks = [(f"c{n}", 3 + n % 5) for n in range(60)]
     alone = {ask: ids(stub.Recommend(pb.RecommendRequest(customer_id=ask[0], channel="web", k=ask[1])))
@@ -165,10 +167,20 @@ def test_concurrent_recommends_each_get_their_own_answer(stub, service):
     for ask, future in futures:
         assert ids(future.result(timeout=30)) == alone[ask], ask
     assert len({tuple(v) for v in alone.values()}) > 5   # the customers do differ
-    # and they were coalesced: some owner call carried more than one request
+    import asyncio
+
     import httpx
     from prometheus_client.parser import text_string_to_metric_families
 
+    async def over_http():
+        async with httpx.AsyncClient(base_url=service.http, timeout=30,
+                                     headers={"authorization": f"Bearer {KEYS['admin']}"}) as client:
+            replies = await asyncio.gather(*[client.post("/v1/recommend", json={"customer_id": c, "k": k})
+                                             for c, k in asks * 3])
+        return [(ask, [i["item_id"] for i in r.json()["items"]]) for ask, r in zip(asks * 3, replies)]
+    for ask, got in asyncio.run(over_http()):
+        assert got == alone[ask], ask
+    # and they were coalesced: some ingress -> owner call carried more than one request
     families = {f.name: f for f in text_string_to_metric_families(httpx.get(f"{service.http}/metrics", timeout=30).text)}
     buckets = {s.labels["le"]: s.value for s in families["recsys_owner_call_batch_size"].samples
                if s.name.endswith("_bucket")}

@@ -56,10 +56,11 @@ def test_grpc_reflection_lists_the_service(channel):
 
 
 def _serve_logs() -> list[Path]:
+    """Serve's logs (the ingress replicas) and the workers' (the owners' access lines)."""
     import ray
 
-    session = Path(ray._private.worker._global_node.get_session_dir_path())
-    return sorted((session / "logs" / "serve").glob("*.log"))
+    logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
+    return sorted((logs / "serve").glob("*.log")) + sorted(logs.glob("worker-*.err"))
 
 
 def _find(needle: str, timeout: float = 20.0) -> list[dict]:

@@ -1,0 +1,128 @@
+"""One hop: a gRPC call that names a customer goes from the gRPC front straight to the owner of the
+customer's partition, which answers it from the RPC table (gateway/rpcs.py); a call that reaches an
+owner not holding the partition is forwarded once, counted, and answered."""
+import uuid
+
+import grpc
+import pytest
+import ray
+
+from recsys.v1 import recsys_pb2 as pb
+from tests.integration.conftest import KEYS, owner_name_of, owner_of, owners
+
+
+def _by_name() -> dict:
+    return {ray.get(o.stats.remote())["owner"]: o for o in owners()}
+
+SERVICE = "/recsys.v1.Personalization/"
+
+
+def _front():
+    from gateway.server import GRPC_FRONT_NAME
+
+    return ray.get_actor(GRPC_FRONT_NAME, namespace="recsys")
+
+
+def _forwarded(owner) -> dict[str, float]:
+    """The owner's recsys_forwarded_requests by RPC."""
+    out: dict[str, float] = {}
+    for (family, _kind, _doc, sample, labels), value in ray.get(owner.metrics_samples.remote()).items():
+        if family == "recsys_forwarded_requests" and sample.endswith("_total"):
+            rpc = dict(labels)["rpc"]
+            out[rpc] = out.get(rpc, 0) + value
+    return out
+
+
+def _requests(owner) -> int:
+    return ray.get(owner.stats.remote())["requests"]
+
+
+def _ev(customer: str, kind: str = "view", item: str = "i0001") -> pb.Event:
+    return pb.Event(event_id=uuid.uuid4().hex, customer_id=customer, event_type=kind, item_id=item, channel="web")
+
+
+CALLS = [
+    ("Recommend", lambda stub, c: stub.Recommend(pb.RecommendRequest(customer_id=c, k=3))),
+    ("SimilarItems", lambda stub, c: stub.SimilarItems(pb.SimilarItemsRequest(item_id="i0002", customer_id=c, k=3))),
+    ("TrackEvents", lambda stub, c: stub.TrackEvents(pb.TrackEventsRequest(events=[_ev(c), _ev(c, item="i0003")]))),
+    ("NextBestOffer", lambda stub, c: stub.NextBestOffer(pb.NextBestOfferRequest(customer_id=c, channel="pos"))),
+    ("ExportCustomer", lambda stub, c: stub.ExportCustomer(pb.ExportCustomerRequest(customer_id=c))),
+    ("ForgetCustomer", lambda stub, c: stub.ForgetCustomer(pb.ForgetCustomerRequest(customer_id=c))),
+]
+
+
+@pytest.mark.parametrize("rpc,call", CALLS, ids=[name for name, _ in CALLS])
+def test_a_call_naming_a_customer_goes_straight_to_its_owner(stub, service, rpc, call):
+    customer = f"c{hash(rpc) % 50}" if rpc != "ForgetCustomer" else f"hop-{uuid.uuid4().hex[:8]}"
+    handles = _by_name()
+    owner = handles[owner_name_of(customer)]
+    others = [o for name, o in handles.items() if name != owner_name_of(customer)]
+    before_front = ray.get(_front().counts.remote())
+    before = (_requests(owner), _forwarded(owner), [_requests(o) for o in others])
+    call(stub, customer)
+    after_front = ray.get(_front().counts.remote())
+    assert after_front["direct"] == before_front["direct"] + 1
+    assert after_front["via_ingress"] == before_front["via_ingress"]
+    # answered by that owner, with nothing forwarded and no other owner involved
+    assert _requests(owner) > before[0]
+    assert _forwarded(owner) == before[1]
+    assert [_requests(o) for o in others] == before[2]
+
+
+def test_the_routing_key_in_metadata_is_used_without_parsing(stub, service):
+    """x-session-id names the owner; a wrong one costs a forward, not a failure."""
+    customer = "c7"
+    owner = owner_of(customer)
+    wrong = next(f"c{n}" for n in range(100) if owner_name_of(f"c{n}") != owner_name_of(customer))
+    before_wrong, before_right = _forwarded(owner_of(wrong)).get("Recommend", 0), _forwarded(owner).get("Recommend", 0)
+    reply = stub.Recommend(pb.RecommendRequest(customer_id=customer, k=3), metadata=(("x-session-id", wrong),))
+    assert reply.items
+    assert _forwarded(owner_of(wrong)).get("Recommend", 0) == before_wrong + 1
+    assert _forwarded(owner).get("Recommend", 0) == before_right
+
+
+def test_a_call_to_an_owner_that_does_not_hold_the_partition_is_forwarded_once(service):
+    """What stale routes do after a move: the owner forwards once (counted) to the holder, which
+    answers from its own partitions and does not forward again."""
+    customer = "c3"
+    handles = _by_name()
+    holder = handles[owner_name_of(customer)]
+    stranger = next(o for name, o in handles.items() if name != owner_name_of(customer))
+    before_stranger, before_holder = _forwarded(stranger), _forwarded(holder)
+    data = pb.RecommendRequest(customer_id=customer, k=4).SerializeToString()
+    code, details, body = ray.get(stranger.rpc_unary.remote(SERVICE + "Recommend", data,
+                                                            (("authorization", f"Bearer {KEYS['admin']}"),), "admin"))
+    assert code == "OK", details
+    assert len(pb.RecommendResponse.FromString(body).items) == 4
+    assert _forwarded(stranger).get("Recommend", 0) == before_stranger.get("Recommend", 0) + 1
+    assert _forwarded(holder) == before_holder  # forwarded at most once: the holder answered itself
+
+    # a batch spanning both owners' partitions: the local part answered here, the rest forwarded once
+    mine = next(f"c{n}" for n in range(100) if owner_name_of(f"c{n}") != owner_name_of(customer))
+    batch = pb.TrackEventsRequest(events=[_ev(customer), _ev(mine)]).SerializeToString()
+    code, details, body = ray.get(stranger.rpc_unary.remote(SERVICE + "TrackEvents", batch, (), "admin"))
+    assert code == "OK", details
+    assert pb.TrackEventsResponse.FromString(body).accepted == 2
+    assert _forwarded(stranger).get("TrackEvents", 0) == before_stranger.get("TrackEvents", 0) + 1
+
+
+def test_calls_without_a_customer_and_bad_calls_go_through_the_ingress(stub, channel, service):
+    before = ray.get(_front().counts.remote())
+    stub.SimilarItems(pb.SimilarItemsRequest(item_id="i0002", k=3))     # no customer
+    bad = channel.unary_unary(SERVICE + "Recommend", request_serializer=lambda b: b, response_deserializer=lambda b: b)
+    with pytest.raises(grpc.RpcError) as info:
+        bad(b"\xff\xff\xff", metadata=(("authorization", f"Bearer {KEYS['admin']}"),))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    after = ray.get(_front().counts.remote())
+    assert after["via_ingress"] == before["via_ingress"] + 2 and after["direct"] == before["direct"]
+
+
+def test_forwards_and_owner_answers_appear_in_the_ingress_metrics(stub, http, service):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    stub.Recommend(pb.RecommendRequest(customer_id="c1", k=2))
+    families = {f.name: f for f in text_string_to_metric_families(http.get("/metrics").text)}
+    grpc_ok = sum(s.value for s in families["recsys_requests"].samples
+                  if s.name.endswith("_total") and s.labels == {"rpc": "Recommend", "protocol": "grpc", "code": "OK"})
+    assert grpc_ok >= 1   # answered by an owner, counted in the one scrape
+    assert "recsys_forwarded_requests" in families
