@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.events import CHANNELS, EVENT_TYPES, MIN_TIMESTAMP_MS
+from engine.events import CHANNELS, EVENT_TYPES
 from engine.errors import InvalidArgument
 
 EVENT_COLUMNS = ["event_id", "timestamp", "customer_id", "session_id", "item_id", "event_type",
@@ -162,10 +162,25 @@ def load_movielens(path: str | Path) -> Dataset:
     return Dataset(events, _items_from_events(events, names, genres), f"movielens:{data.name}")
 
 
+# A column of numbers all below this is epoch seconds: as milliseconds every value would fall before
+# 1973-03-04, which no shop's event log does; as seconds they reach the year 5138.
+SECONDS_BELOW = 100_000_000_000
+# the latest date a training event may carry (a clock gone wrong, or not a date at all)
+MAX_TIMESTAMP_MS = 4_102_444_800_000  # 2100-01-01
+
+
 def _to_epoch_ms(column: pd.Series) -> np.ndarray:
+    """Epoch milliseconds (epoch seconds when every value is below SECONDS_BELOW), or ISO 8601;
+    anything from 1970 to 2100 is a date."""
     numeric = pd.to_numeric(column, errors="coerce")
     if numeric.notna().all():
-        return numeric.astype("int64").to_numpy()
+        if not np.isfinite(numeric).all():
+            row = int(np.flatnonzero(~np.isfinite(numeric.to_numpy()))[0])
+            raise InvalidArgument(f"timestamp: row {row + 2} is not a date: {column.iloc[row]!r}")
+        if len(numeric) and (numeric.abs() < SECONDS_BELOW).all():
+            numeric = numeric * 1000
+        # clipped so that a huge number is reported as out of range, not wrapped round int64
+        return numeric.clip(-1, MAX_TIMESTAMP_MS).round().astype("int64").to_numpy()
     parsed = pd.to_datetime(column, format="ISO8601", utc=True, errors="coerce")
     bad = parsed.isna()
     if bad.any():
@@ -202,7 +217,8 @@ def load_events_csv(path: str | Path) -> Dataset:
     price = pd.to_numeric(raw.get("price", pd.Series("", index=raw.index)).replace("", "nan"), errors="coerce")
     _first_bad(price < 0, "price must be >= 0")
     ts = _to_epoch_ms(raw["timestamp"])
-    _first_bad(pd.Series(ts < MIN_TIMESTAMP_MS), "timestamp before 2000-01-01")
+    _first_bad(pd.Series(ts < 0), "timestamp before 1970-01-01")
+    _first_bad(pd.Series(ts >= MAX_TIMESTAMP_MS), "timestamp after 2099 (not a date an event can have)")
     events = pd.DataFrame({
         "event_id": raw["event_id"], "timestamp_ms": ts, "customer_id": raw["customer_id"],
         "session_id": raw.get("session_id", ""), "item_id": raw["item_id"],

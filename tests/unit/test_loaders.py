@@ -85,7 +85,26 @@ def test_generic_events_iso_timestamps_and_defaults(tmp_path):
     assert data.events["timestamp_ms"].iloc[1] - data.events["timestamp_ms"].iloc[0] == 60_000
 
 
+def test_generic_events_take_any_date_from_1970(tmp_path):
+    """Old ratings data (the 1990s) loads; epoch seconds are read as seconds."""
+    path = tmp_path / "old.csv"
+    path.write_text("event_id,timestamp,customer_id,item_id,event_type\n"
+                    "a,1997-09-22T22:02:38Z,c1,i1,rate\nb,1970-01-01T00:00:01Z,c1,i2,rate\n")
+    assert load_events_csv(path).events["timestamp_ms"].tolist() == [874965758000, 1000]
+    seconds = tmp_path / "seconds.csv"
+    seconds.write_text("event_id,timestamp,customer_id,item_id,event_type\n"
+                       "a,874965758,c1,i1,rate\nb,881250949,c2,i1,rate\n")
+    assert load_events_csv(seconds).events["timestamp_ms"].tolist() == [874965758000, 881250949000]
+    millis = tmp_path / "ms.csv"
+    millis.write_text("event_id,timestamp,customer_id,item_id,event_type\na,874965758000,c1,i1,rate\n")
+    assert load_events_csv(millis).events["timestamp_ms"].tolist() == [874965758000]
+
+
 @pytest.mark.parametrize("row,message", [
+    ("a,1969-12-31T23:59:59Z,c1,sku1,view", "line 2: timestamp before 1970"),
+    ("a,2150-01-01T00:00:00Z,c1,sku1,view", "line 2: timestamp after 2099"),
+    ("a,1e300,c1,sku1,view", "line 2: timestamp after 2099"),
+    ("a,inf,c1,sku1,view", "row 2 is not a date"),
     ("a,2024-05-01T10:00:00Z,c1,sku1,teleport", "line 2: event_type"),
     ("a,yesterday,c1,sku1,view", "row 2"),
     ("a,2024-05-01T10:00:00Z,,sku1,view", "line 2: customer_id is empty"),
