@@ -5,7 +5,7 @@ p99 at half of its maximum, measured in one run on one machine.
         [--num-cpus 2] [--owners 2] [--ingress-replicas 1] [--method open|closed]
         [--step-seconds 6] [--start-rate 50] [--growth 1.5] [--refine 3] [--max-p99-ms 1000]
         [--concurrency 1,4,16,64] [--half-seconds 30] [--channels 4] [--budget-seconds 300]
-        [--output-json PATH]
+        [--client h2load|python] [--h2load-processes 8] [--output-json PATH]
 
 What it does, in order, on a local Ray of --num-cpus CPUs (the client runs on the same machine):
 
@@ -19,9 +19,15 @@ What it does, in order, on a local Ray of --num-cpus CPUs (the client runs on th
    throwaway SQLite store (64 partitions). Its maximum Recommend throughput is measured the same
    way. Requests name real customers of the bundle (sampled uniformly, a fixed seed), so each one
    does an owner's real work: profile, FAISS candidates, item-item, rules.
-3. The engine gets an open-loop constant rate of half its maximum for --half-seconds; its
-   p50/p90/p99/p99.9 are reported. So is the no-op's own latency at half of its maximum (measured
-   in step 1): the floor that Serve's proxy and replica put under any p99 on this machine.
+3. The engine gets an open-loop constant rate of half its maximum for --half-seconds, then the
+   rate the no-op got in step 1, half the no-op's maximum; p50/p90/p99/p99.9 are reported for
+   each. The engine's p99 over the no-op's, both at half the no-op's maximum, is the p99 ratio.
+
+The open-loop load comes from h2load (Debian's nghttp2-client; benchmarks/h2load_grpc.py) when it
+is installed, so that a Python client does not take the CPU the server needs: 8 h2load processes,
+one real customer and one connection each, x-session-id set as the project's clients set it. h2load
+sees HTTP statuses only, so the engine's own count of Recommend answers by gRPC code (its /metrics)
+over the whole measurement is printed too. --client python uses the asyncio client below instead.
 
 Maximum throughput, --method open (default): open-loop steps at a constant offered rate (request
 i is sent at t0 + i/rate whatever the earlier ones did; latency counts from that scheduled time, so
@@ -40,7 +46,7 @@ answered, --step-seconds per level; the maximum is the highest throughput of any
 stop once one adds less than 5 %). Quicker and steadier on a busy machine, but its figure is a
 saturation throughput, with whatever p99 that concurrency brings (reported per level).
 
-Before each target's measurement a short closed-loop warm-up runs and is not counted, then 30
+Before each target's measurement a short closed-loop warm-up (Python client) runs and is not counted, then 30
 sequential requests give its idle latency. Before each step the target must be idle again (three
 sequential requests in a row within twice that latency, 10 s at most), so an overloaded step's
 after-effects do not spill into the next one. When the
@@ -454,6 +460,11 @@ def main(argv: list[str] | None = None) -> int:
         half = asyncio.run(half_load(target, key, customers, half_rate, engine["idle_latency_ms"], args))
         half["failed"] = _verdict(half, math.inf)
         _show("engine", half)
+        # the p99 goal's comparison: both at the same rate, half the no-op's maximum
+        print(f"engine at half the no-op's maximum, {noop_half_rate:.1f} req/s for {args.half_seconds:g} s:", flush=True)
+        at_noop_half = asyncio.run(half_load(target, key, customers, noop_half_rate, engine["idle_latency_ms"], args))
+        at_noop_half["failed"] = _verdict(at_noop_half, math.inf)
+        _show("engine", at_noop_half)
         codes_after = _recommend_codes(config.http_port)
         engine_codes = {c: codes_after.get(c, 0) - codes_before.get(c, 0) for c in codes_after}
         print(f"engine's own count of gRPC Recommend answers by code during its measurement: {engine_codes}",
@@ -476,11 +487,14 @@ def main(argv: list[str] | None = None) -> int:
         "client": args.client, "noop": noop, "engine": engine, "ratio_engine_to_noop": ratio,
         "engine_recommend_codes": engine_codes,
         "engine_at_half_max": {"rate_rps": round(half_rate, 1), **half},
+        "engine_at_noop_half_max": {"rate_rps": round(noop_half_rate, 1), **at_noop_half},
         "noop_at_half_max": {"rate_rps": round(noop_half_rate, 1), **noop_half},
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
     kind = "sustainable (open loop, p99 <= %g ms)" % args.max_p99_ms if args.method == "open" else "closed loop"
-    lat, noop_lat = half["latency_ms"], noop_half["latency_ms"]
+    lat, noop_lat, same = half["latency_ms"], noop_half["latency_ms"], at_noop_half["latency_ms"]
+    p99_ratio = round(same["p99"] / noop_lat["p99"], 3) if same.get("p99") and noop_lat.get("p99") else None
+    result["p99_ratio_engine_to_noop_at_noop_half_max"] = p99_ratio
     print(f"""
 | measured ({kind})                  | value |
 |---|---|
@@ -489,9 +503,11 @@ def main(argv: list[str] | None = None) -> int:
 | ratio engine / no-op                           | {ratio} |
 | engine at {half_rate:.1f} req/s (half its max), {args.half_seconds:g} s | p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms, p99.9 {lat.get('p99.9')} ms, errors {half['errors_by_code'] or 0}, achieved {half['achieved_rps']} req/s |
 | no-op at {noop_half_rate:.1f} req/s (half its max), {args.half_seconds:g} s | p50 {noop_lat.get('p50')} ms, p99 {noop_lat.get('p99')} ms, p99.9 {noop_lat.get('p99.9')} ms, errors {noop_half['errors_by_code'] or 0}, achieved {noop_half['achieved_rps']} req/s |
+| engine at the same {noop_half_rate:.1f} req/s, {args.half_seconds:g} s | p50 {same.get('p50')} ms, p99 {same.get('p99')} ms, p99.9 {same.get('p99.9')} ms, errors {at_noop_half['errors_by_code'] or 0}, achieved {at_noop_half['achieved_rps']} req/s |
+| p99 engine / no-op at {noop_half_rate:.1f} req/s           | {p99_ratio} |
 
 wall time {result['wall_seconds']} s""")
-    if any(r.get("client_saturated") for r in (noop, engine, half, noop_half)):
+    if any(r.get("client_saturated") for r in (noop, engine, half, noop_half, at_noop_half)):
         print("note: the load generator fell behind its schedule in a passing step; the figure is a lower bound")
     if args.output_json:
         Path(args.output_json).write_text(json.dumps(result, indent=2))

@@ -253,6 +253,10 @@ class RemoteOwners:
                                                        for o in self.routes.owners().values()]), 5.0)
 
 
+async def _nothing() -> dict:
+    return {}
+
+
 class LocalFirst:
     """In an owner: its own partitions answered here, with no hop; anything else forwarded once
     through ``remote`` (counted). ``core`` is the owner's OwnerCore."""
@@ -297,20 +301,27 @@ class LocalFirst:
                                             lambda: self.remote.similar(query))
 
     async def track(self, groups: dict[int, list[Event]]) -> list[tuple[int, int, int]]:
+        """The owner's own partitions' events committed here while the rest go, at the same time,
+        once to their owners; a partition that began moving meanwhile follows them."""
         here = {p: g for p, g in groups.items() if p in self.core.held and self.core.held[p].active}
         elsewhere = {p: g for p, g in groups.items() if p not in here}
-        done: list[tuple[int, int, int]] = []
-        if here:
-            for p, result in (await self.core.track(here)).items():
-                if isinstance(result, PartitionMoved):
-                    elsewhere[p] = here[p]
-                elif isinstance(result, BaseException):
-                    raise result
-                else:
-                    done.append(result)
-        if elsewhere:
+
+        async def forward(part: dict) -> list:
+            if not part:
+                return []
             self._forwarded("TrackEvents")
-            done.extend(await self.remote.track(elsewhere))
+            return await self.remote.track(part)
+        local, forwarded = await asyncio.gather(self.core.track(here) if here else _nothing(), forward(elsewhere))
+        done: list[tuple[int, int, int]] = list(forwarded)
+        moved = {}
+        for p, result in local.items():
+            if isinstance(result, PartitionMoved):
+                moved[p] = here[p]
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                done.append(result)
+        done.extend(await forward(moved))
         return done
 
     async def forget(self, customer_id: str, who: str) -> dict[str, Any]:

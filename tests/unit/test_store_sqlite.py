@@ -27,3 +27,53 @@ class TestSqliteStore(StoreContract):
     def test_wal_and_full_sync(self, store):
         assert store._execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert store._execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_writers_of_one_file_queue_on_the_writer_lock_and_a_failed_write_gives_it_back(tmp_path):
+    """Two stores on one database (two owners on one machine): a write holds the writer lock until
+    its transaction ends, committed or rolled back, so the other writer goes next."""
+    import fcntl
+    import os
+    import threading
+
+    from engine.errors import PartitionMoved
+    from engine.events import parse_event
+
+    first, second = SqliteEventStore(tmp_path / "s.db", 4), SqliteEventStore(tmp_path / "s.db")
+    try:
+        lock = tmp_path / "s.db-writer-lock"
+        assert lock.exists() and (lock.stat().st_mode & 0o777) == 0o600
+
+        def held() -> bool:
+            fd = os.open(lock, os.O_RDWR)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                return False
+            except BlockingIOError:
+                return True
+            finally:
+                os.close(fd)
+
+        epoch = first.acquire_partition(0, "owner-a")
+        assert not held()
+        event = parse_event({"event_id": "e1", "customer_id": "c1", "event_type": "view", "item_id": "i1",
+                          "channel": "web"}, 10**12 + 1)
+        with pytest.raises(PartitionMoved):
+            first.append(0, [event], epoch + 5)   # fenced: rolled back
+        assert not held()                         # and the lock given back with it
+        first.append(0, [event], epoch)
+        assert not held()
+        # a writer waits for the other's transaction, then goes on
+        first._lock.acquire()
+        first._execute("UPDATE partition_leases SET epoch = epoch WHERE partition_id = 1")
+        assert held()
+        done = threading.Event()
+        threading.Thread(target=lambda: (second.acquire_partition(2, "owner-b"), done.set()), daemon=True).start()
+        assert not done.wait(0.3)                 # queued behind the open transaction
+        first._commit()
+        first._lock.release()
+        assert done.wait(5.0)
+    finally:
+        first.close()
+        second.close()
