@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-unit test-integration proto evaluate bench clean
+.PHONY: install run test test-unit test-integration proto evaluate bench bench-tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ evaluate: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/recommend_latency.py $(ARGS)
+
+## The native load generator the throughput benchmarks use (h2load, Debian's nghttp2-client).
+bench-tools:
+	@command -v h2load >/dev/null || (apt-get install -y -q nghttp2-client || \
+	  (apt-get update -q && apt-get install -y -q nghttp2-client))
 
 clean:
 	rm -rf $(VENV) models var .pytest_cache

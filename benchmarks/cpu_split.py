@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     from scripts.cli import _ensure_bundle
 
     if not h2load_grpc.available():
-        print("h2load is not installed (Debian package nghttp2-client)", file=sys.stderr)
+        print("h2load is not installed: `make bench-tools` (Debian package nghttp2-client)", file=sys.stderr)
         return 2
     key, auth = bench_auth()
     store_dir = tempfile.mkdtemp(prefix="recsys-cpu-")
