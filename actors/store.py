@@ -354,6 +354,10 @@ class SqlEventStore:
                  "detail": orjson.loads(r[5])} for r in rows]
 
 
+# how long a write queues for the SQLite writer lock before it fails (SQLite's busy_timeout)
+WRITER_LOCK_TIMEOUT_S = 30.0
+
+
 class SqliteEventStore(SqlEventStore):
     """The embedded default: one file, WAL journal, fsync at every commit (synchronous=FULL)."""
 
@@ -396,9 +400,26 @@ class SqliteEventStore(SqlEventStore):
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         if not self._writing and sql.lstrip()[:7].upper().startswith(self._WRITES):
-            fcntl.flock(self._writer_lock, fcntl.LOCK_EX)
-            self._writing = True
+            self._take_writer_lock()
         return self._conn.execute(sql, params)
+
+    def _take_writer_lock(self) -> None:
+        """Queue for the writer lock as long as SQLite's busy_timeout would have waited (30 s),
+        then fail the write as SQLite would: a writer stopped mid-transaction (SIGSTOP, a hung
+        disk) must not wedge every other owner's store thread for ever."""
+        deadline = time.monotonic() + WRITER_LOCK_TIMEOUT_S
+        pause = 0.0002
+        while True:
+            try:
+                fcntl.flock(self._writer_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._writing = True
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise sqlite3.OperationalError(
+                        f"database is locked: another writer held it for {WRITER_LOCK_TIMEOUT_S:.0f} s") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.002)
 
     def _end_write(self) -> None:
         if self._writing:
@@ -421,8 +442,10 @@ class SqliteEventStore(SqlEventStore):
         try:
             super().close()
         finally:
-            self._end_write()
-            os.close(self._writer_lock)
+            if self._writer_lock >= 0:
+                self._end_write()
+                os.close(self._writer_lock)
+                self._writer_lock = -1
 
     def _connection_settings(self) -> None:
         # deleted content (erased customers' events, replaced snapshots) is overwritten with

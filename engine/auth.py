@@ -36,6 +36,8 @@ class ApiKey:
     max_body_bytes: int | None = None      # None: the server's limit
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise InvalidArgument("auth key: name must not be empty (it names the caller in the audit log)")
         object.__setattr__(self, "scopes", frozenset(self.scopes))
         unknown = self.scopes - SCOPES
         if unknown:

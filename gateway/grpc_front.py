@@ -37,7 +37,7 @@ import ray
 from engine.sharding import partition_for
 from gateway.grpc_registration import METHODS, SERVICE_NAMES, RpcMethod
 from engine.auth import Authenticator
-from engine.errors import RecsysError
+from engine.errors import PayloadTooLarge, RecsysError
 from gateway.metrics import Metrics
 from gateway.operations import SHARD_TIMEOUT_S, IngressSettings
 from gateway.routing import Routes
@@ -90,15 +90,16 @@ ROUTING_KEY = "x-session-id"
 
 def routing_key(rpc_path: str, request: bytes, metadata: tuple) -> str:
     """The customer a unary call is for: the client's x-session-id, else the request's own
-    (parsed here); "" for a call that names none (or does not parse: the ingress answers that)."""
+    (parsed here); "" for a call of an RPC that names no customer, or one that does not parse (the
+    ingress answers that)."""
     entry = BY_PATH.get(rpc_path)
-    if entry is None:
+    if entry is None or not entry.keyed:
         return ""
     for key, value in metadata:
         if key == ROUTING_KEY and isinstance(value, str) and 0 < len(value) <= 256:
             return value
     try:
-        return entry.routing_key(entry.grpc.request_cls.FromString(request))
+        return entry.key_of(entry.grpc.request_cls.FromString(request))
     except Exception:  # noqa: BLE001 - malformed: the ingress answers INVALID_ARGUMENT
         return ""
 
@@ -116,22 +117,44 @@ class _Forward(grpc.GenericRpcHandler):
         self.direct = 0   # calls sent straight to an owner
         self.via_ingress = 0
 
-    async def _to_owner(self, rpc: RpcMethod, key: str, request: bytes, metadata: tuple) -> tuple[str, str, bytes]:
+    def _reject(self, rpc: RpcMethod, error: RecsysError, started: float) -> tuple[str, str, bytes]:
+        code, _ = statuses(error)
+        self.metrics.observe(rpc.name, "grpc", code.name, time.perf_counter() - started)
+        return code.name, error.message, b""
+
+    async def _direct(self, rpc: RpcMethod, request: bytes, metadata: tuple) -> tuple[str, str, bytes] | None:
+        """The call answered by its customer's owner, or None when it names no customer (or does
+        not parse): the ingress answers those. The caller's key is checked before the request is
+        parsed, so a caller without one costs no parse here; its scope, rate and size after."""
         started = time.perf_counter()
+        authorization = dict(metadata).get("authorization")
         try:
-            api_key = admit(self._auth, self._settings, dict(metadata).get("authorization"),
-                            BY_PATH[rpc.path].scope, len(request))
+            known = self._auth.authenticate(authorization)
+            limit = self._auth.body_limit(known, self._settings.max_body_bytes)
+            if len(request) > limit:
+                raise PayloadTooLarge(f"request is {len(request)} bytes; the limit is {limit}")
         except RecsysError as error:
-            code, _ = statuses(error)
-            self.metrics.observe(rpc.name, "grpc", code.name, time.perf_counter() - started)
-            return code.name, error.message, b""
+            return self._reject(rpc, error, started)
+        key = routing_key(rpc.path, request, metadata)
+        if not key:
+            return None
+        self.direct += 1
+        try:
+            api_key = admit(self._auth, self._settings, authorization, BY_PATH[rpc.path].scope, len(request))
+        except RecsysError as error:
+            return self._reject(rpc, error, started)
         routes = self._routes
-        partition = partition_for(key, routes.partitions)
         admitted = api_key.name if api_key is not None else ""
-        return await asyncio.wait_for(
-            routes.call(partition, lambda _name, owner: owner.rpc_unary.remote(rpc.path, request, metadata, admitted),
-                        time.monotonic() + SHARD_TIMEOUT_S),
-            SHARD_TIMEOUT_S + 1.0)
+        try:
+            return await asyncio.wait_for(
+                routes.call(partition_for(key, routes.partitions),
+                            lambda _name, owner: owner.rpc_unary.remote(rpc.path, request, metadata, admitted),
+                            time.monotonic() + SHARD_TIMEOUT_S),
+                SHARD_TIMEOUT_S + 1.0)
+        except Exception as exc:  # noqa: BLE001 - no owner until the deadline, owner call failed
+            log.warning("grpc front: %s to its owner failed: %s", rpc.path, type(exc).__name__)
+            self.metrics.observe(rpc.name, "grpc", "UNAVAILABLE", time.perf_counter() - started)
+            return "UNAVAILABLE", _UNAVAILABLE, b""
 
     def service(self, details):
         rpc = METHODS.get(details.method)
@@ -144,14 +167,10 @@ class _Forward(grpc.GenericRpcHandler):
     def _unary(self, rpc: RpcMethod):
         async def call(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             metadata = _metadata(context)
-            key = routing_key(rpc.path, request, metadata) if self._routes is not None else ""
-            if key:
-                self.direct += 1
-                try:
-                    code, details, body = await self._to_owner(rpc, key, request, metadata)
-                except Exception as exc:  # noqa: BLE001 - no owner until the deadline, owner call failed
-                    log.warning("grpc front: %s to its owner failed: %s", rpc.path, type(exc).__name__)
-                    code, details, body = "UNAVAILABLE", _UNAVAILABLE, b""
+            answer = await self._direct(rpc, request, metadata) if self._routes is not None and rpc.path in BY_PATH \
+                else None
+            if answer is not None:
+                code, details, body = answer
                 if code != "OK":
                     await context.abort(grpc.StatusCode[code], details)
                 return body

@@ -304,10 +304,10 @@ class Ingress:
         """Prometheus text format; no key needed (scrapers sit inside the network)."""
         try:
             self.metrics.owner_stats(await self.owners.owner_stats())
-            others = [*await self.owners.metrics_samples(), *await _front_samples()]
         except Exception as exc:  # metrics must answer even when an owner does not
             log.warning("metrics: owner stats unavailable: %s", type(exc).__name__)
-            others = []
+        # each process's counters on their own: one that does not answer drops only its own
+        others = [*await self.owners.metrics_samples(), *await _front_samples()]
         # the owners answer the gRPC calls that name a customer: their counters are added to ours
         return Response(self.metrics.exposition(others), media_type="text/plain; version=0.0.4")
 
@@ -339,9 +339,11 @@ async def _front_samples() -> list[dict]:
 
     try:
         front = ray.get_actor(GRPC_FRONT_NAME, namespace="recsys")
-    except ValueError:
+        return [await asyncio.wait_for(front.metrics_samples.remote(), 5.0)]
+    except Exception as exc:  # noqa: BLE001 - not running (the application builder), or not answering
+        if not isinstance(exc, ValueError):
+            log.warning("metrics: the gRPC front's counters unavailable: %s", type(exc).__name__)
         return []
-    return [await asyncio.wait_for(front.metrics_samples.remote(), 5.0)]
 
 
 _TABLE_PATHS = frozenset(rpc.grpc.path for rpc in RPCS)

@@ -1,8 +1,10 @@
 """Prometheus metrics, defined once. Label values come from small fixed sets (RPC names,
 protocols, status codes, owner names, model versions), never from customer or item ids.
 
-Each ingress replica has its own registry and serves it at GET /metrics; with several replicas,
-scrape each replica (or aggregate with Ray's metrics) — a scrape through the proxy sees one.
+Each ingress replica has its own registry and serves it at GET /metrics, with the counters of every
+owner and of the gRPC front added in (they answer the gRPC calls that name a customer). So one
+scrape through the proxy shows the whole service's gRPC traffic and that replica's HTTP traffic;
+with several ingress replicas do not add their scrapes up (the owners' counts are in each).
 """
 from __future__ import annotations
 
@@ -66,9 +68,8 @@ class Metrics:
 
     def exposition(self, others: list[dict] = ()) -> bytes:
         """This registry, with the counters and histograms of ``others`` (Metrics.samples of
-        other processes) added in: one scrape shows the whole service's requests."""
-        if not others:
-            return generate_latest(self.registry)
+        other processes) added in: one scrape shows the whole service's requests. The same series
+        whether or not others are given (no _created samples)."""
         merged = self.samples()
         for other in others:
             for key, value in other.items():
@@ -76,6 +77,13 @@ class Metrics:
         registry = CollectorRegistry()
         registry.register(_Merged(merged, [f for f in self.registry.collect() if f.type not in ("counter", "histogram")]))
         return generate_latest(registry)
+
+
+def _order(item) -> tuple:
+    (name, _kind, _doc, sample, labels), _ = item
+    plain = tuple((k, v) for k, v in labels if k != "le")
+    le = dict(labels).get("le")
+    return name, sample, plain, float(le) if le is not None else 0.0
 
 
 class _Merged:
@@ -88,7 +96,8 @@ class _Merged:
         from prometheus_client.metrics_core import Metric
 
         families: dict = {}
-        for (name, kind, doc, sample, labels), value in sorted(self._samples.items()):
+        # histogram buckets in increasing numeric le order, as the text format wants them
+        for (name, kind, doc, sample, labels), value in sorted(self._samples.items(), key=_order):
             family = families.get(name)
             if family is None:
                 family = families[name] = Metric(name, doc, kind)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -81,12 +82,14 @@ def request_id(given: str) -> str:
     header, request_id metadata), else a new one."""
     if given:
         return given
-    carried = REQUEST_ID.get()
-    if carried:
-        return carried
-    from ray.serve.context import _get_serve_request_context
+    return REQUEST_ID.get() or serve_request_id() or uuid.uuid4().hex
 
-    return _get_serve_request_context().request_id or uuid.uuid4().hex
+
+def serve_request_id() -> str:
+    """The id Serve gave the request being answered, in a Serve replica; "" elsewhere (an owner,
+    which must not pay for importing Serve on its first call)."""
+    context = sys.modules.get("ray.serve.context")
+    return context._get_serve_request_context().request_id if context is not None else ""
 
 
 def principal(key: ApiKey | None) -> str:
@@ -247,10 +250,15 @@ class RemoteOwners:
         return await asyncio.wait_for(asyncio.gather(*[o.stats.remote() for o in self.routes.owners().values()]), 5.0)
 
     async def metrics_samples(self) -> list[dict]:
-        """Every owner's own request counters (gateway/metrics.py), for one exposition."""
+        """Every owner's own request counters (gateway/metrics.py), for one exposition; an owner
+        that does not answer within 5 s is left out of this one (logged), the others are not."""
         await self.routes.ensure()
-        return await asyncio.wait_for(asyncio.gather(*[o.metrics_samples.remote()
-                                                       for o in self.routes.owners().values()]), 5.0)
+        answers = await asyncio.gather(*[asyncio.wait_for(o.metrics_samples.remote(), 5.0)
+                                         for o in self.routes.owners().values()], return_exceptions=True)
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                log.warning("metrics: an owner's counters unavailable: %s", type(answer).__name__)
+        return [a for a in answers if not isinstance(a, BaseException)]
 
 
 async def _nothing() -> dict:

@@ -98,10 +98,10 @@ class Routes:
 
     async def call(self, partition: int, send: Callable[[str, Any], Awaitable[Any]], deadline: float) -> Any:
         """``send(owner name, handle)`` to the partition's owner, again after each move, until
-        ``deadline`` (monotonic seconds). A call that has not answered within WATCH_S while the
-        routes meanwhile give the partition to another owner (its owner died without a word, its
-        node removed) is given up and sent to the new owner: a write sent twice is answered as
-        duplicates the second time."""
+        ``deadline`` (monotonic seconds). A call that has not answered within WATCH_S while its
+        owner has meanwhile left the routes (it died without a word, its node removed) is given
+        up and sent to the partition's new owner: a write sent twice is answered as duplicates the
+        second time."""
         await self.ensure()
         attempt = 0
         while True:
@@ -137,7 +137,10 @@ class Routes:
                     return task.result()
                 if time.monotonic() - self._read_at >= WATCH_S:
                     await self.refresh()
-                if self.owner_of[partition] != target[0]:
+                # given up only when the owner has left the routes (dead, its node removed): an
+                # owner still running finishes the call itself (it answers PartitionMoved, or
+                # forwards it once), and a resend beside it would decide a NextBestOffer twice
+                if target[0] not in self.owner_of:
                     raise PartitionMoved(partition)
         finally:
             if not task.done():

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -28,7 +29,8 @@ from engine.validation import reject_unknown
 from gateway import codec
 from gateway.grpc_registration import METHODS, MalformedMessage, RpcMethod
 from gateway.metrics import Metrics
-from gateway.operations import REQUEST_ID, IngressSettings, LocalFirst, Operations, RemoteOwners, request_id
+from gateway.operations import (REQUEST_ID, IngressSettings, LocalFirst, Operations, RemoteOwners, request_id,
+                                serve_request_id)
 from gateway.status_map import statuses
 from recsys.v1 import recsys_pb2 as pb
 
@@ -78,11 +80,19 @@ class Rpc:
     http_method: str
     http_path: str                              # with {customer_id} where the path names the customer
     from_http: Callable[[Any, dict], Any] = _the_body   # (JSON body or None, path parameters) -> body
-    routing_key: Callable[[Any], str] = lambda msg: ""  # gRPC message -> customer id ("" none)
+    routing_key: Callable[[Any], str] | None = None  # gRPC message -> customer id; None: names none
     grpc: RpcMethod = field(init=False)
 
     def __post_init__(self):
         object.__setattr__(self, "grpc", METHODS[SERVICE_PATH + self.name])
+
+    @property
+    def keyed(self) -> bool:
+        """Whether the RPC names a customer (and so has an owner to go to)."""
+        return self.routing_key is not None
+
+    def key_of(self, msg) -> str:
+        return self.routing_key(msg) if self.routing_key is not None else ""
 
     @property
     def http_body(self) -> bool:
@@ -167,7 +177,8 @@ class Answering:
         ``admitted``: the key the call was already admitted with (by the gRPC front), if it was."""
         started = time.perf_counter()
         meta = dict(metadata or ())
-        token = REQUEST_ID.set(_sane_id(meta.get("request_id")))
+        # one id for the reply, the access line and any fault message of this call
+        token = REQUEST_ID.set(_sane_id(meta.get("request_id")) or serve_request_id() or uuid.uuid4().hex)
         try:
             if admitted is _NOT_YET:
                 key = self.admit(meta.get("authorization"), rpc.scope, request.ByteSize())
@@ -226,7 +237,7 @@ class Answering:
         """(status, JSON bytes, extra headers) for one HTTP request: ``headers`` a mapping with
         lower-case names, ``read_body(limit)`` the body, refused past ``limit`` bytes."""
         started = time.perf_counter()
-        token = REQUEST_ID.set(_sane_id(headers.get("x-request-id")))
+        token = REQUEST_ID.set(_sane_id(headers.get("x-request-id")) or serve_request_id() or uuid.uuid4().hex)
         try:
             declared = headers.get("content-length")
             size = int(declared) if declared is not None and declared.isdigit() else None

@@ -126,3 +126,13 @@ def test_forwards_and_owner_answers_appear_in_the_ingress_metrics(stub, http, se
                   if s.name.endswith("_total") and s.labels == {"rpc": "Recommend", "protocol": "grpc", "code": "OK"})
     assert grpc_ok >= 1   # answered by an owner, counted in the one scrape
     assert "recsys_forwarded_requests" in families
+
+
+def test_the_reply_id_of_a_direct_call_is_the_one_its_owner_logged(stub, service):
+    """A call without request_id metadata gets one id, in its reply and in its owner's access line."""
+    from tests.integration.test_observability import _find
+
+    reply = stub.Recommend(pb.RecommendRequest(customer_id="c2", k=2))
+    assert reply.request_id
+    lines = _find(reply.request_id)
+    assert any(line.get("rpc") == "Recommend" and line.get("code") == "OK" for line in lines), lines

@@ -23,13 +23,13 @@ def test_the_ingress_methods_for_the_table_are_made_from_it():
 
 
 def test_routing_keys_name_the_customer():
-    assert BY_NAME["Recommend"].routing_key(pb.RecommendRequest(customer_id="c1")) == "c1"
-    assert BY_NAME["SimilarItems"].routing_key(pb.SimilarItemsRequest(item_id="i1")) == ""
+    assert BY_NAME["Recommend"].key_of(pb.RecommendRequest(customer_id="c1")) == "c1"
+    assert BY_NAME["SimilarItems"].key_of(pb.SimilarItemsRequest(item_id="i1")) == ""
     events = pb.TrackEventsRequest(events=[pb.Event(customer_id="c2"), pb.Event(customer_id="c3")])
-    assert BY_NAME["TrackEvents"].routing_key(events) == "c2"
-    assert BY_NAME["TrackEvents"].routing_key(pb.TrackEventsRequest()) == ""
-    assert BY_NAME["UpdateCatalog"].routing_key(pb.UpdateCatalogRequest()) == ""
-    assert BY_NAME["ForgetCustomer"].routing_key(pb.ForgetCustomerRequest(customer_id="c4")) == "c4"
+    assert BY_NAME["TrackEvents"].key_of(events) == "c2"
+    assert BY_NAME["TrackEvents"].key_of(pb.TrackEventsRequest()) == ""
+    assert BY_NAME["UpdateCatalog"].key_of(pb.UpdateCatalogRequest()) == ""
+    assert BY_NAME["ForgetCustomer"].key_of(pb.ForgetCustomerRequest(customer_id="c4")) == "c4"
 
 
 def test_the_front_takes_the_key_from_metadata_first():
@@ -40,3 +40,6 @@ def test_the_front_takes_the_key_from_metadata_first():
     assert routing_key("/recsys.v1.Personalization/Recommend", body, (("x-session-id", "c9"),)) == "c9"
     assert routing_key("/recsys.v1.Personalization/Recommend", b"\xff\xff", ()) == ""   # malformed: the ingress
     assert routing_key("/grpc.health.v1.Health/Check", b"", ()) == ""
+    # an RPC that names no customer goes to the ingress whatever the metadata says
+    assert routing_key("/recsys.v1.Personalization/UpdateCatalog", b"", (("x-session-id", "c9"),)) == ""
+    assert not BY_NAME["UpdateCatalog"].keyed and BY_NAME["SimilarItems"].keyed

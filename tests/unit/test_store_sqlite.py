@@ -77,3 +77,24 @@ def test_writers_of_one_file_queue_on_the_writer_lock_and_a_failed_write_gives_i
     finally:
         first.close()
         second.close()
+
+
+def test_a_writer_stopped_mid_transaction_does_not_wedge_the_others(tmp_path, monkeypatch):
+    """The writer lock is waited for as long as SQLite's busy timeout would, then the write fails
+    as SQLite's would ("database is locked"); the store stays usable."""
+    import actors.store as store_module
+
+    monkeypatch.setattr(store_module, "WRITER_LOCK_TIMEOUT_S", 0.3)
+    stopped, other = SqliteEventStore(tmp_path / "s.db", 4), SqliteEventStore(tmp_path / "s.db")
+    try:
+        stopped._lock.acquire()
+        stopped._execute("UPDATE partition_leases SET epoch = epoch WHERE partition_id = 1")
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+            other.acquire_partition(2, "owner-b")
+        stopped._rollback()
+        stopped._lock.release()
+        assert other.acquire_partition(2, "owner-b") >= 1
+    finally:
+        stopped.close()
+        stopped.close()   # a second close is harmless
+        other.close()
