@@ -392,14 +392,18 @@ class SqliteEventStore(SqlEventStore):
         # far longer than the transaction ahead of them took (2 owners: 7,567 events/s through the
         # service; the kernel's flock wakes the next writer as soon as the lock is free).
         lock_path = self.path.with_name(self.path.name + "-writer-lock")
-        self._writer_lock = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self._writer_lock = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except PermissionError:  # made by another user (root running a tool first): SQLite's own locking
+            _log.warning("store: cannot open %s; writers wait on SQLite's busy handler instead", lock_path)
+            self._writer_lock = -1
         self._writing = False
         super().__init__()
 
     _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        if not self._writing and sql.lstrip()[:7].upper().startswith(self._WRITES):
+        if not self._writing and self._writer_lock >= 0 and sql.lstrip()[:7].upper().startswith(self._WRITES):
             self._take_writer_lock()
         return self._conn.execute(sql, params)
 
