@@ -127,6 +127,11 @@ class OwnerCore:
     def partition_of(self, customer_id: str) -> int:
         return partition_for(customer_id, self.settings.partitions)
 
+    def holds(self, partition: int) -> bool:
+        """Whether requests for ``partition`` are answered here now (held, and not moving)."""
+        held = self.held.get(partition)
+        return held is not None and held.active
+
     def _held(self, partition: int) -> Held:
         held = self.held.get(partition)
         if held is None or not held.active:

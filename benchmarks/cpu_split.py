@@ -32,7 +32,7 @@ GROUPS = (("grpc front", ("ray::GrpcFront",)), ("owners", ("ray::PartitionOwner"
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_by_process() -> dict[int, tuple[str, float]]:
+def cpu_by_process() -> dict[int, tuple[str, float]]:
     out = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -104,10 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         h2load_grpc.open_loop(target, "/recsys.v1.Personalization/Recommend", bodies, args.rate, 3.0, key)  # warm-up
         time.sleep(1.0)
-        before = _cpu_by_process()
+        before = cpu_by_process()
         step = h2load_grpc.open_loop(target, "/recsys.v1.Personalization/Recommend", bodies, args.rate,
                                      args.seconds, key)
-        after = _cpu_by_process()
+        after = cpu_by_process()
     finally:
         service.stop()
         ray.shutdown()

@@ -14,7 +14,7 @@
    concurrent clients, customers spread over every partition, x-session-id the batch's first
    customer (the gRPC front sends the batch to that customer's owner, which commits its own
    partitions' events and forwards the rest once). Its rate over the store's own batched rate (1.)
-   is printed: both from the same run.
+   is printed: both from the same run; so is the CPU each process spent per 100 events.
 Every event is committed before it is acknowledged in all cases. Prints events/s.
 """
 from __future__ import annotations
@@ -62,6 +62,7 @@ def _through_grpc(bundle, tmp: Path, n_events: int, partitions: int) -> float:
     from engine.config import ServeConfig
     from engine.scaling import ScalingConfig
     from gateway.server import free_loopback_port as free_port, start_service
+    from benchmarks.cpu_split import cpu_by_process, split
     from recsys.v1 import recsys_pb2 as pb, recsys_pb2_grpc
 
     key, auth = bench_auth()
@@ -79,6 +80,7 @@ def _through_grpc(bundle, tmp: Path, n_events: int, partitions: int) -> float:
                 stub = recsys_pb2_grpc.PersonalizationStub(channel)
                 await stub.TrackEvents(pb.TrackEventsRequest(events=batches[0]), metadata=metadata)  # warm-up
                 queue = batches[1:]
+                cpu_before = cpu_by_process()
                 started = time.perf_counter()
 
                 async def client():
@@ -90,7 +92,12 @@ def _through_grpc(bundle, tmp: Path, n_events: int, partitions: int) -> float:
                                                        metadata=(*metadata, ("x-session-id", batch[0].customer_id)))
                         assert reply.accepted == 100
                 await asyncio.gather(*[client() for _ in range(8)])
-                return (len(batches) - 1) * 100 / (time.perf_counter() - started)
+                rate = (len(batches) - 1) * 100 / (time.perf_counter() - started)
+                # CPU ms per 100 events, by process (benchmarks/cpu_split.py's groups; this client counts as "other")
+                per_batch = split(cpu_before, cpu_by_process(), len(batches) - 1)
+                print("  CPU ms per 100 events by process: "
+                      + ", ".join(f"{group} {ms}" for group, ms in per_batch.items()), flush=True)
+                return rate
         return asyncio.run(run())
     finally:
         service.stop()

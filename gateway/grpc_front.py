@@ -37,11 +37,11 @@ import ray
 from engine.sharding import partition_for
 from gateway.grpc_registration import METHODS, SERVICE_NAMES, RpcMethod
 from engine.auth import Authenticator
-from engine.errors import PayloadTooLarge, RecsysError
+from engine.errors import RecsysError
 from gateway.metrics import Metrics
 from gateway.operations import SHARD_TIMEOUT_S, IngressSettings
 from gateway.routing import Routes
-from gateway.rpcs import BY_PATH, admit
+from gateway.rpcs import BY_PATH, check_size
 from gateway.status_map import statuses
 
 log = logging.getLogger(__name__)
@@ -129,18 +129,16 @@ class _Forward(grpc.GenericRpcHandler):
         started = time.perf_counter()
         authorization = dict(metadata).get("authorization")
         try:
-            known = self._auth.authenticate(authorization)
-            limit = self._auth.body_limit(known, self._settings.max_body_bytes)
-            if len(request) > limit:
-                raise PayloadTooLarge(f"request is {len(request)} bytes; the limit is {limit}")
+            api_key = self._auth.authenticate(authorization)
+            check_size(self._auth, self._settings, api_key, len(request))
         except RecsysError as error:
             return self._reject(rpc, error, started)
         key = routing_key(rpc.path, request, metadata)
         if not key:
             return None
         self.direct += 1
-        try:
-            api_key = admit(self._auth, self._settings, authorization, BY_PATH[rpc.path].scope, len(request))
+        try:  # the order of rpcs.admit: the key, its size limit, then its scope and rate
+            self._auth.authorize(api_key, BY_PATH[rpc.path].scope, time.monotonic())
         except RecsysError as error:
             return self._reject(rpc, error, started)
         routes = self._routes

@@ -118,10 +118,7 @@ class Ingress:
                 if len(body) > limit:
                     raise PayloadTooLarge(f"body is larger than the limit of {limit} bytes")
             return bytes(body)
-        headers = {k: v for k, v in request.headers.items()}
-        if "x-request-id" not in headers:
-            headers["x-request-id"] = http_errors.request_id(request)
-        status, body, extra = await self.answer.http(rpc, headers, dict(request.path_params), read_body)
+        status, body, extra = await self.answer.http(rpc, request.headers, dict(request.path_params), read_body)
         return Response(body, status_code=status, media_type="application/json", headers=extra)
 
     # -- what is not in the table: streams, health, outbox pages, metrics ---------------------------

@@ -273,8 +273,7 @@ class LocalFirst:
         self.core, self.remote, self.metrics = core, remote, metrics
 
     def _here(self, customer_id: str) -> bool:
-        held = self.core.held.get(self.core.partition_of(customer_id))
-        return held is not None and held.active
+        return self.core.holds(self.core.partition_of(customer_id))
 
     def _forwarded(self, rpc: str) -> None:
         self.metrics.forwarded.labels(rpc).inc()
@@ -311,7 +310,7 @@ class LocalFirst:
     async def track(self, groups: dict[int, list[Event]]) -> list[tuple[int, int, int]]:
         """The owner's own partitions' events committed here while the rest go, at the same time,
         once to their owners; a partition that began moving meanwhile follows them."""
-        here = {p: g for p, g in groups.items() if p in self.core.held and self.core.held[p].active}
+        here = {p: g for p, g in groups.items() if self.core.holds(p)}
         elsewhere = {p: g for p, g in groups.items() if p not in here}
 
         async def forward(part: dict) -> list:

@@ -135,14 +135,19 @@ BY_NAME: dict[str, Rpc] = {rpc.name: rpc for rpc in RPCS}
 BY_PATH: dict[str, Rpc] = {rpc.grpc.path: rpc for rpc in RPCS}
 
 
-def admit(auth: Authenticator, settings: IngressSettings, authorization: str | None, scope: str,
-          size: int | None) -> ApiKey | None:
-    """Authenticate, authorise, meter; then check the size against the key's limit."""
-    key = auth.authenticate(authorization)
-    auth.authorize(key, scope, time.monotonic())
+def check_size(auth: Authenticator, settings: IngressSettings, key: ApiKey | None, size: int | None) -> None:
     limit = auth.body_limit(key, settings.max_body_bytes)
     if size is not None and size > limit:
         raise PayloadTooLarge(f"request is {size} bytes; the limit is {limit}")
+
+
+def admit(auth: Authenticator, settings: IngressSettings, authorization: str | None, scope: str,
+          size: int | None) -> ApiKey | None:
+    """Authenticate; check the size against the key's limit; authorise and meter (a request
+    refused for its size uses none of the key's rate)."""
+    key = auth.authenticate(authorization)
+    check_size(auth, settings, key, size)
+    auth.authorize(key, scope, time.monotonic())
     return key
 
 
