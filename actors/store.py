@@ -98,6 +98,19 @@ class SqlEventStore:
         if cursor.rowcount != 1:
             raise PartitionMoved(partition)
 
+    def _fence_all(self, leases: set[tuple[int, int]]) -> bool:
+        """``_fence`` for several (partition, epoch) at once, in one statement: True when the
+        caller holds every one of them (each row's write lock is then taken, as ``_fence`` takes
+        it); False when any moved (the caller fences each alone to find which)."""
+        if not leases:
+            return True
+        pairs = sorted(leases)
+        where = " OR ".join(["(partition_id = ? AND epoch = ?)"] * len(pairs))
+        cursor = self._execute(self._sql(f"UPDATE partition_leases SET epoch = epoch "
+                                         f"WHERE owner IS NOT NULL AND ({where})"),
+                               [v for pair in pairs for v in pair])
+        return cursor.rowcount == len({p for p, _ in pairs}) == len(pairs)
+
     def acquire_partition(self, partition: int, owner: str) -> int:
         """Take ``partition`` for ``owner``: the epoch goes up by one, so every write made under
         an earlier lease (a paused or partitioned old owner) fails from this commit on."""
@@ -159,9 +172,13 @@ class SqlEventStore:
         results: list = []
         with self._lock:
             try:
+                # one statement fences every partition while all still hold their leases (the
+                # usual case); only when one moved is each checked alone, to name which
+                held = self._fence_all({(p, e) for p, e, _ in batches if e is not None})
                 for partition, epoch, events in batches:
                     try:
-                        self._fence(partition, epoch)
+                        if not held:
+                            self._fence(partition, epoch)
                     except PartitionMoved as moved:
                         results.append(moved)
                         continue

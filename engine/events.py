@@ -76,6 +76,13 @@ class Event:
     price: float | None = None
     attributes: tuple[tuple[str, str], ...] = field(default=())
 
+    def __reduce__(self):
+        # pickled as its constructor's arguments: events cross between processes (an owner
+        # forwarding a batch's share), and the dataclass's own slots state is a third slower
+        return (Event, (self.event_id, self.customer_id, self.event_type, self.item_id, self.channel,
+                        self.timestamp_ms, self.session_id, self.store_id, self.quantity, self.price,
+                        self.attributes))
+
 
 def parse_event(raw: Any, now_ms: int, where: str = "event") -> Event:
     """Validate one raw event (a mapping of field -> value) into an Event. The engine-only types

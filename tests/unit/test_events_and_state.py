@@ -90,3 +90,17 @@ def test_recent_is_bounded():
     for i in range(100):
         apply_event(state, ev(event_id=str(i), item_id=f"i{i}"))
     assert len(state.recent) == 30 and state.recent[-1][0] == "i99"
+
+
+def test_an_event_crosses_processes_whole():
+    """Events are pickled when an owner forwards a batch's share: every field comes back."""
+    import dataclasses
+    import pickle
+
+    event = parse_event({"event_id": "e1", "customer_id": "c1", "event_type": "purchase", "item_id": "i1",
+                         "channel": "pos", "timestamp_ms": 1_700_000_000_000, "session_id": "s", "store_id": "st",
+                         "quantity": 2, "price": 3.5, "attributes": {"k": "v"}}, 1_700_000_000_000)
+    back = pickle.loads(pickle.dumps(event, 5))
+    assert back == event
+    assert all(getattr(back, f.name) == getattr(event, f.name) for f in dataclasses.fields(event))
+    assert all(getattr(event, f.name) != f.default for f in dataclasses.fields(event) if f.name != "event_type")
