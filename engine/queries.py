@@ -126,16 +126,19 @@ def parse_recommend(raw: Any, max_k: int) -> RecommendQuery:
     reject_unknown(raw, {"customer_id", "channel", "store_id", "context", "k", "filters", "request_id"}, "request")
     context = _mapping(raw.get("context"), "context")
     reject_unknown(context, {"current_item_id", "cart_item_ids", "session_id", "country"}, "context")
+    filters = parse_filters(raw.get("filters"))
+    # a list to re-rank comes back whole unless the caller asks for its top k
+    k = len(set(filters.include_item_ids)) if filters.include_item_ids and raw.get("k") is None else _k(raw, max_k)
     return RecommendQuery(
         customer_id=require_id(raw.get("customer_id"), "customer_id"),
         channel=require_choice(raw.get("channel") or "web", "channel", CHANNELS),
-        k=_k(raw, max_k),
+        k=k,
         store_id=require_id(raw.get("store_id"), "store_id", required=False),
         current_item_id=require_id(context.get("current_item_id"), "context.current_item_id", required=False),
         cart_item_ids=require_id_list(context.get("cart_item_ids"), "context.cart_item_ids", max_len=MAX_LIST),
         session_id=require_id(context.get("session_id"), "context.session_id", required=False),
         country=require_id(context.get("country"), "context.country", required=False),
-        filters=parse_filters(raw.get("filters")),
+        filters=filters,
         request_id=require_id(raw.get("request_id"), "request_id", required=False),
     )
 

@@ -8,6 +8,7 @@ as arguments.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -170,7 +171,10 @@ def _top(view: CatalogView, blended, mask: np.ndarray, query, config: RankingCon
 
 
 def _to_items(view: CatalogView, ranked) -> tuple[ScoredItem, ...]:
-    return tuple(ScoredItem(view.ids[i], round(score, 6), reasons, view.names[i]) for i, score, reasons in ranked)
+    """ScoredItems of (index, score, reasons) rows; a row (-1, score, reasons, item_id) is an item
+    the catalogue does not know (re-ranking returns it as given)."""
+    return tuple(ScoredItem(view.ids[row[0]], round(row[1], 6), row[2], view.names[row[0]]) if row[0] >= 0
+                 else ScoredItem(row[3], round(row[1], 6), row[2], "") for row in ranked)
 
 
 def _known(seeds: dict[int, float], n_known: int) -> dict[int, float]:
@@ -229,15 +233,75 @@ def recommend(model: ModelRuntime, state: CustomerState | None, query: Recommend
     if state is not None:
         excluded |= _resolve(view, state.returned or ())
 
-    blended = blend(sources, weights)
-    ranked = _top(view, blended, _rules_mask(view, blended.idx, query.filters, excluded), query, config)
+    if query.filters.include_item_ids:
+        ranked = _rerank(view, profile, sources, weights, query, excluded)
+    else:
+        blended = blend(sources, weights)
+        ranked = _top(view, blended, _rules_mask(view, blended.idx, query.filters, excluded), query, config)
     personal = any(len(sources.get(s, ((),))[0]) for s in ("als", "history", "session", "repurchase", "new_items"))
     reasons: tuple[str, ...] = ()
     if not personal:
         reasons = ("unknown_customer",) if not profile.known else ("no_personal_signal",)
-        ranked = [(i, s, tuple(r for r in reasons if r in ("trending", "popular")) + ("cold_start",))
-                  for i, s, reasons in ranked]
+        ranked = [row if row[2] and row[2][0] in RERANK_TAIL else
+                  (row[0], row[1], tuple(r for r in row[2] if r in ("trending", "popular")) + ("cold_start",))
+                  for row in ranked]
     return Recommendations(_to_items(view, ranked), personal, reasons, model.version)
+
+
+# why a listed item comes after the ranked ones, in this order
+RERANK_TAIL = ("no_signal", "excluded_by_rules", "unknown_item")
+
+
+def _rerank(view: CatalogView, profile: _Profile, sources: dict[str, tuple[np.ndarray, np.ndarray]],
+            weights: dict[str, float], query: RecommendQuery, excluded: set[int]) -> list:
+    """The caller's list (``include_item_ids``: a category page, search results), ranked for the
+    customer, every item in it: each source scores the listed items it can (ALS and popularity
+    score every trained item; the neighbour, session and repurchase sources those they propose),
+    blended over the list. Then, in the caller's order: listed items no source scores
+    ("no_signal"), items a rule keeps out ("excluded_by_rules": the cart, out of stock, the
+    request's exclusions and price range, the repurchase policy), items the catalogue does not know
+    ("unknown_item", index -1). The top ``k`` of that order."""
+    model = view.model
+    supplied = list(dict.fromkeys(query.filters.include_item_ids))
+    found = {item: view.index_of(item) for item in supplied}
+    listed = np.array(sorted({i for i in found.values() if i is not None}), dtype=np.int64)
+    trained = listed[listed < view.n_known]
+    restricted: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name, (idx, scores) in sources.items():
+        keep = np.isin(idx, listed)
+        restricted[name] = (idx[keep], scores[keep])
+    if profile.vector is not None and "als" in sources and trained.size:
+        restricted["als"] = (trained, model.item_factors[trained].astype(np.float64) @ profile.vector)
+    # every trained item has a popularity; items added live keep their category's (as proposed)
+    live_idx, live_pop = restricted.get("popular", (np.zeros(0, dtype=np.int64), np.zeros(0)))
+    live = live_idx >= view.n_known
+    restricted["popular"] = (np.concatenate([trained, live_idx[live]]),
+                             np.concatenate([model.popularity[trained].astype(np.float64), live_pop[live]]))
+    restricted = {name: pair for name, pair in restricted.items() if pair[0].size}
+    blended = blend(restricted, weights) if restricted else None
+    scored = {} if blended is None else {int(i): (float(sc), blended_reasons)
+                                         for i, sc, blended_reasons in _all_ranked(blended)}
+    allowed = set(listed[_rules_mask(view, listed, dataclasses.replace(query.filters, include_item_ids=()), excluded)]
+                  .tolist()) if listed.size else set()
+    order = {item: n for n, item in enumerate(supplied)}
+    first = sorted((i for i in scored if i in allowed), key=lambda i: (-scored[i][0], order[view.ids[i]]))
+    rest: dict[str, list] = {"no_signal": [], "excluded_by_rules": [], "unknown_item": []}
+    for item in supplied:
+        i = found[item]
+        if i is None:
+            rest["unknown_item"].append((-1, 0.0, ("unknown_item",), item))
+        elif i not in allowed:
+            rest["excluded_by_rules"].append((i, 0.0, ("excluded_by_rules",)))
+        elif i not in scored:
+            rest["no_signal"].append((i, 0.0, ("no_signal",)))
+    ranked = [(i, *scored[i]) for i in first] + rest["no_signal"] + rest["excluded_by_rules"] + rest["unknown_item"]
+    return ranked[:query.k]
+
+
+def _all_ranked(blended):
+    """Every blended item with its score and its reasons (the sources that proposed it, strongest
+    first), in no particular order."""
+    return top_k(blended, np.ones(blended.idx.size, dtype=bool), blended.idx.size, None, None)
 
 
 def trending_candidates(model: ModelRuntime, query: RecommendQuery, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -270,8 +334,13 @@ def _without_personalisation(view: CatalogView, state: CustomerState | None, que
     customer's history, live session or the trained model's view of them is used.
     """
     n = query.k + len(query.cart_item_ids) + (len(state.cart) if state is not None else 0)
-    blended = blend({"popular": _popular(view, n + 50)}, {"popular": 1.0})
+    popular = _popular(view, n + 50)
     cart = set(query.cart_item_ids) | (set(state.cart) if state is not None else set())
+    if query.filters.include_item_ids:
+        nobody = _Profile(None, {}, {}, {}, known=False)
+        ranked = _rerank(view, nobody, {"popular": popular}, {"popular": 1.0}, query, _resolve(view, cart))
+        return Recommendations(_to_items(view, ranked), False, ("no_personalization_consent",), view.model.version)
+    blended = blend({"popular": popular}, {"popular": 1.0})
     ranked = _top(view, blended, _rules_mask(view, blended.idx, query.filters, _resolve(view, cart)), query, config)
     ranked = [(i, s, ("popular",)) for i, s, _r in ranked]
     return Recommendations(_to_items(view, ranked), False, ("no_personalization_consent",), view.model.version)

@@ -169,3 +169,23 @@ def test_still_serving_after_bad_input(http):
         http.post("/v1/recommend", content=b"garbage")
     assert http.get("/healthz").status_code == 200
     assert http.post("/v1/recommend", json={"customer_id": "c2", "k": 3}).status_code == 200
+
+
+def test_a_supplied_list_is_reranked_whole_for_a_trained_customer(http, stub):
+    """A category page of long-tail items and two the catalogue does not know, re-ranked for a
+    customer the model was trained on: every item comes back once, over both protocols alike,
+    the unknown ones last with their reason."""
+    listed = [f"i{j:04d}" for j in range(50, 60)] + ["no-such-item", "gone-item"]
+    body = {"customer_id": "c7", "filters": {"include_item_ids": listed}}
+    over_http = http.post("/v1/recommend", json=body)
+    assert over_http.status_code == 200
+    items = over_http.json()["items"]
+    assert sorted(i["item_id"] for i in items) == sorted(listed)
+    assert [(i["item_id"], i["reasons"]) for i in items[-2:]] == [("no-such-item", ["unknown_item"]),
+                                                                  ("gone-item", ["unknown_item"])]
+    scores = [i["score"] for i in items[:10]]
+    assert scores == sorted(scores, reverse=True)
+    from recsys.v1 import recsys_pb2 as pb
+
+    over_grpc = stub.Recommend(pb.RecommendRequest(customer_id="c7", filters=pb.Filters(include_item_ids=listed)))
+    assert [i.item_id for i in over_grpc.items] == [i["item_id"] for i in items]
