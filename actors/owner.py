@@ -395,6 +395,13 @@ class PartitionOwner:
         self._start_timers()
         return await self._answering()[0].unary_bytes(method, data, metadata, admitted)
 
+    async def rpc_http(self, name: str, headers: dict, params: dict, body: bytes,
+                       admitted: str) -> tuple[int, bytes, dict | None]:
+        """One HTTP request of the table's RPC ``name``, admitted by the HTTP front: answered as
+        ``rpc_unary`` answers gRPC. (status, JSON body, extra headers)."""
+        self._start_timers()
+        return await self._answering()[0].http_bytes(name, headers, params, body, admitted)
+
     async def metrics_samples(self) -> dict:
         """The counters of the RPCs this owner answered (the ingress's /metrics adds them in)."""
         return self._edge[1].samples() if self._edge is not None else {}

@@ -223,12 +223,17 @@ class GrpcFront:
 
     def __init__(self, host: str, port: int, app: str, deployment: str,
                  cert_pem: bytes | None = None, key_pem: bytes | None = None,
-                 settings: IngressSettings | None = None):
+                 settings: IngressSettings | None = None, http: tuple | None = None):
         """``settings``: the ingress's (the store's P, auth, limits), to admit the calls that name a
-        customer here and send them straight to its owner (None: every call goes to the ingress)."""
+        customer here and send them straight to its owner (None: every call goes to the ingress).
+        ``http``: (port, Serve's HTTP proxy URL, TLS certificate file, key file) to serve HTTP on
+        ``host:port`` too (gateway/http_front.py), with ``settings``."""
+        self._host = host
         self._address = bind_address(host, port)
         self._settings = settings
         self._forward: _Forward | None = None
+        self._http_args = http
+        self._http = None
         self._app, self._deployment = app, deployment
         self._credentials = (cert_pem, key_pem) if cert_pem is not None else None
         self._server = None
@@ -242,9 +247,11 @@ class GrpcFront:
         return self._address
 
     async def counts(self) -> dict[str, int]:
-        """Calls sent straight to an owner, and through an ingress replica (tests, operators)."""
-        f = self._forward
-        return {"direct": f.direct if f else 0, "via_ingress": f.via_ingress if f else 0}
+        """Calls sent straight to an owner, and through an ingress replica, gRPC and HTTP (tests,
+        operators)."""
+        f, h = self._forward, self._http
+        return {"direct": f.direct if f else 0, "via_ingress": f.via_ingress if f else 0,
+                "http_direct": h.direct if h else 0, "http_via_ingress": h.via_ingress if h else 0}
 
     async def metrics_samples(self) -> dict:
         """The counters of the calls rejected here (the ingress's /metrics adds them in)."""
@@ -277,9 +284,19 @@ class GrpcFront:
                 raise OSError(f"gRPC: cannot listen on {self._address}: {exc}") from None
             await server.start()
             self._server = server
+        if self._http_args is not None and self._http is None:
+            from gateway.http_front import HttpFront
+
+            http_port, serve_url, certfile, keyfile = self._http_args
+            http = HttpFront(self._forward._routes, self._settings, serve_url, self._forward.metrics)
+            await http.start(self._host, http_port, certfile, keyfile)
+            self._http = http
 
     async def stop(self) -> None:
         await asyncio.gather(self._starting, return_exceptions=True)
+        if self._http is not None:
+            await self._http.stop()
+            self._http = None
         if self._server is not None:
             await self._server.stop(grace=1.0)
             self._server = None

@@ -135,6 +135,20 @@ BY_NAME: dict[str, Rpc] = {rpc.name: rpc for rpc in RPCS}
 BY_PATH: dict[str, Rpc] = {rpc.grpc.path: rpc for rpc in RPCS}
 
 
+def http_routing_key(rpc: Rpc, raw: Any) -> str:
+    """The customer of a keyed RPC's JSON body (its ``customer_id``; for a batch of events, the one
+    customer they all name), "" when there is none to route by (the ingress answers those)."""
+    if not isinstance(raw, dict):
+        return ""
+    if rpc.name == "TrackEvents":
+        events = raw.get("events")
+        customers = {e.get("customer_id") for e in events if isinstance(e, dict)} if isinstance(events, list) else ()
+        found = next(iter(customers)) if len(customers) == 1 else ""
+    else:
+        found = raw.get("customer_id")
+    return found if isinstance(found, str) and 0 < len(found) <= 256 else ""
+
+
 def check_size(auth: Authenticator, settings: IngressSettings, key: ApiKey | None, size: int | None) -> None:
     limit = auth.body_limit(key, settings.max_body_bytes)
     if size is not None and size > limit:
@@ -158,8 +172,8 @@ class Answering:
     """The table served in one process: admission, the operation, the status and the encoding."""
 
     def __init__(self, settings: IngressSettings, owners, metrics: Metrics, access_log: str = ""):
-        """``access_log``: this process's name, to log one JSON line per gRPC call with its request
-        id (in an owner; an ingress replica has Serve's own access log)."""
+        """``access_log``: this process's name, to log one JSON line per call with its request id (in
+        an owner; an ingress replica has Serve's own access log)."""
         self.settings = settings
         self.metrics = metrics
         self.auth = Authenticator(settings.auth)
@@ -236,30 +250,45 @@ class Answering:
         code, details, reply = await self.grpc(rpc, rpc.grpc.parse(data), metadata, key)
         return code.name, details, reply.SerializeToString() if reply is not None else b""
 
+    async def http_bytes(self, name: str, headers: dict, params: dict, body: bytes,
+                         admitted: str) -> tuple[int, bytes, dict | None]:
+        """A request from the project's HTTP front, admitted there with the key named ``admitted``
+        ("": auth is off), its body read: (status, JSON bytes, extra headers)."""
+        async def read_body(_limit: int) -> bytes:
+            return body
+        return await self.http(BY_NAME[name], headers, params, read_body, self.key_named(admitted))
+
     # -- HTTP ----------------------------------------------------------------------------------------
-    async def http(self, rpc: Rpc, headers, params: dict,
-                   read_body: Callable[[int], Awaitable[bytes]]) -> tuple[int, bytes, dict | None]:
+    async def http(self, rpc: Rpc, headers, params: dict, read_body: Callable[[int], Awaitable[bytes]],
+                   admitted: Any = _NOT_YET) -> tuple[int, bytes, dict | None]:
         """(status, JSON bytes, extra headers) for one HTTP request: ``headers`` a mapping with
-        lower-case names, ``read_body(limit)`` the body, refused past ``limit`` bytes."""
+        lower-case names, ``read_body(limit)`` the body, refused past ``limit`` bytes.
+        ``admitted``: the key the request was already admitted with (by the HTTP front), if it was."""
         started = time.perf_counter()
         token = REQUEST_ID.set(_sane_id(headers.get("x-request-id")) or serve_request_id() or uuid.uuid4().hex)
         try:
-            declared = headers.get("content-length")
-            size = int(declared) if declared is not None and declared.isdigit() else None
-            key = self.admit(headers.get("authorization"), rpc.scope, size)
+            if admitted is _NOT_YET:
+                declared = headers.get("content-length")
+                size = int(declared) if declared is not None and declared.isdigit() else None
+                key = self.admit(headers.get("authorization"), rpc.scope, size)
+            else:
+                key = admitted
             raw = _json(await read_body(self.body_limit(key))) if rpc.http_body else None
             out = rpc.to_json(await rpc.run(self.ops, rpc.from_http(raw, params), key))
             self.metrics.observe(rpc.name, "http", "200", time.perf_counter() - started)
+            self._access(rpc.name, "200", started)
             return 200, orjson.dumps(out), None
         except RecsysError as exc:
             _, status = statuses(exc)
             self.metrics.observe(rpc.name, "http", str(status), time.perf_counter() - started)
+            self._access(rpc.name, str(status), started)
             log.info("http %s rejected: %s %s", rpc.name, status, exc.message)
             return status, _error_body(exc.kind, exc.message), {"www-authenticate": "Bearer"} if status == 401 else None
         except Exception:  # noqa: BLE001 - a fault of ours: logged; the caller gets no internals
             rid = request_id("")
             log.exception("http %s failed (request %s)", rpc.name, rid)
             self.metrics.observe(rpc.name, "http", "500", time.perf_counter() - started)
+            self._access(rpc.name, "500", started)
             return 500, _error_body("internal", f"internal error; request id {rid}"), None
         finally:
             REQUEST_ID.reset(token)

@@ -1,8 +1,10 @@
 """Bring the service up on a running Ray: the customer tier (placement, owners), then Serve (HTTP)
 and the gRPC front.
 
-HTTP is Serve's HTTP proxy, bound to ``http_host``. gRPC is the project's own front
-(gateway/grpc_front.py) on ``http_host:grpc_port``, with TLS when configured: Serve's gRPC proxy
+HTTP and gRPC are the project's own front (gateway/grpc_front.py, gateway/http_front.py) on
+``http_host:http_port`` and ``http_host:grpc_port``, with TLS when configured: it sends a request
+that names a customer straight to the customer's owner, and the rest to the ingress (gRPC through
+a Serve handle, HTTP through Serve's HTTP proxy, which listens on loopback only). Serve's gRPC proxy
 would listen on every interface whatever the host, so it is not started here. (The application
 builder, gateway/app.py, is the other way in: there Serve's gRPC proxy with GRPC_SERVICERS
 answers, bound as Serve binds it.)
@@ -80,12 +82,12 @@ def start_service(config: ServeConfig, bundle: ModelBundle, owner_options: dict 
     tls = config.tls_certfile is not None
     if tls != (config.tls_keyfile is not None):
         raise InvalidArgument("tls_certfile and tls_keyfile go together")
-    http_options = HTTPOptions(host=config.http_host, port=config.http_port)
-    if tls:
-        http_options = HTTPOptions(host=config.http_host, port=config.http_port,
-                                   ssl_certfile=config.tls_certfile, ssl_keyfile=config.tls_keyfile)
-    # No grpc_servicer_functions: Serve starts no gRPC proxy (it would bind every interface).
-    serve.start(http_options=http_options, grpc_options=gRPCOptions(grpc_servicer_functions=[]))
+    # Serve's HTTP proxy listens on loopback only: the front (on the service's HTTP port) sends it
+    # what no owner answers directly. No grpc_servicer_functions: Serve starts no gRPC proxy (it
+    # would bind every interface).
+    serve_port = free_loopback_port()
+    serve.start(http_options=HTTPOptions(host="127.0.0.1", port=serve_port),
+                grpc_options=gRPCOptions(grpc_servicer_functions=[]))
     settings = IngressSettings.from_config(config, partitions)
     ingress = Ingress.options(**ingress_scaling(config))
     if ingress_actor_options:
@@ -99,7 +101,8 @@ def start_service(config: ServeConfig, bundle: ModelBundle, owner_options: dict 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     front = GrpcFront.options(name=GRPC_FRONT_NAME, namespace="recsys", scheduling_strategy=here).remote(
         config.http_host, config.grpc_port, APP_NAME, Ingress.name, *(credentials or (None, None)),
-        settings=settings)
+        settings=settings, http=(config.http_port, f"http://127.0.0.1:{serve_port}",
+                                 config.tls_certfile, config.tls_keyfile))
     try:
         ray.get(front.start.remote())
     except Exception:

@@ -1,9 +1,10 @@
 """TLS for both protocols.
 
-HTTP: Serve's HTTP proxy serves HTTPS itself (``ssl_certfile`` / ``ssl_keyfile``).
-gRPC: Serve's gRPC proxy has no TLS option (and binds every interface), so ``recsys serve``
-answers gRPC with its own front (gateway/grpc_front.py), which terminates TLS itself when a
-certificate is configured; unary calls and server streams alike.
+``recsys serve`` answers both protocols with its own front (gateway/grpc_front.py,
+gateway/http_front.py), which terminates TLS itself when a certificate is configured: HTTPS through
+uvicorn's ``ssl_certfile`` / ``ssl_keyfile``, gRPC through the server's credentials, unary calls and
+server streams alike. (Serve's gRPC proxy has no TLS option and binds every interface; Serve's HTTP
+proxy listens on loopback only, behind the front.)
 """
 from __future__ import annotations
 

@@ -24,8 +24,9 @@ def running_replicas() -> int:
 
 
 async def http_load(base: str, rate: float, duration_s: float) -> dict:
-    """Open-loop HTTP Recommends at ``rate`` for ``duration_s``: the ingress replicas answer HTTP
-    (gRPC calls that name a customer go from the gRPC front straight to the owners)."""
+    """Open-loop HTTP SimilarItems by item at ``rate`` for ``duration_s``: calls that name no
+    customer are what the ingress replicas answer (the ones that do go from the front straight to
+    the owners)."""
     import httpx
 
     codes: dict[str, int] = {}
@@ -34,7 +35,7 @@ async def http_load(base: str, rate: float, duration_s: float) -> dict:
     async def one(client, n: int) -> None:
         sent = time.perf_counter()
         try:
-            code = str((await client.post("/v1/recommend", json={"customer_id": f"c{n % 100}", "k": 5})).status_code)
+            code = str((await client.post("/v1/similar-items", json={"item_id": f"i{n % 60:04d}", "k": 5})).status_code)
         except httpx.HTTPError as exc:
             code = type(exc).__name__
         latencies.append((time.perf_counter() - sent) * 1000)

@@ -156,9 +156,10 @@ def test_still_serving_after_bad_input_and_health(stub, channel):
 
 
 def test_concurrent_recommends_each_get_their_own_answer(stub, service):
-    """Many requests at once, straight from the gRPC front to each customer's owner over gRPC,
-    and coalesced into fewer owner calls by the ingress over HTTP (gateway/coalesce.py): every
-    caller still gets the answer for its own customer and k, the same as when asked alone."""
+    """Many requests at once, straight from the front to each customer's owner over gRPC, and
+    over HTTP with an x-session-id naming the other owner: that owner forwards them, coalesced into
+    fewer calls (gateway/coalesce.py). Every caller still gets the answer for its own customer and
+    k, the same as when asked alone."""
     asks = [(f"c{n}", 3 + n % 5) for n in range(60)]
     alone = {ask: ids(stub.Recommend(pb.RecommendRequest(customer_id=ask[0], channel="web", k=ask[1])))
              for ask in asks}
@@ -172,15 +173,22 @@ def test_concurrent_recommends_each_get_their_own_answer(stub, service):
     import httpx
     from prometheus_client.parser import text_string_to_metric_families
 
+    from tests.integration.conftest import owner_name_of
+
+    def elsewhere(customer: str) -> str:
+        """A customer of another owner than ``customer``'s."""
+        return next(f"c{n}" for n in range(100) if owner_name_of(f"c{n}") != owner_name_of(customer))
+
     async def over_http():
         async with httpx.AsyncClient(base_url=service.http, timeout=30,
                                      headers={"authorization": f"Bearer {KEYS['admin']}"}) as client:
-            replies = await asyncio.gather(*[client.post("/v1/recommend", json={"customer_id": c, "k": k})
+            replies = await asyncio.gather(*[client.post("/v1/recommend", json={"customer_id": c, "k": k},
+                                                         headers={"x-session-id": elsewhere(c)})
                                              for c, k in asks * 3])
         return [(ask, [i["item_id"] for i in r.json()["items"]]) for ask, r in zip(asks * 3, replies)]
     for ask, got in asyncio.run(over_http()):
         assert got == alone[ask], ask
-    # and they were coalesced: some ingress -> owner call carried more than one request
+    # and they were coalesced: some owner -> owner call carried more than one request
     families = {f.name: f for f in text_string_to_metric_families(httpx.get(f"{service.http}/metrics", timeout=30).text)}
     buckets = {s.labels["le"]: s.value for s in families["recsys_owner_call_batch_size"].samples
                if s.name.endswith("_bucket")}

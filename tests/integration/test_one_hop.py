@@ -51,22 +51,32 @@ CALLS = [
 ]
 
 
-@pytest.mark.parametrize("rpc,call", CALLS, ids=[name for name, _ in CALLS])
-def test_a_call_naming_a_customer_goes_straight_to_its_owner(stub, service, rpc, call):
-    customer = f"c{hash(rpc) % 50}" if rpc != "ForgetCustomer" else f"hop-{uuid.uuid4().hex[:8]}"
+def _customer_for(rpc: str) -> str:
+    return f"c{hash(rpc) % 50}" if rpc != "ForgetCustomer" else f"hop-{uuid.uuid4().hex[:8]}"
+
+
+def _answered_straight_by_its_owner(customer: str, call, protocol: str = "") -> None:
+    """``call()`` went from the front to the customer's owner (counted as direct for ``protocol``:
+    "" gRPC, "http_" HTTP) and that owner answered it, with nothing forwarded and no other owner
+    involved."""
     handles = _by_name()
     owner = handles[owner_name_of(customer)]
     others = [o for name, o in handles.items() if name != owner_name_of(customer)]
     before_front = ray.get(_front().counts.remote())
     before = (_requests(owner), _forwarded(owner), [_requests(o) for o in others])
-    call(stub, customer)
+    call()
     after_front = ray.get(_front().counts.remote())
-    assert after_front["direct"] == before_front["direct"] + 1
-    assert after_front["via_ingress"] == before_front["via_ingress"]
-    # answered by that owner, with nothing forwarded and no other owner involved
+    assert after_front[f"{protocol}direct"] == before_front[f"{protocol}direct"] + 1
+    assert after_front[f"{protocol}via_ingress"] == before_front[f"{protocol}via_ingress"]
     assert _requests(owner) > before[0]
     assert _forwarded(owner) == before[1]
     assert [_requests(o) for o in others] == before[2]
+
+
+@pytest.mark.parametrize("rpc,call", CALLS, ids=[name for name, _ in CALLS])
+def test_a_call_naming_a_customer_goes_straight_to_its_owner(stub, service, rpc, call):
+    customer = _customer_for(rpc)
+    _answered_straight_by_its_owner(customer, lambda: call(stub, customer))
 
 
 def test_the_routing_key_in_metadata_is_used_without_parsing(stub, service):
@@ -136,3 +146,70 @@ def test_the_reply_id_of_a_direct_call_is_the_one_its_owner_logged(stub, service
     assert reply.request_id
     lines = _find(reply.request_id)
     assert any(line.get("rpc") == "Recommend" and line.get("code") == "OK" for line in lines), lines
+
+
+# -- HTTP: the same walk through the front's HTTP port ------------------------------------------------
+
+def _http_ev(customer: str, item: str = "i0001") -> dict:
+    return {"event_id": uuid.uuid4().hex, "customer_id": customer, "event_type": "view", "item_id": item,
+            "channel": "web"}
+
+
+HTTP_CALLS = [
+    ("Recommend", lambda http, c, h: http.post("/v1/recommend", json={"customer_id": c, "k": 3}, headers=h)),
+    ("SimilarItems", lambda http, c, h: http.post("/v1/similar-items", json={"item_id": "i0002", "customer_id": c,
+                                                                            "k": 3}, headers=h)),
+    ("TrackEvents", lambda http, c, h: http.post("/v1/events", json={"events": [_http_ev(c), _http_ev(c, "i0003")]},
+                                                 headers=h)),
+    ("NextBestOffer", lambda http, c, h: http.post("/v1/next-best-offer", json={"customer_id": c, "channel": "pos"},
+                                                   headers=h)),
+    ("ExportCustomer", lambda http, c, h: http.get(f"/v1/customers/{c}/export", headers=h)),
+    ("ForgetCustomer", lambda http, c, h: http.delete(f"/v1/customers/{c}", headers=h)),
+]
+
+
+@pytest.mark.parametrize("with_key", [False, True], ids=["key-from-body", "x-session-id"])
+@pytest.mark.parametrize("rpc,call", HTTP_CALLS, ids=[name for name, _ in HTTP_CALLS])
+def test_an_http_request_naming_a_customer_goes_straight_to_its_owner(http, service, rpc, call, with_key):
+    customer = _customer_for(rpc)
+
+    def request():
+        response = call(http, customer, {"x-session-id": customer} if with_key else {})
+        assert response.status_code == 200, response.text
+        assert response.headers["x-request-id"]
+    _answered_straight_by_its_owner(customer, request, "http_")
+
+
+def test_http_requests_without_a_customer_and_bad_ones_go_through_the_ingress(http, service):
+    """No customer to route by (an item-only SimilarItems, a batch of several customers, a body that
+    does not parse, a route outside the table): the ingress answers, with its usual errors."""
+    before = ray.get(_front().counts.remote())
+    assert http.post("/v1/similar-items", json={"item_id": "i0002", "k": 3}).status_code == 200
+    mixed = http.post("/v1/events", json={"events": [_http_ev("c1"), _http_ev("c2")]})
+    assert mixed.status_code == 200 and mixed.json()["accepted"] == 2
+    bad = http.post("/v1/recommend", content=b"{not json", headers={"content-type": "application/json"})
+    assert bad.status_code == 400 and "malformed JSON" in bad.json()["error"]["message"]
+    assert http.get("/healthz").status_code == 200
+    after = ray.get(_front().counts.remote())
+    assert after["http_via_ingress"] == before["http_via_ingress"] + 4
+    assert after["http_direct"] == before["http_direct"]
+
+
+def test_http_admission_at_the_front_answers_as_the_ingress_does(http, service):
+    """A refused request is answered by the front with the API's error shape: no key, wrong scope,
+    a body over the key's limit, a bad field (the owner's validation)."""
+    import httpx
+
+    with httpx.Client(base_url=service.http, timeout=30) as anonymous:
+        no_key = anonymous.post("/v1/recommend", json={"customer_id": "c1"})
+        assert no_key.status_code == 401 and no_key.headers["www-authenticate"] == "Bearer"
+        assert no_key.json()["error"]["code"] == "unauthenticated"
+        wrong_scope = anonymous.post("/v1/next-best-offer", json={"customer_id": "c1"},
+                                     headers={"authorization": f"Bearer {KEYS['reader']}"})
+        assert wrong_scope.status_code == 403
+    bad_k = http.post("/v1/recommend", json={"customer_id": "c1", "k": -1})
+    assert bad_k.status_code == 400 and "k" in bad_k.json()["error"]["message"]
+    huge = http.post("/v1/recommend", content=b'{"customer_id": "c1", "pad": "' + b"x" * 300_000 + b'"}',
+                     headers={"content-type": "application/json"})
+    assert huge.status_code == 413 and huge.json()["error"]["code"] == "payload_too_large"
+    assert http.post("/v1/recommend", json={"customer_id": "c1", "k": 2}).status_code == 200
