@@ -197,7 +197,8 @@ def recommend(model: ModelRuntime, state: CustomerState | None, query: Recommend
     if not consents(state, "personalization", config.default_personalization_consent):
         return _without_personalisation(view, state, query, config)
     profile = _profile(model, query.customer_id, state)
-    n = max(config.candidates_per_source, query.k * 3)
+    # a list to re-rank brings its own items: the sources need no more candidates for it
+    n = config.candidates_per_source if query.filters.include_item_ids else max(config.candidates_per_source, query.k * 3)
     policy = query.filters.repurchase_policy or config.repurchase_policy
     window = query.filters.repurchase_window_days
     window = config.repurchase_window_days if window is None else window
@@ -255,37 +256,35 @@ RERANK_TAIL = ("no_signal", "excluded_by_rules", "unknown_item")
 def _rerank(view: CatalogView, profile: _Profile, sources: dict[str, tuple[np.ndarray, np.ndarray]],
             weights: dict[str, float], query: RecommendQuery, excluded: set[int]) -> list:
     """The caller's list (``include_item_ids``: a category page, search results), ranked for the
-    customer, every item in it: each source scores the listed items it can (ALS and popularity
-    score every trained item; the neighbour, session and repurchase sources those they propose),
-    blended over the list. Then, in the caller's order: listed items no source scores
-    ("no_signal"), items a rule keeps out ("excluded_by_rules": the cart, out of stock, the
-    request's exclusions and price range, the repurchase policy), items the catalogue does not know
-    ("unknown_item", index -1). The top ``k`` of that order."""
+    customer, every item in it. The listed items join the candidates with their ALS and popularity
+    scores (every trained item has both), the blend runs over candidates and list together (so the
+    listed items keep the order they have in the customer's own recommendations), and the listed
+    ones are taken out ranked. Then, in the caller's order: listed items no source scores
+    ("no_signal"), items a rule keeps out ("excluded_by_rules"), items the catalogue does not know
+    ("unknown_item", index -1). The top ``k`` of that order; the diversity cap does not apply."""
     model = view.model
     supplied = list(dict.fromkeys(query.filters.include_item_ids))
     found = {item: view.index_of(item) for item in supplied}
     listed = np.array(sorted({i for i in found.values() if i is not None}), dtype=np.int64)
     trained = listed[listed < view.n_known]
-    restricted: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for name, (idx, scores) in sources.items():
-        keep = np.isin(idx, listed)
-        restricted[name] = (idx[keep], scores[keep])
-    if profile.vector is not None and "als" in sources and trained.size:
-        restricted["als"] = (trained, model.item_factors[trained].astype(np.float64) @ profile.vector)
-    # every trained item has a popularity; items added live keep their category's (as proposed)
-    live_idx, live_pop = restricted.get("popular", (np.zeros(0, dtype=np.int64), np.zeros(0)))
-    live = live_idx >= view.n_known
-    restricted["popular"] = (np.concatenate([trained, live_idx[live]]),
-                             np.concatenate([model.popularity[trained].astype(np.float64), live_pop[live]]))
-    restricted = {name: pair for name, pair in restricted.items() if pair[0].size}
-    blended = blend(restricted, weights) if restricted else None
-    scored = {} if blended is None else {int(i): (float(sc), blended_reasons)
-                                         for i, sc, blended_reasons in _all_ranked(blended)}
+    extended = dict(sources)
+    if profile.vector is not None and "als" in sources:
+        extended["als"] = _with(sources["als"], trained,
+                                lambda idx: model.item_factors[idx].astype(np.float64) @ profile.vector)
+    extended["popular"] = _with(sources["popular"], trained, lambda idx: model.popularity[idx].astype(np.float64))
+    extended = {name: pair for name, pair in extended.items() if pair[0].size}
+    scored: dict[int, tuple[float, tuple[str, ...]]] = {}
+    if extended and listed.size:
+        blended = blend(extended, weights)
+        rows = np.flatnonzero(np.isin(blended.idx, listed))
+        for i, score, reasons in top_k(blended, np.isin(np.arange(blended.idx.size), rows), rows.size):
+            if reasons:  # a source with weight 0 proposes nothing
+                scored[int(i)] = (float(score), reasons)
     allowed = set(listed[_rules_mask(view, listed, dataclasses.replace(query.filters, include_item_ids=()), excluded)]
                   .tolist()) if listed.size else set()
     order = {item: n for n, item in enumerate(supplied)}
     first = sorted((i for i in scored if i in allowed), key=lambda i: (-scored[i][0], order[view.ids[i]]))
-    rest: dict[str, list] = {"no_signal": [], "excluded_by_rules": [], "unknown_item": []}
+    rest: dict[str, list] = {reason: [] for reason in RERANK_TAIL}
     for item in supplied:
         i = found[item]
         if i is None:
@@ -294,14 +293,16 @@ def _rerank(view: CatalogView, profile: _Profile, sources: dict[str, tuple[np.nd
             rest["excluded_by_rules"].append((i, 0.0, ("excluded_by_rules",)))
         elif i not in scored:
             rest["no_signal"].append((i, 0.0, ("no_signal",)))
-    ranked = [(i, *scored[i]) for i in first] + rest["no_signal"] + rest["excluded_by_rules"] + rest["unknown_item"]
+    ranked = [(i, *scored[i]) for i in first] + [row for reason in RERANK_TAIL for row in rest[reason]]
     return ranked[:query.k]
 
 
-def _all_ranked(blended):
-    """Every blended item with its score and its reasons (the sources that proposed it, strongest
-    first), in no particular order."""
-    return top_k(blended, np.ones(blended.idx.size, dtype=bool), blended.idx.size, None, None)
+def _with(source: tuple[np.ndarray, np.ndarray], idx: np.ndarray, score_of) -> tuple[np.ndarray, np.ndarray]:
+    """A source's candidates and the items ``idx`` it did not propose, scored by ``score_of``."""
+    missing = idx[~np.isin(idx, source[0])]
+    if missing.size == 0:
+        return source
+    return np.concatenate([source[0], missing]), np.concatenate([source[1], score_of(missing)])
 
 
 def trending_candidates(model: ModelRuntime, query: RecommendQuery, n: int) -> tuple[np.ndarray, np.ndarray]:

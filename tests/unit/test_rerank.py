@@ -76,3 +76,47 @@ def test_without_personalisation_consent_the_list_still_comes_back_whole(synthet
     assert got.reasons == ("no_personalization_consent",)
     assert [i.item_id for i in got.items][-1] == "no-such-item" and len(got.items) == 7
     assert all(i.reasons == ("popular",) for i in got.items[:6])
+
+
+def test_listed_items_keep_the_order_and_scores_of_the_customers_own_recommendations(synthetic_model):
+    """Re-ranking a customer's own top 10 (given in reverse) gives back the same scores and order:
+    the blend is scaled over the candidates and the list together, not over the list alone."""
+    state = shopper("c103", ("view", "i0034"), ("add_to_cart", "i0038"), ("purchase", "i0021"))
+    own = recommend(synthetic_model, state, parse_recommend({"customer_id": "c103", "k": 10}, 100),
+                    RankingConfig(), NOW, synthetic_model.plain_view()).items
+    again = rerank(synthetic_model, state, [i.item_id for i in reversed(own)], customer="c103").items
+    assert {i.item_id: i.score for i in again} == {i.item_id: i.score for i in own}
+    assert [i.score for i in again] == [i.score for i in own]
+
+
+def test_als_scores_listed_items_it_would_not_have_proposed(synthetic_model):
+    """With 5 candidates per source, most of a 20-item list is outside what ALS proposes; each
+    still gets its ALS score (reason "als"), so the customer's taste orders the whole list."""
+    state = shopper("c-als", *[("purchase", f"i{j:04d}") for j in (1, 2, 5)])
+    listed = [f"i{j:04d}" for j in range(0, 60, 3)]
+    query = parse_recommend({"customer_id": "c-als", "filters": {"include_item_ids": listed}}, 100)
+    got = recommend(synthetic_model, state, query, RankingConfig(candidates_per_source=5), NOW,
+                    synthetic_model.plain_view()).items
+    assert len(got) == 20 and sum("als" in i.reasons for i in got) >= 15
+
+
+def test_a_repeated_item_comes_back_once_and_an_unknown_customer_gets_the_list_too(synthetic_model):
+    listed = ["i0050", "i0051", "i0050", "nope", "i0052", "nope"]
+    got = rerank(synthetic_model, None, listed, customer="never-seen")
+    assert [i.item_id for i in got.items][-1] == "nope" and len(got.items) == 4
+    assert got.reasons == ("unknown_customer",)
+    assert all("cold_start" in i.reasons for i in got.items[:3]) and got.items[3].reasons == ("unknown_item",)
+
+
+def test_items_no_source_scores_come_before_ruled_out_and_unknown_ones(synthetic_model):
+    """With every source weighted 0 nothing scores: the list comes back in the caller's order,
+    no_signal first, then excluded_by_rules, then unknown_item."""
+    from engine.config import BlendWeights
+
+    silent = BlendWeights(**{name: 0.0 for name in BlendWeights.__dataclass_fields__})
+    config = RankingConfig(weights=silent, cart_weights=silent)
+    query = parse_recommend({"customer_id": "c-none", "filters": {
+        "include_item_ids": ["nope", "i0003", "i0001", "i0002"], "exclude_item_ids": ["i0001"]}}, 100)
+    got = recommend(synthetic_model, None, query, config, NOW, synthetic_model.plain_view()).items
+    assert [(i.item_id, i.reasons[-1]) for i in got] == [
+        ("i0003", "no_signal"), ("i0002", "no_signal"), ("i0001", "excluded_by_rules"), ("nope", "unknown_item")]
