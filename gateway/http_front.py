@@ -36,9 +36,6 @@ from gateway.status_map import statuses
 log = logging.getLogger(__name__)
 
 ROUTING_HEADER = "x-session-id"
-# what a request may hold before the front refuses it (the key's own limit is checked first for
-# the table's routes; the ingress checks it for the rest)
-MAX_BODY_BYTES = 16 * 1024 * 1024
 # headers that describe one connection, not the request: never passed on
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade",
                "host", "content-length"}
@@ -71,7 +68,11 @@ def table_route(method: str, path: str) -> tuple[Rpc, dict[str, str]] | None:
 
 
 def _sane_id(value: str | None) -> str:
-    return value if value and len(value) <= 128 and value.isprintable() else ""
+    return value if value and len(value) <= 128 and value.isascii() and value.isprintable() else ""
+
+
+class _Gone(Exception):
+    """The client disconnected before its body was read."""
 
 
 class HttpFront:
@@ -84,6 +85,9 @@ class HttpFront:
         self._auth = Authenticator(settings.auth)
         self._serve_url = serve_url.rstrip("/")
         self._client = None
+        # a request passed on to the ingress may be as large as the largest key may send (the
+        # ingress checks the caller's own limit); a larger declared length is refused unread
+        self._pass_on_limit = max([settings.max_body_bytes, *(k.max_body_bytes or 0 for k in settings.auth.keys)])
         self.metrics = metrics or Metrics()
         self.direct = 0
         self.via_ingress = 0
@@ -106,12 +110,16 @@ class HttpFront:
             raise OSError(f"HTTP: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         sock.listen(2048)
         sock.setblocking(False)
-        self._client = httpx.AsyncClient(base_url=self._serve_url, timeout=httpx.Timeout(60.0, connect=5.0),
-                                         limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
         config = uvicorn.Config(self, lifespan="off", log_level="warning", access_log=False, http="httptools",
                                 ssl_certfile=certfile, ssl_keyfile=keyfile, timeout_keep_alive=30,
-                                server_header=False)
-        config.load()
+                                timeout_graceful_shutdown=2, server_header=False)
+        try:
+            config.load()  # reads the certificate and key
+        except Exception:
+            sock.close()
+            raise
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0), trust_env=False,
+                                         limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
         self._server = uvicorn.Server(config)
         # uvicorn's serve() without its signal handlers (they belong to Ray's worker process)
         self._server.lifespan = config.lifespan_class(config)
@@ -134,19 +142,30 @@ class HttpFront:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return
+        try:
+            await self._answer(scope, receive, send)
+        except _Gone:
+            return  # the client went away mid-body: nothing to answer
+        except Exception:  # noqa: BLE001 - a fault of ours: logged; the caller gets no internals
+            rid = uuid.uuid4().hex
+            log.exception("http front: %s failed (request %s)", scope.get("method"), rid)
+            await self._send(send, 500, error_body("internal", f"internal error; request id {rid}"), rid)
+
+    async def _answer(self, scope, receive, send) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         rid = _sane_id(headers.get("x-request-id")) or uuid.uuid4().hex
         headers["x-request-id"] = rid
         route = table_route(scope["method"], scope["path"])
         started = time.perf_counter()
         if route is None:
-            body = await self._read(receive, MAX_BODY_BYTES)
+            declared = headers.get("content-length")
+            limit = self._pass_on_limit
+            body = None if declared and declared.isdigit() and int(declared) > limit else await self._read(receive, limit)
             if body is None:
                 await self._send(send, 413, error_body("payload_too_large",
-                                                       f"body is larger than the limit of {MAX_BODY_BYTES} bytes"),
-                                 rid)
+                                                       f"body is larger than the limit of {limit} bytes"), rid)
                 return
-            await self._to_serve(scope, headers, body, send)
+            await self._to_serve(scope, rid, body, send)
             return
         rpc, params = route
         try:
@@ -159,7 +178,7 @@ class HttpFront:
                 raise PayloadTooLarge(f"body is larger than the limit of {limit} bytes")
             customer = self._customer(rpc, headers, params, body)
             if not customer:  # no customer to route by: the ingress answers it (and admits it again)
-                await self._to_serve(scope, headers, body, send)
+                await self._to_serve(scope, rid, body, send)
                 return
             self._auth.authorize(key, rpc.scope, time.monotonic())
         except RecsysError as error:
@@ -191,19 +210,18 @@ class HttpFront:
         if "customer_id" in params:
             return params["customer_id"]
         try:
-            raw = orjson.loads(body) if body else None
-        except orjson.JSONDecodeError:
+            return http_routing_key(rpc, orjson.loads(body) if body else None)
+        except (orjson.JSONDecodeError, TypeError):
             return ""  # the ingress answers the malformed body
-        return http_routing_key(rpc, raw)
 
     @staticmethod
     async def _read(receive, limit: int) -> bytes | None:
-        """The whole body, or None once it passes ``limit`` bytes."""
+        """The whole body, or None once it passes ``limit`` bytes; _Gone if the client went away."""
         body = bytearray()
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                break
+                raise _Gone()
             body.extend(message.get("body", b""))
             if len(body) > limit:
                 return None
@@ -219,22 +237,27 @@ class HttpFront:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def _to_serve(self, scope, headers: dict, body: bytes, send) -> None:
-        """Pass the request on to Serve's HTTP proxy as it came (the ingress answers it)."""
+    async def _to_serve(self, scope, rid: str, body: bytes, send) -> None:
+        """Pass the request on to Serve's HTTP proxy as it came, headers as bytes and the path
+        as sent (the ingress answers it)."""
+        import httpx
+
         self.via_ingress += 1
-        path = scope.get("raw_path") or scope["path"].encode()
-        target = path.decode("latin-1") + (("?" + scope["query_string"].decode("latin-1"))
-                                           if scope.get("query_string") else "")
-        forward = [(k, v) for k, v in headers.items() if k not in _HOP_BY_HOP]
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        if scope.get("query_string"):
+            raw_path += b"?" + scope["query_string"]
+        url = httpx.URL(self._serve_url).copy_with(raw_path=raw_path)
+        forward = [(k, v) for k, v in scope["headers"]
+                   if k.decode("latin-1").lower() not in _HOP_BY_HOP and k.lower() != b"x-request-id"]
+        forward.append((b"x-request-id", rid.encode()))
         try:
-            reply = await self._client.request(scope["method"], target, headers=forward, content=body)
+            reply = await self._client.request(scope["method"], url, headers=forward, content=body)
         except Exception as exc:  # noqa: BLE001 - Serve's proxy not answering
             log.warning("http front: passing %s on failed: %s", scope["method"], type(exc).__name__)
-            await self._send(send, 503, error_body("unavailable", "the service cannot take the call now; retry"),
-                             headers["x-request-id"])
+            await self._send(send, 503, error_body("unavailable", "the service cannot take the call now; retry"), rid)
             return
-        out = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.multi_items()
-               if k.lower() not in _HOP_BY_HOP and k.lower() != "content-encoding"]
+        out = [(k, v) for k, v in reply.headers.raw
+               if k.decode("latin-1").lower() not in _HOP_BY_HOP | {"content-encoding", "date", "server"}]
         content = reply.content
         out.append((b"content-length", str(len(content)).encode()))
         await send({"type": "http.response.start", "status": reply.status_code, "headers": out})

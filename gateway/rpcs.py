@@ -142,7 +142,8 @@ def http_routing_key(rpc: Rpc, raw: Any) -> str:
         return ""
     if rpc.name == "TrackEvents":
         events = raw.get("events")
-        customers = {e.get("customer_id") for e in events if isinstance(e, dict)} if isinstance(events, list) else ()
+        customers = {e.get("customer_id") if isinstance(e.get("customer_id"), str) else None
+                     for e in events if isinstance(e, dict)} if isinstance(events, list) else ()
         found = next(iter(customers)) if len(customers) == 1 else ""
     else:
         found = raw.get("customer_id")

@@ -213,3 +213,34 @@ def test_http_admission_at_the_front_answers_as_the_ingress_does(http, service):
                      headers={"content-type": "application/json"})
     assert huge.status_code == 413 and huge.json()["error"]["code"] == "payload_too_large"
     assert http.post("/v1/recommend", json={"customer_id": "c1", "k": 2}).status_code == 200
+
+
+def test_hostile_http_requests_get_clear_answers_from_the_front(http, service):
+    """What a hostile client may send the front: a declared body over every limit on a route outside
+    the table (refused unread, no key needed to be refused), a non-ASCII header, a customer id that
+    is not a string, a path that starts with "//": each a 4xx in the API's error shape, and the
+    service answers afterwards."""
+    import socket
+    from urllib.parse import urlparse
+
+    where = urlparse(service.http)
+    with socket.create_connection((where.hostname, where.port), timeout=30) as raw:
+        # a client that declares a gigabyte and sends nothing more: refused at once, nothing read
+        raw.sendall(b"POST /no-such-route HTTP/1.1\r\nhost: x\r\ncontent-length: 1073741824\r\n\r\n")
+        head = raw.recv(65536).decode("latin-1")
+    assert head.startswith("HTTP/1.1 413") and "payload_too_large" in head
+    odd_header = http.post("/v1/similar-items", json={"item_id": "i0002", "k": 2},
+                           headers={"x-note": "caf\u00e9".encode()})
+    assert odd_header.status_code == 200
+    not_a_string = http.post("/v1/events", json={"events": [{"event_id": "e", "customer_id": ["a"],
+                                                             "event_type": "view", "item_id": "i1", "channel": "web"}]})
+    assert not_a_string.status_code == 400 and "customer_id" in not_a_string.json()["error"]["message"]
+    assert not_a_string.headers["x-request-id"]
+    body = b'{"customer_id": "c1", "k": 2}'
+    with socket.create_connection((where.hostname, where.port), timeout=30) as raw:
+        # a path that starts with "//" stays that path on its way to the ingress (no route there)
+        raw.sendall(b"POST //x/v1/recommend HTTP/1.1\r\nhost: x\r\nauthorization: Bearer "
+                    + KEYS["admin"].encode() + b"\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        doubled = raw.recv(65536).decode("latin-1")
+    assert doubled.startswith("HTTP/1.1 404"), doubled[:200]
+    assert http.post("/v1/recommend", json={"customer_id": "c1", "k": 2}).status_code == 200
