@@ -7,7 +7,9 @@ Online Retail if there is none), --owners partition owner processes (fixed) and 
 SQLite store, then, from one client, sends sequential requests for known customers: the scoring
 function in-process, the owner of the customer's partition called directly (no Serve, the routes
 read once from the placement) and its bare ping (the actor call alone), gRPC Recommend, HTTP POST
-/v1/recommend, and, for scale, a no-op Serve HTTP deployment. Prints p50/p90/p99 in milliseconds.
+/v1/recommend (both through the service's front, straight to the customer's owner), and, for
+scale, a no-op Serve HTTP deployment reached through Serve's own HTTP proxy. Prints p50/p90/p99 in
+milliseconds.
 """
 from __future__ import annotations
 
@@ -125,7 +127,8 @@ def main() -> int:
                 return {}
 
         serve.run(Noop.bind(), name="noop", route_prefix="/noop")
-        with httpx.Client(base_url=f"http://127.0.0.1:{config.http_port}") as client:
+        # through Serve's own HTTP proxy (on loopback behind the front), as a bare Serve app is reached
+        with httpx.Client(base_url=service.serve_http) as client:
             timings = []
             for _ in sample:
                 started = time.perf_counter()

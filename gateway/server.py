@@ -48,6 +48,8 @@ class RunningService:
     grpc_front: object = None
     # the start-up model's arrays and the offer learner, owned here (see actors.cluster.start_backend)
     keep_alive: object = None
+    # Serve's own HTTP proxy, on loopback behind the front (benchmarks compare against it)
+    serve_http: str = ""
 
     def stop(self) -> None:
         if self.grpc_front is not None:
@@ -108,4 +110,4 @@ def start_service(config: ServeConfig, bundle: ModelBundle, owner_options: dict 
     except Exception:
         ray.kill(front, no_restart=True)
         raise
-    return RunningService(config, placement, registry, front, keep_alive)
+    return RunningService(config, placement, registry, front, keep_alive, f"http://127.0.0.1:{serve_port}")
