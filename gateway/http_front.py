@@ -204,7 +204,10 @@ class HttpFront:
         await self._send(send, status, reply, rid, extra)
 
     def _customer(self, rpc: Rpc, headers: dict, params: dict, body: bytes) -> str:
-        given = headers.get(ROUTING_HEADER, "")
+        try:  # header values arrive as latin-1; a customer id is UTF-8, as in the JSON body
+            given = headers.get(ROUTING_HEADER, "").encode("latin-1").decode("utf-8")
+        except UnicodeDecodeError:
+            given = ""
         if 0 < len(given) <= 256:
             return given
         if "customer_id" in params:

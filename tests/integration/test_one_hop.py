@@ -63,7 +63,7 @@ def _answered_straight_by_its_owner(customer: str, call, protocol: str = "") -> 
     owner = handles[owner_name_of(customer)]
     others = [o for name, o in handles.items() if name != owner_name_of(customer)]
     before_front = ray.get(_front().counts.remote())
-    before = (_requests(owner), _forwarded(owner), [_requests(o) for o in others])
+    before = (_requests(owner), _forwarded(owner), [_requests(o) for o in others], [_forwarded(o) for o in others])
     call()
     after_front = ray.get(_front().counts.remote())
     assert after_front[f"{protocol}direct"] == before_front[f"{protocol}direct"] + 1
@@ -71,6 +71,7 @@ def _answered_straight_by_its_owner(customer: str, call, protocol: str = "") -> 
     assert _requests(owner) > before[0]
     assert _forwarded(owner) == before[1]
     assert [_requests(o) for o in others] == before[2]
+    assert [_forwarded(o) for o in others] == before[3]  # no other owner got it and passed it on
 
 
 @pytest.mark.parametrize("rpc,call", CALLS, ids=[name for name, _ in CALLS])
@@ -224,10 +225,22 @@ def test_hostile_http_requests_get_clear_answers_from_the_front(http, service):
     from urllib.parse import urlparse
 
     where = urlparse(service.http)
-    with socket.create_connection((where.hostname, where.port), timeout=30) as raw:
-        # a client that declares a gigabyte and sends nothing more: refused at once, nothing read
-        raw.sendall(b"POST /no-such-route HTTP/1.1\r\nhost: x\r\ncontent-length: 1073741824\r\n\r\n")
-        head = raw.recv(65536).decode("latin-1")
+    def exchange(request: bytes) -> str:
+        """One request on a raw connection: the whole answer (head and its content-length of body)."""
+        with socket.create_connection((where.hostname, where.port), timeout=30) as raw:
+            raw.sendall(request)
+            data = b""
+            while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < int(
+                    next(line.split(b":")[1] for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+                         if line.lower().startswith(b"content-length:"))):
+                chunk = raw.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        return data.decode("latin-1")
+
+    # a client that declares a gigabyte and sends nothing more: refused at once, nothing read
+    head = exchange(b"POST /no-such-route HTTP/1.1\r\nhost: x\r\ncontent-length: 1073741824\r\n\r\n")
     assert head.startswith("HTTP/1.1 413") and "payload_too_large" in head
     odd_header = http.post("/v1/similar-items", json={"item_id": "i0002", "k": 2},
                            headers={"x-note": "caf\u00e9".encode()})
@@ -237,10 +250,18 @@ def test_hostile_http_requests_get_clear_answers_from_the_front(http, service):
     assert not_a_string.status_code == 400 and "customer_id" in not_a_string.json()["error"]["message"]
     assert not_a_string.headers["x-request-id"]
     body = b'{"customer_id": "c1", "k": 2}'
-    with socket.create_connection((where.hostname, where.port), timeout=30) as raw:
-        # a path that starts with "//" stays that path on its way to the ingress (no route there)
-        raw.sendall(b"POST //x/v1/recommend HTTP/1.1\r\nhost: x\r\nauthorization: Bearer "
-                    + KEYS["admin"].encode() + b"\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-        doubled = raw.recv(65536).decode("latin-1")
+    # a path that starts with "//" stays that path on its way to the ingress (no route there)
+    doubled = exchange(b"POST //x/v1/recommend HTTP/1.1\r\nhost: x\r\nauthorization: Bearer " + KEYS["admin"].encode()
+                       + b"\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
     assert doubled.startswith("HTTP/1.1 404"), doubled[:200]
     assert http.post("/v1/recommend", json={"customer_id": "c1", "k": 2}).status_code == 200
+
+
+def test_a_non_ascii_customer_in_x_session_id_reaches_its_owner_over_http(http, service):
+    """x-session-id carries the customer's id as UTF-8, the same id as in the JSON body: no forward."""
+    # one whose id read as latin-1 would belong to another owner, so a misread costs a forward
+    customer = next(c for c in (f"caf\u00e9-\u00fcber-{n}" for n in range(100))
+                    if owner_name_of(c) != owner_name_of(c.encode().decode("latin-1")))
+    _answered_straight_by_its_owner(customer, lambda: http.post(
+        "/v1/recommend", json={"customer_id": customer, "k": 2}, headers={"x-session-id": customer.encode()}),
+        "http_")
