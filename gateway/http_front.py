@@ -30,12 +30,13 @@ from gateway.http_errors import error_body
 from gateway.metrics import Metrics
 from gateway.operations import SHARD_TIMEOUT_S, IngressSettings
 from gateway.routing import Routes
-from gateway.rpcs import RPCS, Rpc, check_size, http_routing_key
+from gateway.rpcs import RPCS, Rpc, _sane_id, check_size, http_routing_key
 from gateway.status_map import statuses
 
 log = logging.getLogger(__name__)
 
 ROUTING_HEADER = "x-session-id"
+_UNAVAILABLE = "the service cannot take the call now; retry"
 # headers that describe one connection, not the request: never passed on
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade",
                "host", "content-length"}
@@ -65,10 +66,6 @@ def table_route(method: str, path: str) -> tuple[Rpc, dict[str, str]] | None:
             if found:
                 return rpc, found.groupdict()
     return None
-
-
-def _sane_id(value: str | None) -> str:
-    return value if value and len(value) <= 128 and value.isascii() and value.isprintable() else ""
 
 
 class _Gone(Exception):
@@ -200,7 +197,7 @@ class HttpFront:
         except Exception as exc:  # noqa: BLE001 - no owner until the deadline, or the owner call failed
             log.warning("http front: %s to its owner failed: %s", rpc.name, type(exc).__name__)
             self.metrics.observe(rpc.name, "http", "503", time.perf_counter() - started)
-            status, reply, extra = 503, error_body("unavailable", "the service cannot take the call now; retry"), None
+            status, reply, extra = 503, error_body("unavailable", _UNAVAILABLE), None
         await self._send(send, status, reply, rid, extra)
 
     def _customer(self, rpc: Rpc, headers: dict, params: dict, body: bytes) -> str:
@@ -257,7 +254,7 @@ class HttpFront:
             reply = await self._client.request(scope["method"], url, headers=forward, content=body)
         except Exception as exc:  # noqa: BLE001 - Serve's proxy not answering
             log.warning("http front: passing %s on failed: %s", scope["method"], type(exc).__name__)
-            await self._send(send, 503, error_body("unavailable", "the service cannot take the call now; retry"), rid)
+            await self._send(send, 503, error_body("unavailable", _UNAVAILABLE), rid)
             return
         out = [(k, v) for k, v in reply.headers.raw
                if k.decode("latin-1").lower() not in _HOP_BY_HOP | {"content-encoding", "date", "server"}]

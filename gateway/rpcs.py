@@ -311,7 +311,8 @@ def _json(body: bytes) -> Any:
 
 
 def _sane_id(value: Any) -> str:
-    return value if isinstance(value, str) and 0 < len(value) <= 128 and value.isprintable() else ""
+    """A caller's request id when it can name the request in logs and headers: short, printable ASCII."""
+    return value if isinstance(value, str) and 0 < len(value) <= 128 and value.isascii() and value.isprintable() else ""
 
 
 @dataclass(frozen=True)
