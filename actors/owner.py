@@ -395,6 +395,16 @@ class PartitionOwner:
         self._start_timers()
         return await self._answering()[0].unary_bytes(method, data, metadata, admitted)
 
+    async def rpc_many(self, calls: list) -> list:
+        """Calls from the protocol fronts, several at once when they queued for this owner
+        (gateway/coalesce.py): each ("grpc", method, data, metadata, admitted), answered as
+        ``rpc_unary``, or ("http", name, headers, params, body, admitted), as ``rpc_http``. One
+        answer per call, in order (an error in its place fails that call only)."""
+        self._start_timers()
+        answering = self._answering()[0]
+        return await asyncio.gather(*[answering.unary_bytes(*call[1:]) if call[0] == "grpc"
+                                      else answering.http_bytes(*call[1:]) for call in calls], return_exceptions=True)
+
     async def rpc_http(self, name: str, headers: dict, params: dict, body: bytes,
                        admitted: str) -> tuple[int, bytes, dict | None]:
         """One HTTP request of the table's RPC ``name``, admitted by the HTTP front: answered as
@@ -412,6 +422,11 @@ class PartitionOwner:
 
     async def similar(self, query: SimilarQuery) -> Recommendations:
         return self.core.similar(query)
+
+    async def track_many(self, shares: list) -> list:
+        """``track`` for several callers' shares at once (gateway/coalesce.py), one answer each."""
+        self._start_timers()
+        return await asyncio.gather(*[self.core.track(groups) for groups in shares], return_exceptions=True)
 
     async def track(self, groups: dict) -> dict:
         self._start_timers()

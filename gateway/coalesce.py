@@ -79,6 +79,32 @@ class Coalescer(Generic[Item]):
                 self._launch()
 
 
+class PerOwner:
+    """One Coalescer per owner for calls of one kind, made as owners appear: ``submit(name,
+    handle, item)`` sends ``item`` in a call of the owner's ``method`` (which takes a list and
+    answers a list). The handle of the latest submit is the one used (an owner the routes replaced
+    under the same name gets the new one). ``observe(n)``: told the size of each call sent."""
+
+    def __init__(self, method: str, max_batch: int, max_in_flight: int,
+                 observe: Callable[[int], None] | None = None):
+        self._method = method
+        self._max_batch, self._max_in_flight = max_batch, max_in_flight
+        self._observe = observe
+        self._coalescers: dict[str, Coalescer] = {}
+        self._handles: dict[str, Any] = {}
+
+    def submit(self, name: str, handle: Any, item: Any) -> Awaitable[Any]:
+        self._handles[name] = handle
+        coalescer = self._coalescers.get(name)
+        if coalescer is None:
+            async def send(items: list) -> list:
+                if self._observe is not None:
+                    self._observe(len(items))
+                return await getattr(self._handles[name], self._method).remote(items)
+            coalescer = self._coalescers[name] = Coalescer(send, self._max_batch, self._max_in_flight)
+        return coalescer.submit(item)
+
+
 def _raisable(error: BaseException) -> Exception:
     """An error a future can carry (asyncio refuses StopIteration, and a BaseException that is not
     an Exception would escape the caller's error handling)."""

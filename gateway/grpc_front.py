@@ -12,7 +12,7 @@ would call, and return the status and the reply's bytes. Nothing else listens fo
 A unary call that names a customer (Recommend, SimilarItems with a customer, TrackEvents,
 NextBestOffer, ForgetCustomer, ExportCustomer: gateway/rpcs.py ``routing_key``) does not go through
 an ingress replica: the front looks up the owner of the customer's partition in its copy of the
-placement's routes and sends the call's bytes straight to that owner (``PartitionOwner.rpc_unary``),
+placement's routes and sends the call's bytes straight to that owner (``PartitionOwner.rpc_many``, coalesced),
 which answers it from the same RPC table: one hop from the front to the process that holds the
 customer and scores. The customer comes from the ``x-session-id`` metadata when the client sends it
 (the project's clients do), else from the request itself. A call that reaches an owner that no longer
@@ -38,6 +38,7 @@ from engine.sharding import partition_for
 from gateway.grpc_registration import METHODS, SERVICE_NAMES, RpcMethod
 from engine.auth import Authenticator
 from engine.errors import RecsysError
+from gateway.coalesce import PerOwner
 from gateway.metrics import Metrics
 from gateway.operations import SHARD_TIMEOUT_S, IngressSettings
 from gateway.routing import Routes
@@ -114,6 +115,10 @@ class _Forward(grpc.GenericRpcHandler):
         # rate is metered once for all gRPC calls, whichever owner answers them
         self._auth = Authenticator(settings.auth) if settings is not None else None
         self.metrics = Metrics()
+        # the calls to one owner, gRPC and HTTP (gateway/http_front.py shares it), coalesced
+        # when several wait at once: one actor call carries them (gateway/coalesce.py)
+        self.to_owners = PerOwner("rpc_many", settings.shard_batch_max, settings.shard_calls_in_flight,
+                                  self.metrics.shard_batch.labels("front").observe) if settings is not None else None
         self.direct = 0   # calls sent straight to an owner
         self.via_ingress = 0
 
@@ -146,7 +151,8 @@ class _Forward(grpc.GenericRpcHandler):
         try:
             return await asyncio.wait_for(
                 routes.call(partition_for(key, routes.partitions),
-                            lambda _name, owner: owner.rpc_unary.remote(rpc.path, request, metadata, admitted),
+                            lambda name, owner: self.to_owners.submit(
+                                name, owner, ("grpc", rpc.path, request, metadata, admitted)),
                             time.monotonic() + SHARD_TIMEOUT_S),
                 SHARD_TIMEOUT_S + 1.0)
         except Exception as exc:  # noqa: BLE001 - no owner until the deadline, owner call failed
@@ -288,7 +294,8 @@ class GrpcFront:
             from gateway.http_front import HttpFront
 
             http_port, serve_url, certfile, keyfile = self._http_args
-            http = HttpFront(self._forward._routes, self._settings, serve_url, self._forward.metrics)
+            http = HttpFront(self._forward._routes, self._settings, serve_url, self._forward.metrics,
+                             self._forward.to_owners)
             await http.start(self._host, http_port, certfile, keyfile)
             self._http = http
 

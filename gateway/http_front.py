@@ -4,7 +4,7 @@ A request of an RPC that names a customer (``POST /v1/recommend``, ``/v1/similar
 customer, ``/v1/events`` for one customer, ``/v1/next-best-offer``, ``DELETE /v1/customers/{id}``,
 ``GET /v1/customers/{id}/export``) is admitted here (key, size, scope, rate, in rpcs.admit's
 order) and its body sent straight to the owner of the customer's partition
-(``PartitionOwner.rpc_http``), which parses it and answers from the RPC table (gateway/rpcs.py):
+(``PartitionOwner.rpc_many``, coalesced with the gRPC calls to it), which parses it and answers from the RPC table (gateway/rpcs.py):
 one hop, as for gRPC. The customer comes from the ``x-session-id`` header when the client sends it,
 else from the path or the JSON body (one parse here).
 
@@ -27,6 +27,7 @@ from engine.auth import Authenticator
 from engine.errors import PayloadTooLarge, RecsysError
 from engine.sharding import partition_for
 from gateway.http_errors import error_body
+from gateway.coalesce import PerOwner
 from gateway.metrics import Metrics
 from gateway.operations import SHARD_TIMEOUT_S, IngressSettings
 from gateway.routing import Routes
@@ -75,7 +76,10 @@ class _Gone(Exception):
 class HttpFront:
     """An ASGI application: the table's keyed routes straight to their owners, the rest to Serve."""
 
-    def __init__(self, routes: Routes, settings: IngressSettings, serve_url: str, metrics: Metrics | None = None):
+    def __init__(self, routes: Routes, settings: IngressSettings, serve_url: str, metrics: Metrics,
+                 to_owners: PerOwner):
+        """``metrics``, ``to_owners``: the gRPC front's (the same process), so the calls to one
+        owner are coalesced whichever protocol they came by."""
         self._routes = routes
         self._settings = settings
         # its own rate buckets: HTTP calls are metered here, gRPC ones by the gRPC front
@@ -85,7 +89,8 @@ class HttpFront:
         # a request passed on to the ingress may be as large as the largest key may send (the
         # ingress checks the caller's own limit); a larger declared length is refused unread
         self._pass_on_limit = max([settings.max_body_bytes, *(k.max_body_bytes or 0 for k in settings.auth.keys)])
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics
+        self._to_owners = to_owners
         self.direct = 0
         self.via_ingress = 0
         self._server = None
@@ -191,7 +196,8 @@ class HttpFront:
         try:
             status, reply, extra = await asyncio.wait_for(
                 routes.call(partition_for(customer, routes.partitions),
-                            lambda _name, owner: owner.rpc_http.remote(rpc.name, to_owner, params, body, admitted),
+                            lambda name, owner: self._to_owners.submit(
+                                name, owner, ("http", rpc.name, to_owner, params, body, admitted)),
                             time.monotonic() + SHARD_TIMEOUT_S),
                 SHARD_TIMEOUT_S + 1.0)
         except Exception as exc:  # noqa: BLE001 - no owner until the deadline, or the owner call failed

@@ -30,8 +30,10 @@ class Metrics:
         # "none:<reason>" for a decision with no offer (reasons are a fixed set)
         self.decisions = Counter("recsys_offer_decisions", "Next-best-offer decisions by offer made",
                                  ["offer"], registry=self.registry)
-        # how many Recommends each ingress -> owner call carried (gateway/coalesce.py): 1 when idle
-        self.shard_batch = Histogram("recsys_owner_call_batch_size", "Recommend requests per call to an owner",
+        # how many requests each call to an owner carried (gateway/coalesce.py): 1 when idle.
+        # label: recommend (Recommends from an ingress or an owner forwarding), track (TrackEvents
+        # shares, likewise), front (the protocol fronts' calls that name a customer)
+        self.shard_batch = Histogram("recsys_owner_call_batch_size", "Requests per call to an owner", ["call"],
                                      buckets=(1, 2, 4, 8, 16, 32, 64), registry=self.registry)
         # requests an owner answered for a partition it does not hold, sent on once to the one that
         # does (gateway/operations.py LocalFirst): stale routes, or a request without its routing key

@@ -35,7 +35,7 @@ from engine.events import Event, parse_batch
 from engine.queries import OfferQuery, RecommendQuery, SimilarQuery, parse_offer_query, parse_recommend, parse_similar
 from engine.sharding import partition_for
 from engine.validation import require_id
-from gateway.coalesce import Coalescer
+from gateway.coalesce import PerOwner
 from gateway.metrics import Metrics
 from gateway.routing import Routes
 
@@ -107,22 +107,15 @@ class RemoteOwners:
         self.settings = settings
         self.metrics = metrics
         self.routes = routes or Routes(settings.partitions)
-        # Recommend calls coalesced per owner (name -> Coalescer), made as owners appear
-        self.recommenders: dict[str, Coalescer] = {}
+        # concurrent calls to one owner coalesced into fewer actor calls (gateway/coalesce.py):
+        # Recommends, and the shares of TrackEvents batches
+        calls, batch = settings.shard_calls_in_flight, settings.shard_batch_max
+        self.recommenders = PerOwner("recommend_many", batch, calls, metrics.shard_batch.labels("recommend").observe)
+        self.trackers = PerOwner("track_many", batch, calls, metrics.shard_batch.labels("track").observe)
         self._unassigned_since: float | None = None
 
     def partition(self, customer_id: str) -> int:
         return partition_for(customer_id, self.settings.partitions)
-
-    def _coalescer(self, name: str, handle) -> Coalescer:
-        coalescer = self.recommenders.get(name)
-        if coalescer is None:
-            async def send(requests: list) -> list:
-                self.metrics.shard_batch.observe(len(requests))
-                return await handle.recommend_many.remote(requests)
-            coalescer = self.recommenders[name] = Coalescer(send, self.settings.shard_batch_max,
-                                                            self.settings.shard_calls_in_flight)
-        return coalescer
 
     async def _call(self, ref) -> Any:
         try:
@@ -150,7 +143,7 @@ class RemoteOwners:
         # the deadline counts from here, time queued behind other calls to the owner included
         return await self._call(self.routes.call(
             self.partition(query.customer_id),
-            lambda name, handle: self._coalescer(name, handle).submit((query, now_ms)),
+            lambda name, handle: self.recommenders.submit(name, handle, (query, now_ms)),
             time.monotonic() + SHARD_TIMEOUT_S))
 
     async def similar(self, query: SimilarQuery) -> Any:
@@ -194,7 +187,7 @@ class RemoteOwners:
         """One owner's share of a batch; an owner that is gone answers None for each partition
         (sent again once the routes show where they went)."""
         try:
-            return await self.routes.handle(name).track.remote(groups)
+            return await self.trackers.submit(name, self.routes.handle(name), groups)
         except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, ValueError):
             self.routes.forget_handle(name)
             return {p: None for p in groups}

@@ -265,3 +265,33 @@ def test_a_non_ascii_customer_in_x_session_id_reaches_its_owner_over_http(http, 
     _answered_straight_by_its_owner(customer, lambda: http.post(
         "/v1/recommend", json={"customer_id": customer, "k": 2}, headers={"x-session-id": customer.encode()}),
         "http_")
+
+
+def test_concurrent_calls_to_an_owner_travel_together_and_each_is_answered_once(service, http):
+    """Calls queued for one owner go in one actor call (gateway/coalesce.py): the front's calls,
+    and the shares an owner forwards. Each call still gets its own answer: every event of 40
+    concurrent batches spanning both owners is stored once (sent again, all are duplicates)."""
+    import asyncio
+
+    from prometheus_client.parser import text_string_to_metric_families
+    from recsys.v1 import recsys_pb2_grpc
+
+    names = sorted(_by_name())
+    of = {name: [f"co{n}" for n in range(400) if owner_name_of(f"co{n}") == name][:40] for name in names}
+    batches = [[_ev(of[names[0]][i]), _ev(of[names[1]][i]), _ev(of[names[0]][(i + 1) % 40])] for i in range(40)]
+    auth = ("authorization", f"Bearer {KEYS['admin']}")
+
+    async def send_all() -> list:
+        async with grpc.aio.insecure_channel(service.grpc_target) as channel:
+            stub = recsys_pb2_grpc.PersonalizationStub(channel)
+            return await asyncio.gather(*[
+                stub.TrackEvents(pb.TrackEventsRequest(events=b), metadata=(auth, ("x-session-id", b[0].customer_id)))
+                for b in batches])
+    assert [(r.accepted, r.duplicates) for r in asyncio.run(send_all())] == [(3, 0)] * 40
+    assert [(r.accepted, r.duplicates) for r in asyncio.run(send_all())] == [(0, 3)] * 40
+
+    families = {f.name: f for f in text_string_to_metric_families(http.get("/metrics").text)}
+    for call in ("front", "track"):
+        buckets = {s.labels["le"]: s.value for s in families["recsys_owner_call_batch_size"].samples
+                   if s.name.endswith("_bucket") and s.labels["call"] == call}
+        assert buckets["+Inf"] > buckets["1.0"], (call, buckets)

@@ -141,3 +141,50 @@ def test_a_deadline_around_submit_counts_from_submission_and_an_expired_request_
         assert shard.batches == [[0]]
         assert await coalescer.submit(5) == 50
     run(scenario())
+
+
+class Handle:
+    """Stands in for an owner's actor handle: ``batch.remote(items)`` records the call."""
+
+    def __init__(self, name: str, release: asyncio.Event):
+        self.name, self.calls, self._release = name, [], release
+
+    @property
+    def batch(self):
+        handle = self
+
+        class Method:
+            @staticmethod
+            def remote(items):
+                async def answer():
+                    handle.calls.append(list(items))
+                    await handle._release.wait()
+                    return [(handle.name, i) for i in items]
+                return answer()
+        return Method
+
+
+def test_per_owner_coalesces_each_owner_apart_and_uses_the_latest_handle():
+    from gateway.coalesce import PerOwner
+
+    async def scenario():
+        release = asyncio.Event()
+        sizes: list[int] = []
+        calls = PerOwner("batch", max_batch=32, max_in_flight=1, observe=sizes.append)
+        a, b = Handle("a", release), Handle("b", release)
+        first = [asyncio.create_task(calls.submit("a", a, i)) for i in range(5)]
+        other = [asyncio.create_task(calls.submit("b", b, i)) for i in range(3)]
+        await settle()
+        # one call in flight per owner; the rest of each owner's requests wait together
+        assert a.calls == [[0]] and b.calls == [[0]]
+        # the owner "a" is replaced (the routes found a new handle under its name): the queued
+        # requests go to the new one
+        a2 = Handle("a2", release)
+        late = asyncio.create_task(calls.submit("a", a2, 99))
+        release.set()
+        results = await asyncio.gather(*first, *other, late)
+        assert a2.calls == [[1, 2, 3, 4, 99]] and b.calls == [[0], [1, 2]]
+        assert results[:5] == [("a", 0), ("a2", 1), ("a2", 2), ("a2", 3), ("a2", 4)]
+        assert results[5:] == [("b", 0), ("b", 1), ("b", 2), ("a2", 99)]
+        assert sorted(sizes) == [1, 1, 2, 5]
+    run(scenario())
