@@ -30,6 +30,7 @@ import asyncio
 import logging
 import time
 import uuid
+from typing import Any
 
 import grpc
 import ray
@@ -42,8 +43,9 @@ from gateway.coalesce import PerOwner
 from gateway.metrics import Metrics
 from gateway.operations import SHARD_TIMEOUT_S, IngressSettings
 from gateway.routing import Routes
-from gateway.rpcs import BY_PATH, check_size
+from gateway.rpcs import BY_PATH, check_size, event_shares
 from gateway.status_map import statuses
+from recsys.v1 import recsys_pb2 as pb
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +117,8 @@ class _Forward(grpc.GenericRpcHandler):
         # rate is metered once for all gRPC calls, whichever owner answers them
         self._auth = Authenticator(settings.auth) if settings is not None else None
         self.metrics = Metrics()
-        # the calls to one owner, gRPC and HTTP (gateway/http_front.py shares it), coalesced
-        # when several wait at once: one actor call carries them (gateway/coalesce.py)
-        self.to_owners = PerOwner("rpc_many", settings.shard_batch_max, settings.shard_calls_in_flight,
-                                  self.metrics.shard_batch.labels("front").observe) if settings is not None else None
+        # the calls to owners, gRPC and HTTP (gateway/http_front.py shares it)
+        self.owner_calls = OwnerCalls(routes, settings, self.metrics) if routes is not None else None
         self.direct = 0   # calls sent straight to an owner
         self.via_ingress = 0
 
@@ -146,19 +146,51 @@ class _Forward(grpc.GenericRpcHandler):
             self._auth.authorize(api_key, BY_PATH[rpc.path].scope, time.monotonic())
         except RecsysError as error:
             return self._reject(rpc, error, started)
-        routes = self._routes
         admitted = api_key.name if api_key is not None else ""
         try:
-            return await asyncio.wait_for(
-                routes.call(partition_for(key, routes.partitions),
-                            lambda name, owner: self.to_owners.submit(
-                                name, owner, ("grpc", rpc.path, request, metadata, admitted)),
-                            time.monotonic() + SHARD_TIMEOUT_S),
-                SHARD_TIMEOUT_S + 1.0)
+            if rpc.name == "TrackEvents":
+                answer = await self._track_by_owner(rpc, request, metadata, admitted, started)
+                if answer is not None:
+                    return answer
+            return await self.owner_calls.send(partition_for(key, self._routes.partitions),
+                                               ("grpc", rpc.path, request, metadata, admitted))
         except Exception as exc:  # noqa: BLE001 - no owner until the deadline, owner call failed
             log.warning("grpc front: %s to its owner failed: %s", rpc.path, type(exc).__name__)
             self.metrics.observe(rpc.name, "grpc", "UNAVAILABLE", time.perf_counter() - started)
             return "UNAVAILABLE", _UNAVAILABLE, b""
+
+    async def _track_by_owner(self, rpc: RpcMethod, request: bytes, metadata: tuple, admitted: str,
+                              started: float) -> tuple[str, str, bytes] | None:
+        """A TrackEvents batch, validated whole here, then each owner's share sent to that owner
+        (nothing for an owner to forward) and the answers added up; a batch of one owner's events
+        goes whole, as it came. None when it does not parse (its owner answers INVALID_ARGUMENT)."""
+        try:
+            message = rpc.request_cls.FromString(request)
+        except Exception:  # noqa: BLE001 - the owner answers INVALID_ARGUMENT with the parser's words
+            return None
+        entry = BY_PATH[rpc.path]
+        await self._routes.ensure()  # a front's first call: its routes are read now
+        try:
+            shares = event_shares(entry.from_message(message), self._settings, self._routes.owner_of)
+        except RecsysError as error:
+            return self._reject(rpc, error, started)
+        if len(shares) == 1:
+            return await self.owner_calls.send(shares[0][0], ("grpc", rpc.path, request, metadata, admitted))
+        # one request id for the shares (each owner logs it) and the reply
+        rid = message.request_id or _request_id(metadata)
+        metadata = (*(m for m in metadata if m[0] != "request_id"), ("request_id", rid))
+        answers = await asyncio.gather(*[
+            self.owner_calls.send(partition, ("grpc", rpc.path, pb.TrackEventsRequest(
+                events=[message.events[i] for i in positions], request_id=message.request_id).SerializeToString(),
+                metadata, admitted))
+            for partition, positions in shares])
+        failed = next((answer for answer in answers if answer[0] != "OK"), None)
+        if failed is not None:  # nothing the front validated can fail a share; a store fault can
+            return failed
+        replies = [pb.TrackEventsResponse.FromString(body) for _, _, body in answers]
+        return "OK", "", pb.TrackEventsResponse(
+            accepted=sum(r.accepted for r in replies), duplicates=sum(r.duplicates for r in replies),
+            ignored=sum(r.ignored for r in replies), request_id=replies[0].request_id).SerializeToString()
 
     def service(self, details):
         rpc = METHODS.get(details.method)
@@ -219,6 +251,23 @@ class _Forward(grpc.GenericRpcHandler):
             if status[0] != "OK":
                 await context.abort(grpc.StatusCode[status[0]], status[1])
         return call
+
+
+class OwnerCalls:
+    """The fronts' calls to owners, gRPC and HTTP alike (one per front process): each to the
+    owner of a partition in the routes, again after a move until the deadline; the calls waiting
+    for one owner travel in one actor call (``PartitionOwner.rpc_many``, gateway/coalesce.py)."""
+
+    def __init__(self, routes: Routes, settings: IngressSettings, metrics: Metrics):
+        self.routes = routes
+        self._calls = PerOwner("rpc_many", settings.shard_batch_max, settings.shard_calls_in_flight,
+                               metrics.shard_batch.labels("front").observe)
+
+    async def send(self, partition: int, call: tuple) -> Any:
+        return await asyncio.wait_for(
+            self.routes.call(partition, lambda name, owner: self._calls.submit(name, owner, call),
+                             time.monotonic() + SHARD_TIMEOUT_S),
+            SHARD_TIMEOUT_S + 1.0)
 
 
 @ray.remote(num_cpus=0, max_restarts=-1)
@@ -294,8 +343,7 @@ class GrpcFront:
             from gateway.http_front import HttpFront
 
             http_port, serve_url, certfile, keyfile = self._http_args
-            http = HttpFront(self._forward._routes, self._settings, serve_url, self._forward.metrics,
-                             self._forward.to_owners)
+            http = HttpFront(self._settings, serve_url, self._forward.metrics, self._forward.owner_calls)
             await http.start(self._host, http_port, certfile, keyfile)
             self._http = http
 

@@ -27,11 +27,9 @@ from engine.auth import Authenticator
 from engine.errors import PayloadTooLarge, RecsysError
 from engine.sharding import partition_for
 from gateway.http_errors import error_body
-from gateway.coalesce import PerOwner
 from gateway.metrics import Metrics
-from gateway.operations import SHARD_TIMEOUT_S, IngressSettings
-from gateway.routing import Routes
-from gateway.rpcs import RPCS, Rpc, _sane_id, check_size, http_routing_key
+from gateway.operations import IngressSettings
+from gateway.rpcs import RPCS, Rpc, _sane_id, check_size, event_shares, http_routing_key
 from gateway.status_map import statuses
 
 log = logging.getLogger(__name__)
@@ -73,14 +71,26 @@ class _Gone(Exception):
     """The client disconnected before its body was read."""
 
 
+def _batch(rpc: Rpc, body: bytes) -> dict | None:
+    """The JSON object of a TrackEvents body, when it is one (None: any other RPC, or a body that
+    does not parse as an object: the owner or the ingress answers that)."""
+    if rpc.name != "TrackEvents" or not body:
+        return None
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return raw if isinstance(raw, dict) else None
+
+
 class HttpFront:
     """An ASGI application: the table's keyed routes straight to their owners, the rest to Serve."""
 
-    def __init__(self, routes: Routes, settings: IngressSettings, serve_url: str, metrics: Metrics,
-                 to_owners: PerOwner):
-        """``metrics``, ``to_owners``: the gRPC front's (the same process), so the calls to one
-        owner are coalesced whichever protocol they came by."""
-        self._routes = routes
+    def __init__(self, settings: IngressSettings, serve_url: str, metrics: Metrics, owner_calls):
+        """``metrics``, ``owner_calls``: the gRPC front's (the same process; gateway/grpc_front.py
+        OwnerCalls), so the calls to one owner are coalesced whichever protocol they came by."""
+        self._owner_calls = owner_calls
+        self._routes = owner_calls.routes
         self._settings = settings
         # its own rate buckets: HTTP calls are metered here, gRPC ones by the gRPC front
         self._auth = Authenticator(settings.auth)
@@ -90,7 +100,6 @@ class HttpFront:
         # ingress checks the caller's own limit); a larger declared length is refused unread
         self._pass_on_limit = max([settings.max_body_bytes, *(k.max_body_bytes or 0 for k in settings.auth.keys)])
         self.metrics = metrics
-        self._to_owners = to_owners
         self.direct = 0
         self.via_ingress = 0
         self._server = None
@@ -179,10 +188,16 @@ class HttpFront:
             if body is None:
                 raise PayloadTooLarge(f"body is larger than the limit of {limit} bytes")
             customer = self._customer(rpc, headers, params, body)
-            if not customer:  # no customer to route by: the ingress answers it (and admits it again)
+            batch = _batch(rpc, body)
+            if not customer and batch is None:  # nothing to route by: the ingress answers it (and admits it again)
                 await self._to_serve(scope, rid, body, send)
                 return
             self._auth.authorize(key, rpc.scope, time.monotonic())
+            if batch is not None:
+                await self._routes.ensure()  # a front's first call: its routes are read now
+            # a batch of events: validated whole here, each owner's share to that owner
+            shares = event_shares(rpc.from_http(batch, params), self._settings, self._routes.owner_of) \
+                if batch is not None else [(partition_for(customer, self._routes.partitions), [])]
         except RecsysError as error:
             _, status = statuses(error)
             self.metrics.observe(rpc.name, "http", str(status), time.perf_counter() - started)
@@ -192,19 +207,34 @@ class HttpFront:
         self.direct += 1
         admitted = key.name if key is not None else ""
         to_owner = {name: headers[name] for name in _TO_OWNER if name in headers}
-        routes = self._routes
         try:
-            status, reply, extra = await asyncio.wait_for(
-                routes.call(partition_for(customer, routes.partitions),
-                            lambda name, owner: self._to_owners.submit(
-                                name, owner, ("http", rpc.name, to_owner, params, body, admitted)),
-                            time.monotonic() + SHARD_TIMEOUT_S),
-                SHARD_TIMEOUT_S + 1.0)
+            if len(shares) == 1:
+                status, reply, extra = await self._owner_calls.send(
+                    shares[0][0], ("http", rpc.name, to_owner, params, body, admitted))
+            else:
+                status, reply, extra = await self._by_owner(rpc, to_owner, params, batch, shares, admitted)
         except Exception as exc:  # noqa: BLE001 - no owner until the deadline, or the owner call failed
             log.warning("http front: %s to its owner failed: %s", rpc.name, type(exc).__name__)
             self.metrics.observe(rpc.name, "http", "503", time.perf_counter() - started)
             status, reply, extra = 503, error_body("unavailable", _UNAVAILABLE), None
         await self._send(send, status, reply, rid, extra)
+
+    async def _by_owner(self, rpc: Rpc, headers: dict, params: dict, batch: dict, shares: list,
+                        admitted: str) -> tuple[int, bytes, dict | None]:
+        """Each owner's share of a batch of events to that owner (a body of its events alone), the
+        answers added up; an owner's refusal or fault is the answer."""
+        events = batch["events"]
+        headers = {name: value for name, value in headers.items() if name != "content-length"}
+        answers = await asyncio.gather(*[
+            self._owner_calls.send(partition, ("http", rpc.name, headers, params,
+                                               orjson.dumps({**batch, "events": [events[i] for i in positions]}), admitted))
+            for partition, positions in shares])
+        failed = next((answer for answer in answers if answer[0] != 200), None)
+        if failed is not None:
+            return failed
+        replies = [orjson.loads(reply) for _, reply, _ in answers]
+        total = {name: sum(r[name] for r in replies) for name in ("accepted", "duplicates", "ignored")}
+        return 200, orjson.dumps({**total, "request_id": replies[0]["request_id"]}), None
 
     def _customer(self, rpc: Rpc, headers: dict, params: dict, body: bytes) -> str:
         try:  # header values arrive as latin-1; a customer id is UTF-8, as in the JSON body

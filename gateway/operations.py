@@ -77,6 +77,13 @@ def group_by_partition(events: list[Event], partitions: int) -> dict[int, list[E
     return groups
 
 
+def parse_track(raw: Any, settings: IngressSettings) -> tuple[str, list[Event]]:
+    """A TrackEvents body (the JSON shape) validated: its request id and its events. The whole
+    batch at once: a bad event rejects all of it."""
+    rid = require_id(raw.get("request_id", ""), "request_id", required=False)
+    return rid, parse_batch(raw.get("events"), _now_ms(), settings.max_events_per_request)
+
+
 def request_id(given: str) -> str:
     """The caller's request id (body field), else the one its protocol carried (x-request-id
     header, request_id metadata), else a new one."""
@@ -366,8 +373,7 @@ class Operations:
         """{accepted, duplicates, ignored, request_id}. The whole batch is validated before any
         owner sees it: a bad event rejects all. Events go to their partitions' owners, one call
         per owner; a partition that moved meanwhile is sent again to its new owner."""
-        rid = require_id(raw.get("request_id", ""), "request_id", required=False)
-        events = parse_batch(raw.get("events"), _now_ms(), self.settings.max_events_per_request)
+        rid, events = parse_track(raw, self.settings)
         results = await self.owners.track(group_by_partition(events, self.settings.partitions))
         out = {}
         for i, (name, label) in enumerate((("accepted", "accepted"), ("duplicates", "duplicate"),

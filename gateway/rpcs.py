@@ -18,19 +18,20 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 import grpc
 import orjson
 
 from engine.auth import ApiKey, Authenticator
 from engine.errors import InvalidArgument, PayloadTooLarge, RecsysError
+from engine.sharding import partition_for
 from engine.validation import reject_unknown
 from gateway import codec
 from gateway.grpc_registration import METHODS, MalformedMessage, RpcMethod
 from gateway.metrics import Metrics
-from gateway.operations import (REQUEST_ID, IngressSettings, LocalFirst, Operations, RemoteOwners, request_id,
-                                serve_request_id)
+from gateway.operations import (REQUEST_ID, IngressSettings, LocalFirst, Operations, RemoteOwners, parse_track,
+                                request_id, serve_request_id)
 from gateway.status_map import statuses
 from recsys.v1 import recsys_pb2 as pb
 
@@ -148,6 +149,31 @@ def http_routing_key(rpc: Rpc, raw: Any) -> str:
     else:
         found = raw.get("customer_id")
     return found if isinstance(found, str) and 0 < len(found) <= 256 else ""
+
+
+def event_shares(body: Any, settings: IngressSettings, owner_of: Sequence[str | None]) -> list[tuple[int, list[int]]]:
+    """A TrackEvents body's events split by owner: per owner, in the order of its first event, one
+    of its partitions to route by and the positions of its events. A batch whose customers all
+    have one owner is one share, not parsed here (that owner validates it, once). A batch that
+    spans owners is validated whole first, as the owner validates it (operations.parse_track: a
+    bad event rejects all of it, before any owner sees any). One share of every event when some
+    event's partition has no owner now (a move): the first event's owner gets the batch and
+    forwards the rest once."""
+    def partition(customer: str) -> int:
+        return partition_for(customer, settings.partitions)
+
+    raw = body.get("events") if isinstance(body, dict) else None
+    customers = [e.get("customer_id") if isinstance(e, dict) else None for e in raw] if isinstance(raw, list) else []
+    if customers and all(isinstance(c, str) and c for c in customers):
+        owners = {owner_of[partition(c)] for c in customers}
+        if len(owners) == 1 or None in owners:
+            return [(partition(customers[0]), list(range(len(customers))))]
+    _, events = parse_track(body, settings)
+    shares: dict[str, tuple[int, list[int]]] = {}
+    for i, event in enumerate(events):
+        p = partition(event.customer_id)
+        shares.setdefault(owner_of[p], (p, []))[1].append(i)
+    return list(shares.values())
 
 
 def check_size(auth: Authenticator, settings: IngressSettings, key: ApiKey | None, size: int | None) -> None:

@@ -182,14 +182,14 @@ def test_an_http_request_naming_a_customer_goes_straight_to_its_owner(http, serv
 
 
 def test_http_requests_without_a_customer_and_bad_ones_go_through_the_ingress(http, service):
-    """No customer to route by (an item-only SimilarItems, a batch of several customers, a body that
-    does not parse, a route outside the table): the ingress answers, with its usual errors."""
+    """No customer to route by (an item-only SimilarItems, a body that does not parse, a route
+    outside the table): the ingress answers, with its usual errors."""
     before = ray.get(_front().counts.remote())
     assert http.post("/v1/similar-items", json={"item_id": "i0002", "k": 3}).status_code == 200
-    mixed = http.post("/v1/events", json={"events": [_http_ev("c1"), _http_ev("c2")]})
-    assert mixed.status_code == 200 and mixed.json()["accepted"] == 2
     bad = http.post("/v1/recommend", content=b"{not json", headers={"content-type": "application/json"})
     assert bad.status_code == 400 and "malformed JSON" in bad.json()["error"]["message"]
+    bad_batch = http.post("/v1/events", content=b"[1, 2", headers={"content-type": "application/json"})
+    assert bad_batch.status_code == 400 and "malformed JSON" in bad_batch.json()["error"]["message"]
     assert http.get("/healthz").status_code == 200
     after = ray.get(_front().counts.remote())
     assert after["http_via_ingress"] == before["http_via_ingress"] + 4
@@ -268,9 +268,9 @@ def test_a_non_ascii_customer_in_x_session_id_reaches_its_owner_over_http(http, 
 
 
 def test_concurrent_calls_to_an_owner_travel_together_and_each_is_answered_once(service, http):
-    """Calls queued for one owner go in one actor call (gateway/coalesce.py): the front's calls,
-    and the shares an owner forwards. Each call still gets its own answer: every event of 40
-    concurrent batches spanning both owners is stored once (sent again, all are duplicates)."""
+    """Calls queued for one owner go in one actor call (gateway/coalesce.py). Each call still gets
+    its own answer: every event of 40 concurrent batches spanning both owners is stored once (sent
+    again, all are duplicates)."""
     import asyncio
 
     from prometheus_client.parser import text_string_to_metric_families
@@ -291,7 +291,68 @@ def test_concurrent_calls_to_an_owner_travel_together_and_each_is_answered_once(
     assert [(r.accepted, r.duplicates) for r in asyncio.run(send_all())] == [(0, 3)] * 40
 
     families = {f.name: f for f in text_string_to_metric_families(http.get("/metrics").text)}
-    for call in ("front", "track"):
+    for call in ("front",):
         buckets = {s.labels["le"]: s.value for s in families["recsys_owner_call_batch_size"].samples
                    if s.name.endswith("_bucket") and s.labels["call"] == call}
         assert buckets["+Inf"] > buckets["1.0"], (call, buckets)
+
+
+def _split_batch_case():
+    """Two customers of each owner, interleaved: every batch below spans both owners."""
+    names = sorted(_by_name())
+    of = {name: [f"sp{n}" for n in range(400) if owner_name_of(f"sp{n}") == name][:2] for name in names}
+    return names, [of[names[0]][0], of[names[1]][0], of[names[0]][1], of[names[1]][1]]
+
+
+def _grpc_batch(customers, ids, bad_at=None):
+    return pb.TrackEventsRequest(events=[
+        pb.Event(event_id=i, customer_id=c, event_type="nonsense" if n == bad_at else "view", item_id="i0001",
+                 channel="web") for n, (c, i) in enumerate(zip(customers, ids))])
+
+
+def _http_batch(customers, ids, bad_at=None):
+    return {"events": [{"event_id": i, "customer_id": c, "event_type": "nonsense" if n == bad_at else "view",
+                        "item_id": "i0001", "channel": "web"} for n, (c, i) in enumerate(zip(customers, ids))]}
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_batch_spanning_owners_reaches_each_owner_in_one_hop_and_a_bad_event_rejects_all(stub, http, service,
+                                                                                           protocol):
+    """The front validates the whole batch, then sends each owner its own events: both owners
+    answer, neither forwards, the ingress is not involved, and the reply adds the shares up. A
+    bad event anywhere (here in the second owner's share) rejects the whole batch before any
+    owner sees it: the same event ids sent again, valid, are all accepted, not duplicates."""
+    names, customers = _split_batch_case()
+    handles = _by_name()
+    ids = [uuid.uuid4().hex for _ in customers]
+
+    def send(bad_at=None):
+        if protocol == "grpc":
+            try:
+                reply = stub.TrackEvents(_grpc_batch(customers, ids, bad_at))
+            except grpc.RpcError as error:
+                return error.code().name, error.details()
+            return "OK", (reply.accepted, reply.duplicates, reply.ignored, reply.request_id)
+        response = http.post("/v1/events", json=_http_batch(customers, ids, bad_at))
+        if response.status_code != 200:
+            return response.status_code, response.json()["error"]["message"]
+        body = response.json()
+        return "OK", (body["accepted"], body["duplicates"], body["ignored"], body["request_id"])
+
+    prefix = "" if protocol == "grpc" else "http_"
+    before_front = ray.get(_front().counts.remote())
+    before = {n: (_requests(handles[n]), _forwarded(handles[n])) for n in names}
+    code, message = send(bad_at=3)
+    assert code in ("INVALID_ARGUMENT", 400) and "events[3].event_type" in message, message
+    assert {n: _requests(handles[n]) for n in names} == {n: before[n][0] for n in names}  # no owner saw it
+    code, answer = send()
+    assert code == "OK" and answer[:3] == (4, 0, 0) and answer[3], answer
+    code, answer = send()
+    assert code == "OK" and answer[:3] == (0, 4, 0), answer  # each event stored once
+    after_front = ray.get(_front().counts.remote())
+    # the two valid batches were answered by the owners (the refused one, by the front itself)
+    assert after_front[f"{prefix}direct"] - before_front[f"{prefix}direct"] in (2, 3)
+    assert after_front[f"{prefix}via_ingress"] == before_front[f"{prefix}via_ingress"]
+    for n in names:
+        assert _requests(handles[n]) == before[n][0] + 2   # its share of each of the two valid batches
+        assert _forwarded(handles[n]) == before[n][1]      # nothing forwarded
