@@ -5,10 +5,13 @@ own cost (serialising, two gRPC messages between core workers, two event-loop tu
 same order. Under load, many requests for one shard are waiting at the same moment: sending them
 as one call pays that cost once.
 
-No timer and no added wait: a request goes out at once while fewer than ``max_in_flight`` calls
-to the shard are outstanding; otherwise it joins the queue, and when a call returns, everything
-queued (up to ``max_batch``) goes out as the next call. An idle service therefore answers each
-request with a call of its own, as before; a busy one sends batches whose size follows the load.
+No added wait: a request goes out at once while fewer than ``max_in_flight`` calls to the shard
+are outstanding; otherwise it joins the queue, and when a call returns, everything queued (up to
+``max_batch``) goes out as the next call. An idle service therefore answers each request with a
+call of its own, as before; a busy one sends batches whose size follows the load. A call still
+outstanding after ``slow_after_s`` (50 ms) stops counting: the queue then goes out in a call of its
+own, so one slow request (an owner forwarding during a move waits up to seconds) delays only the
+requests that went in its call, never the ones after it.
 
 A failure of the call (the shard died, timed out) fails every request in it, each with the same
 error, as separate calls would have; an error for one request (returned in its place in the
@@ -23,23 +26,51 @@ from typing import Any, Awaitable, Callable, Generic, TypeVar
 Item = TypeVar("Item")
 
 
+# A call outstanding this long no longer holds back the queue: a slow call (an owner forwarding
+# during a move waits up to seconds) must not make every later request to that owner wait for it.
+SLOW_AFTER_S = 0.05
+
+
 class Coalescer(Generic[Item]):
-    def __init__(self, send: Callable[[list[Item]], Awaitable[list[Any]]], max_batch: int, max_in_flight: int):
+    def __init__(self, send: Callable[[list[Item]], Awaitable[list[Any]]], max_batch: int, max_in_flight: int,
+                 slow_after_s: float = SLOW_AFTER_S):
         if max_batch < 1 or max_in_flight < 1:
             raise ValueError("max_batch and max_in_flight must be >= 1")
         self._send = send
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
+        self._slow_after = slow_after_s
         self._queue: list[tuple[Item, asyncio.Future]] = []
-        self._in_flight = 0
+        self._started: dict[int, float] = {}  # calls outstanding: id -> when sent (loop time)
+        self._next_id = 0
+        self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task] = set()
+
+    def _busy(self) -> int:
+        """Outstanding calls that still count against max_in_flight (the ones not yet slow)."""
+        now = asyncio.get_running_loop().time()
+        return sum(1 for sent in self._started.values() if now - sent < self._slow_after)
 
     async def submit(self, item: Item) -> Any:
         future = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
-        if self._in_flight < self._max_in_flight:
-            self._launch()
+        self._drain()
         return await future
+
+    def _drain(self) -> None:
+        """Send what is queued while fewer than max_in_flight calls are outstanding and not slow;
+        if requests stay queued, look again when the oldest outstanding call turns slow."""
+        while self._queue and self._busy() < self._max_in_flight:
+            self._launch()
+        if self._queue and self._timer is None:
+            loop = asyncio.get_running_loop()
+            young = [sent for sent in self._started.values() if loop.time() - sent < self._slow_after]
+            if young:  # (none young: nothing holds the queue, the loop above sent it all)
+                self._timer = loop.call_at(min(young) + self._slow_after + 0.001, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._drain()
 
     def _launch(self) -> None:
         batch, self._queue = self._queue[:self._max_batch], self._queue[self._max_batch:]
@@ -47,12 +78,13 @@ class Coalescer(Generic[Item]):
         batch = [(item, future) for item, future in batch if not future.done()]
         if not batch:
             return
-        self._in_flight += 1
-        task = asyncio.ensure_future(self._run(batch))
+        call, self._next_id = self._next_id, self._next_id + 1
+        self._started[call] = asyncio.get_running_loop().time()
+        task = asyncio.ensure_future(self._run(call, batch))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, batch: list[tuple[Item, asyncio.Future]]) -> None:
+    async def _run(self, call: int, batch: list[tuple[Item, asyncio.Future]]) -> None:
         try:
             results = await self._send([item for item, _ in batch])
             if len(results) != len(batch):
@@ -74,9 +106,8 @@ class Coalescer(Generic[Item]):
                 else:
                     future.set_result(result)
         finally:
-            self._in_flight -= 1
-            while self._queue and self._in_flight < self._max_in_flight:
-                self._launch()
+            del self._started[call]
+            self._drain()
 
 
 class PerOwner:

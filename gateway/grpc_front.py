@@ -43,7 +43,7 @@ from gateway.coalesce import PerOwner
 from gateway.metrics import Metrics
 from gateway.operations import SHARD_TIMEOUT_S, IngressSettings
 from gateway.routing import Routes
-from gateway.rpcs import BY_PATH, check_size, event_shares
+from gateway.rpcs import BY_PATH, _sane_id, check_size, event_shares
 from gateway.status_map import statuses
 from recsys.v1 import recsys_pb2 as pb
 
@@ -176,9 +176,10 @@ class _Forward(grpc.GenericRpcHandler):
             return self._reject(rpc, error, started)
         if len(shares) == 1:
             return await self.owner_calls.send(shares[0][0], ("grpc", rpc.path, request, metadata, admitted))
-        # one request id for the shares (each owner logs it) and the reply
-        rid = message.request_id or _request_id(metadata)
-        metadata = (*(m for m in metadata if m[0] != "request_id"), ("request_id", rid))
+        # one id in every owner's log line for the shares, as the one owner of an unsplit call logs
+        # it (the caller's request_id metadata, else a new one); the reply's is the body's, if any
+        logged = _sane_id(dict(metadata).get("request_id")) or uuid.uuid4().hex
+        metadata = (*(m for m in metadata if m[0] != "request_id"), ("request_id", logged))
         answers = await asyncio.gather(*[
             self.owner_calls.send(partition, ("grpc", rpc.path, pb.TrackEventsRequest(
                 events=[message.events[i] for i in positions], request_id=message.request_id).SerializeToString(),

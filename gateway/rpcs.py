@@ -164,7 +164,8 @@ def event_shares(body: Any, settings: IngressSettings, owner_of: Sequence[str | 
 
     raw = body.get("events") if isinstance(body, dict) else None
     customers = [e.get("customer_id") if isinstance(e, dict) else None for e in raw] if isinstance(raw, list) else []
-    if customers and all(isinstance(c, str) and c for c in customers):
+    # (a batch over the size limit is refused by parse_track below before any work per event)
+    if 0 < len(customers) <= settings.max_events_per_request and all(isinstance(c, str) and c for c in customers):
         owners = {owner_of[partition(c)] for c in customers}
         if len(owners) == 1 or None in owners:
             return [(partition(customers[0]), list(range(len(customers))))]

@@ -85,7 +85,7 @@ def test_a_failed_call_fails_every_request_in_it_and_the_next_ones_still_go():
         assert all(isinstance(r, Unavailable) for r in results)
         shard.fail_with = None
         assert await coalescer.submit(7) == 70
-        assert coalescer._in_flight == 0
+        assert not coalescer._started
     run(scenario())
 
 
@@ -130,7 +130,8 @@ def test_a_deadline_around_submit_counts_from_submission_and_an_expired_request_
     # the ingress puts its shard timeout around submit (gateway/ingress.py), so time queued counts
     async def scenario():
         shard = Shard()
-        coalescer = Coalescer(shard.send, max_batch=32, max_in_flight=1)
+        # (a call never counts as slow here: the queued requests stay queued)
+        coalescer = Coalescer(shard.send, max_batch=32, max_in_flight=1, slow_after_s=60)
         tasks = [asyncio.create_task(asyncio.wait_for(coalescer.submit(i), 0.2)) for i in range(3)]
         results = await asyncio.gather(*tasks, return_exceptions=True)
         # the shard never answered: each request gave up after its own 0.2 s, queued or not
@@ -187,4 +188,30 @@ def test_per_owner_coalesces_each_owner_apart_and_uses_the_latest_handle():
         assert results[:5] == [("a", 0), ("a2", 1), ("a2", 2), ("a2", 3), ("a2", 4)]
         assert results[5:] == [("b", 0), ("b", 1), ("b", 2), ("a2", 99)]
         assert sorted(sizes) == [1, 1, 2, 5]
+    run(scenario())
+
+
+def test_a_slow_call_does_not_hold_back_the_requests_after_it():
+    """Two calls outstanding past slow_after (an owner forwarding during a move) no longer count:
+    requests queued behind them go out in a call of their own and are answered at once."""
+    async def scenario():
+        slow = asyncio.Event()
+        sent: list[list] = []
+
+        async def send(items):
+            sent.append(list(items))
+            if items[0] < 0:
+                await slow.wait()
+            return list(items)
+        coalescer = Coalescer(send, max_batch=32, max_in_flight=2, slow_after_s=0.05)
+        stuck = [asyncio.create_task(coalescer.submit(-1)), asyncio.create_task(coalescer.submit(-2))]
+        await settle()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        fast = await asyncio.wait_for(asyncio.gather(*[coalescer.submit(i) for i in range(5)]), 2.0)
+        assert fast == [0, 1, 2, 3, 4] and loop.time() - started < 0.5
+        assert sent[:2] == [[-1], [-2]] and sent[2] == [0, 1, 2, 3, 4]
+        assert not any(t.done() for t in stuck)
+        slow.set()
+        assert await asyncio.gather(*stuck) == [-1, -2]
     run(scenario())
