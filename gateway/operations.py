@@ -77,11 +77,13 @@ def group_by_partition(events: list[Event], partitions: int) -> dict[int, list[E
     return groups
 
 
-def parse_track(raw: Any, settings: IngressSettings) -> tuple[str, list[Event]]:
+def parse_track(raw: Any, settings: IngressSettings, now_ms: int | None = None) -> tuple[str, list[Event]]:
     """A TrackEvents body (the JSON shape) validated: its request id and its events. The whole
-    batch at once: a bad event rejects all of it."""
+    batch at once: a bad event rejects all of it. ``now_ms``: the clock the timestamps are held to
+    (this process's by default)."""
     rid = require_id(raw.get("request_id", ""), "request_id", required=False)
-    return rid, parse_batch(raw.get("events"), _now_ms(), settings.max_events_per_request)
+    return rid, parse_batch(raw.get("events"), _now_ms() if now_ms is None else now_ms,
+                            settings.max_events_per_request)
 
 
 def request_id(given: str) -> str:
