@@ -388,29 +388,18 @@ class PartitionOwner:
             self._edge = self.core.settings.edge.build(self.core)
         return self._edge
 
-    async def rpc_unary(self, method: str, data: bytes, metadata: tuple, admitted: str) -> tuple[str, str, bytes]:
-        """One unary RPC as bytes, admitted by the gRPC front with the key named ``admitted`` ("":
-        auth is off): answered here when its customer's partition is here, else forwarded once to
-        its owner. (status code name, details, the reply's bytes)."""
-        self._start_timers()
-        return await self._answering()[0].unary_bytes(method, data, metadata, admitted)
-
     async def rpc_many(self, calls: list) -> list:
         """Calls from the protocol fronts, several at once when they queued for this owner
-        (gateway/coalesce.py): each ("grpc", method, data, metadata, admitted), answered as
-        ``rpc_unary``, or ("http", name, headers, params, body, admitted), as ``rpc_http``. One
-        answer per call, in order (an error in its place fails that call only)."""
+        (gateway/coalesce.py): each ("grpc", method, data, metadata, admitted), a unary RPC as
+        bytes, admitted by the front with the key named ``admitted`` ("": auth is off), answered
+        (status code name, details, reply bytes); or ("http", name, headers, params, body,
+        admitted), answered (status, JSON body, extra headers). A call for a partition this owner
+        does not hold is forwarded once to its owner. One answer per call, in order (an error in
+        its place fails that call only)."""
         self._start_timers()
         answering = self._answering()[0]
         return await asyncio.gather(*[answering.unary_bytes(*call[1:]) if call[0] == "grpc"
                                       else answering.http_bytes(*call[1:]) for call in calls], return_exceptions=True)
-
-    async def rpc_http(self, name: str, headers: dict, params: dict, body: bytes,
-                       admitted: str) -> tuple[int, bytes, dict | None]:
-        """One HTTP request of the table's RPC ``name``, admitted by the HTTP front: answered as
-        ``rpc_unary`` answers gRPC. (status, JSON body, extra headers)."""
-        self._start_timers()
-        return await self._answering()[0].http_bytes(name, headers, params, body, admitted)
 
     async def metrics_samples(self) -> dict:
         """The counters of the RPCs this owner answered (the ingress's /metrics adds them in)."""

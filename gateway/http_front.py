@@ -187,8 +187,9 @@ class HttpFront:
             body = await self._read(receive, limit)
             if body is None:
                 raise PayloadTooLarge(f"body is larger than the limit of {limit} bytes")
-            customer = self._customer(rpc, headers, params, body)
+            # a batch of events is routed by its events (the body parsed once, here)
             batch = _batch(rpc, body)
+            customer = self._customer(headers, params, body) if batch is None else ""
             if not customer and batch is None:  # nothing to route by: the ingress answers it (and admits it again)
                 await self._to_serve(scope, rid, body, send)
                 return
@@ -236,7 +237,7 @@ class HttpFront:
         total = {name: sum(r[name] for r in replies) for name in ("accepted", "duplicates", "ignored")}
         return 200, orjson.dumps({**total, "request_id": replies[0]["request_id"]}), None
 
-    def _customer(self, rpc: Rpc, headers: dict, params: dict, body: bytes) -> str:
+    def _customer(self, headers: dict, params: dict, body: bytes) -> str:
         try:  # header values arrive as latin-1; a customer id is UTF-8, as in the JSON body
             given = headers.get(ROUTING_HEADER, "").encode("latin-1").decode("utf-8")
         except UnicodeDecodeError:
@@ -246,7 +247,7 @@ class HttpFront:
         if "customer_id" in params:
             return params["customer_id"]
         try:
-            return http_routing_key(rpc, orjson.loads(body) if body else None)
+            return http_routing_key(orjson.loads(body) if body else None)
         except (orjson.JSONDecodeError, TypeError):
             return ""  # the ingress answers the malformed body
 

@@ -136,18 +136,11 @@ BY_NAME: dict[str, Rpc] = {rpc.name: rpc for rpc in RPCS}
 BY_PATH: dict[str, Rpc] = {rpc.grpc.path: rpc for rpc in RPCS}
 
 
-def http_routing_key(rpc: Rpc, raw: Any) -> str:
-    """The customer of a keyed RPC's JSON body (its ``customer_id``; for a batch of events, the one
-    customer they all name), "" when there is none to route by (the ingress answers those)."""
-    if not isinstance(raw, dict):
-        return ""
-    if rpc.name == "TrackEvents":
-        events = raw.get("events")
-        customers = {e.get("customer_id") if isinstance(e.get("customer_id"), str) else None
-                     for e in events if isinstance(e, dict)} if isinstance(events, list) else ()
-        found = next(iter(customers)) if len(customers) == 1 else ""
-    else:
-        found = raw.get("customer_id")
+def http_routing_key(raw: Any) -> str:
+    """The customer of a keyed RPC's JSON body (its ``customer_id``), "" when there is none to
+    route by (the ingress answers those). A batch of events is routed by its events instead
+    (``event_shares``)."""
+    found = raw.get("customer_id") if isinstance(raw, dict) else None
     return found if isinstance(found, str) and 0 < len(found) <= 256 else ""
 
 

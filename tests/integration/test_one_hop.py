@@ -101,8 +101,8 @@ def test_a_call_to_an_owner_that_does_not_hold_the_partition_is_forwarded_once(s
     stranger = next(o for name, o in handles.items() if name != owner_name_of(customer))
     before_stranger, before_holder = _forwarded(stranger), _forwarded(holder)
     data = pb.RecommendRequest(customer_id=customer, k=4).SerializeToString()
-    code, details, body = ray.get(stranger.rpc_unary.remote(SERVICE + "Recommend", data,
-                                                            (("authorization", f"Bearer {KEYS['admin']}"),), "admin"))
+    ((code, details, body),) = ray.get(stranger.rpc_many.remote(
+        [("grpc", SERVICE + "Recommend", data, (("authorization", f"Bearer {KEYS['admin']}"),), "admin")]))
     assert code == "OK", details
     assert len(pb.RecommendResponse.FromString(body).items) == 4
     assert _forwarded(stranger).get("Recommend", 0) == before_stranger.get("Recommend", 0) + 1
@@ -111,7 +111,7 @@ def test_a_call_to_an_owner_that_does_not_hold_the_partition_is_forwarded_once(s
     # a batch spanning both owners' partitions: the local part answered here, the rest forwarded once
     mine = next(f"c{n}" for n in range(100) if owner_name_of(f"c{n}") != owner_name_of(customer))
     batch = pb.TrackEventsRequest(events=[_ev(customer), _ev(mine)]).SerializeToString()
-    code, details, body = ray.get(stranger.rpc_unary.remote(SERVICE + "TrackEvents", batch, (), "admin"))
+    ((code, details, body),) = ray.get(stranger.rpc_many.remote([("grpc", SERVICE + "TrackEvents", batch, (), "admin")]))
     assert code == "OK", details
     assert pb.TrackEventsResponse.FromString(body).accepted == 2
     assert _forwarded(stranger).get("TrackEvents", 0) == before_stranger.get("TrackEvents", 0) + 1
