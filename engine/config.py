@@ -39,6 +39,15 @@ class BlendWeights:
     new_items: float = 2.0
     # items a request promotes (filters.boost_item_ids)
     promoted: float = 1.0
+    # Session models, read from the live session's latest items (recommenders/sessions.py): what
+    # followed them in training sessions (next-item transitions), and the items of the training
+    # sessions most like this one (session-kNN). Chosen on validation by `recsys evaluate`.
+    transitions: float = 0.0
+    similar_sessions: float = 0.0
+    # Items of the live session shown again, the most recent first (re-views). Off: Online Retail's
+    # baskets never repeat an item, so `recsys evaluate` cannot choose it; on browsing data, where a
+    # third of next clicks can be items already viewed, set it (for example 1.0).
+    seen_again: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -46,14 +55,41 @@ class BlendWeights:
 
 # The blend `recsys evaluate` chose for basket completion (a cart in progress) on the same
 # validation month: the live session counts twice as much, the customer's own frequency a quarter,
-# ALS half, popularity a sixth. Only these four are chosen there; the other weights follow
-# `[ranking.weights]`.
-CART_TUNED = {"als": 0.25, "session": 1.0, "repurchase": 1.5, "popular": 0.05}
+# ALS half, popularity a sixth; then the session models (what comes next after the last item, the
+# items of similar baskets), chosen after the others. Only these keys are chosen there; the other
+# weights follow `[ranking.weights]`.
+CART_TUNED = {"als": 0.25, "session": 1.0, "repurchase": 1.5, "popular": 0.05, "transitions": 2.0,
+              "similar_sessions": 0.0}
 
 
 def cart_blend(weights: BlendWeights, **overrides: float) -> BlendWeights:
     """The blend with a cart over ``weights``: the four keys chosen for completion, then ``overrides``."""
     return replace(weights, **{**CART_TUNED, **overrides})
+
+
+# The blend for a visitor the model was not trained on (anonymous, or new since training) and who
+# has bought nothing yet, once their live session has items: no history to go on, so what followed the session's last item carries it.
+# Transitions weigh 1 and every other scaled source a `transitions_ratio`-th of its weight, so the
+# other sources order and fill in behind transitions, while the sources on an absolute scale (a
+# promoted item, a new one) keep their meaning. Chosen by `recsys evaluate` on Online Retail's guest
+# baskets of the validation month (recommenders/session_evaluation.py).
+ANONYMOUS_TUNED = {"transitions_ratio": 128.0, "session": 0.5, "similar_sessions": 0.0, "als": 0.25}
+
+
+def anonymous_blend_of(weights: BlendWeights, transitions_ratio: float, session: float, similar_sessions: float,
+                       als: float) -> BlendWeights:
+    """The anonymous blend over ``weights`` (the next-basket blend) with these choices."""
+    scale = 1.0 / transitions_ratio
+    return replace(weights, transitions=1.0, session=session * scale, similar_sessions=similar_sessions * scale,
+                   als=als * scale, popular=weights.popular * scale, trending=weights.trending * scale,
+                   repurchase=weights.repurchase * scale, history=weights.history * scale,
+                   seen_again=weights.seen_again * scale)
+
+
+def anonymous_blend(weights: BlendWeights, **overrides: float) -> BlendWeights:
+    """The blend for a visitor unknown to the model, over ``weights``: as chosen on guest sessions,
+    then ``overrides``."""
+    return replace(anonymous_blend_of(weights, **ANONYMOUS_TUNED), **overrides)
 
 
 # How the repurchase source weighs an own purchase by its timing (RankingConfig.repurchase_timing).
@@ -72,6 +108,11 @@ class RankingConfig:
     # one. Each is chosen on its own task by `recsys evaluate` (docs/evaluation/evaluation.md).
     # None: cart_blend(weights).
     cart_weights: BlendWeights | None = None
+    # ... and for a visitor the model has no history of (anonymous or new) who has bought nothing
+    # yet, once their live session has items (with a cart or not). None: anonymous_blend(weights).
+    # In TOML, `[ranking.anonymous_weights]` keys are this blend's own weights (transitions 1, the
+    # others already divided by ANONYMOUS_TUNED's ratio: session 0.5/128, not 0.5), set over it.
+    anonymous_weights: BlendWeights | None = None
     # A live cart left alone longer than this (no add_to_cart among the customer's recent events
     # since) no longer counts as a basket in progress for the choice of blend; its items stay
     # excluded from answers.
@@ -102,6 +143,8 @@ class RankingConfig:
     def __post_init__(self) -> None:
         if self.cart_weights is None:
             object.__setattr__(self, "cart_weights", cart_blend(self.weights))
+        if self.anonymous_weights is None:
+            object.__setattr__(self, "anonymous_weights", anonymous_blend(self.weights))
         if self.repurchase_policy not in REPURCHASE_POLICIES:
             raise InvalidArgument(f"ranking.repurchase_policy: one of {sorted(REPURCHASE_POLICIES)}")
         if not 1 <= self.max_k <= 10_000:
@@ -230,8 +273,8 @@ def _build(cls, data: dict[str, Any], where: str):
             value = _build(RankingConfig, value, f"{where}.ranking")
         elif name == "weights":
             value = _build(BlendWeights, value, f"{where}.weights")
-        elif name == "cart_weights":
-            _build(BlendWeights, value, f"{where}.cart_weights")  # unknown keys are an error
+        elif name in ("cart_weights", "anonymous_weights"):
+            _build(BlendWeights, value, f"{where}.{name}")  # unknown keys are an error
             continue  # completed below, once [ranking.weights] is known
         elif name == "auth":
             value = _build(AuthConfig, value, f"{where}.auth")
@@ -245,6 +288,8 @@ def _build(cls, data: dict[str, Any], where: str):
     if cls is RankingConfig and "cart_weights" in data:
         # keys left out: as cart_blend gives them over [ranking.weights]
         kwargs["cart_weights"] = cart_blend(kwargs.get("weights", BlendWeights()), **data["cart_weights"])
+    if cls is RankingConfig and "anonymous_weights" in data:
+        kwargs["anonymous_weights"] = anonymous_blend(kwargs.get("weights", BlendWeights()), **data["anonymous_weights"])
     return cls(**kwargs)
 
 

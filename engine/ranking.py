@@ -12,7 +12,8 @@ from typing import Mapping
 
 import numpy as np
 
-SOURCES = ("als", "history", "session", "repurchase", "popular", "trending", "new_items", "promoted")
+SOURCES = ("als", "history", "session", "repurchase", "popular", "trending", "new_items", "promoted", "transitions",
+           "similar_sessions", "seen_again")
 # Sources whose scores are already on [0, 1] with a meaning of their own (not rescaled per request).
 ABSOLUTE_SOURCES = frozenset({"new_items", "promoted"})
 

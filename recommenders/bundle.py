@@ -23,17 +23,19 @@ import numpy as np
 
 from engine.errors import InvalidArgument
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
+# The session models (format 4; recommenders/sessions.py).
+SESSION_ARRAYS = ("trans_idx", "trans_w", "sess_indptr", "sess_items", "sess_user", "item_sess_indptr", "item_sess")
 # Arrays a format-2 bundle lacks (read as empty, so older bundles still load).
 OPTIONAL_ARRAYS = ("item_category", "repurchase_cycle_days", "trend_keys", "trend_pop", "user_orders", "user_spend",
-                   "user_last_purchase_ms")
+                   "user_last_purchase_ms") + SESSION_ARRAYS
 ARRAY_NAMES = (
     "item_ids", "item_names", "item_category", "item_factors", "item_price", "repurchase_cycle_days",
     "recommendable", "popularity",
     "covis_idx", "covis_w", "ii_idx", "ii_w", "user_ids", "user_factors", "hist_indptr", "hist_items",
     "hist_weight", "hist_last_purchase_ms", "faiss_index", "trend_keys", "trend_pop", "user_orders", "user_spend",
     "user_last_purchase_ms",
-)
+) + SESSION_ARRAYS
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,7 @@ def check_shapes(arrays: Mapping[str, np.ndarray], where: str) -> None:
     n_users = len(arrays["user_ids"])
     problems = []
     for name in ("item_names", "item_category", "item_price", "repurchase_cycle_days", "recommendable", "popularity", "covis_idx", "covis_w",
-                 "ii_idx", "ii_w"):
+                 "ii_idx", "ii_w", "trans_idx", "trans_w"):
         if name in arrays and len(arrays[name]) != n_items:
             problems.append(f"{name} has {len(arrays[name])} rows, expected {n_items}")
     if "trend_pop" in arrays and arrays["trend_pop"].size and arrays["trend_pop"].shape != (len(arrays["trend_keys"]), n_items):
@@ -140,6 +142,21 @@ def check_shapes(arrays: Mapping[str, np.ndarray], where: str) -> None:
         problems.append("user and item factors differ in dimension")
     if len(arrays["hist_indptr"]) != n_users + 1:
         problems.append("hist_indptr length != users + 1")
+    present = [name for name in SESSION_ARRAYS if name in arrays]
+    if present and len(present) != len(SESSION_ARRAYS):
+        problems.append(f"session arrays incomplete (has {present})")
+    elif present:
+        n_sessions = len(arrays["sess_indptr"]) - 1
+        if len(arrays["item_sess_indptr"]) != n_items + 1:
+            problems.append("item_sess_indptr length != items + 1")
+        if len(arrays["sess_user"]) != n_sessions:
+            problems.append("sess_user length != sessions")
+        if arrays["sess_indptr"][-1] != len(arrays["sess_items"]) or arrays["item_sess_indptr"][-1] != len(arrays["item_sess"]):
+            problems.append("a session indptr does not end at its array's length")
+        if (arrays["sess_items"].size and not 0 <= arrays["sess_items"].min() <= arrays["sess_items"].max() < n_items) or \
+                (arrays["item_sess"].size and not 0 <= arrays["item_sess"].min() <= arrays["item_sess"].max() < n_sessions) or \
+                (arrays["sess_user"].size and not -1 <= arrays["sess_user"].min() <= arrays["sess_user"].max() < n_users):
+            problems.append("a session array points outside its range")
     if problems:
         raise InvalidArgument(f"{where}: inconsistent bundle: " + "; ".join(problems))
 

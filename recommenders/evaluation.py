@@ -363,9 +363,32 @@ def retail_grid(base: BlendWeights | None = None) -> list[BlendWeights]:
 
 
 # What the blend grid holds at the shipped value, then tried with the chosen blends on the same
-# validation month. The replay has known customers only, sends no country and promotes nothing, so
-# trending, new_items and promoted (cold start, country, live catalogue, boosts) are not chosen here.
-RETAIL_OPTIONS = {"history": (0.0, 1.0), "repurchase_policy": ("exclude_never", "exclude_within_window")}
+# validation month, one stage after another (each stage every combination of its values, over the
+# best of the stage before). A weight key sets both blends; "weights.K" only the blend without a
+# basket in progress, "cart_weights.K" only the blend with a cart. The replay has known customers
+# only, sends no country and promotes nothing, so trending, new_items and promoted (cold start,
+# country, live catalogue, boosts) are not chosen here.
+RETAIL_OPTIONS: tuple[dict[str, tuple], ...] = (
+    {"history": (0.0, 1.0), "repurchase_policy": ("exclude_never", "exclude_within_window")},
+    # the session models: what comes next, for a basket in progress above all
+    {"cart_weights.transitions": (0.0, 2.0, 4.0, 8.0), "weights.transitions": (0.0, 1.0)},
+    {"cart_weights.similar_sessions": (0.0, 0.5, 1.0), "weights.similar_sessions": (0.0, 0.5)},
+)
+
+
+def with_setting(config: RankingConfig, setting: Mapping[str, object]) -> RankingConfig:
+    """``config`` with one option setting (keys as in RETAIL_OPTIONS)."""
+    weights, cart, other = {}, {}, {}
+    for key, value in setting.items():
+        blend, _, name = key.rpartition(".")
+        if blend in ("", "weights") and name in BlendWeights.__dataclass_fields__:
+            weights[name] = value
+        if blend in ("", "cart_weights") and name in BlendWeights.__dataclass_fields__:
+            cart[name] = value
+        if name not in BlendWeights.__dataclass_fields__:
+            other[key] = value
+    return replace(config, weights=replace(config.weights, **weights),
+                   cart_weights=replace(config.cart_weights, **cart), **other)
 
 
 def retail_split(dataset: Dataset, cut: str, max_customers: int | None, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -422,20 +445,21 @@ def _validation_scores(model: ModelRuntime, valid: pd.DataFrame, config: Ranking
 
 
 def choose_retail_options(model: ModelRuntime, valid: pd.DataFrame, config: RankingConfig, k: int,
-                          options: Mapping[str, tuple] = RETAIL_OPTIONS) -> dict:
-    """``config`` (the chosen blends) with each combination of ``options`` on the validation month:
-    the one whose next-basket plus completion HR@10 + Recall@10 is highest. Weight keys are set in
-    both blends, other keys on the configuration."""
+                          options: tuple[Mapping[str, tuple], ...] = RETAIL_OPTIONS) -> dict:
+    """``config`` (the chosen blends) with the ``options`` stages on the validation month: in each
+    stage, every combination of its values over the best so far; the best is the one whose
+    next-basket plus completion HR@10 + Recall@10 is highest (on a tie, the first tried)."""
     tried = []
-    for values in itertools.product(*options.values()):
-        setting = dict(zip(options, values))
-        weight_keys = {key: v for key, v in setting.items() if key in BlendWeights.__dataclass_fields__}
-        other = {key: v for key, v in setting.items() if key not in weight_keys}
-        candidate = replace(config, weights=replace(config.weights, **weight_keys),
-                            cart_weights=replace(config.cart_weights, **weight_keys), **other)
-        scores = _validation_scores(model, valid, candidate, k)
-        tried.append({"setting": setting, "validation": scores, "config": candidate})
-    best = max(tried, key=lambda t: sum(t["validation"].values()))
+    best = {"config": config, "setting": {}, "validation": None}
+    for stage in options:
+        stage_tried = []
+        for values in itertools.product(*stage.values()):
+            setting = {**best["setting"], **dict(zip(stage, values))}
+            candidate = with_setting(best["config"], dict(zip(stage, values)))
+            scores = _validation_scores(model, valid, candidate, k)
+            stage_tried.append({"setting": setting, "validation": scores, "config": candidate})
+        tried.extend(stage_tried)
+        best = max(stage_tried, key=lambda t: sum(t["validation"].values()))
     return {"config": best["config"], "setting": best["setting"], "validation": best["validation"],
             "tried": [{"setting": t["setting"], "validation": t["validation"]} for t in tried]}
 

@@ -26,11 +26,18 @@ def retail_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def sessions_table(result: dict) -> str:
+    k = result["k"]
+    lines = [f"| method | HR@{k} | MRR@{k} | ms/request |", "|---|---|---|---|"]
+    for name, m in result["methods"].items():
+        lines.append(f"| {name} | {m[f'hr@{k}']:.3f} | {m[f'mrr@{k}']:.3f} | {m['ms_per_request']:.2f} |")
+    return "\n".join(lines)
+
+
 def _config_line(config: dict) -> str:
-    weights = {k: v for k, v in config["weights"].items()}
-    cart = {k: v for k, v in config["cart_weights"].items()}
-    rest = {k: v for k, v in config.items() if k not in ("weights", "cart_weights")}
-    return f"`[ranking.weights]` {weights}; `[ranking.cart_weights]` {cart}; `[ranking]` {rest}"
+    blends = ("weights", "cart_weights", "anonymous_weights")
+    rest = {k: v for k, v in config.items() if k not in blends}
+    return "; ".join(f"`[ranking.{b}]` {config[b]}" for b in blends if b in config) + f"; `[ranking]` {rest}"
 
 
 def _filters_line(filters: dict) -> str:
@@ -136,6 +143,15 @@ def write_reports(results: dict, json_path: Path | None, report_dir: Path, comma
                   f"{r.get('chosen_repurchase_timing', 'decay')}; blend without a basket in progress "
                   f"{r['chosen_weights']}; blend with a cart {r.get('chosen_cart_weights', r['chosen_weights'])}"
                   + (f"; then {r['chosen_options']}" if "chosen_options" in r else ""), ""]
+    if "online_retail_sessions" in results:
+        r = results["online_retail_sessions"]
+        parts += ["## Anonymous sessions (Online Retail guest baskets)", "", r["protocol"], "",
+                  f"{r['reveals']} reveals over {r['baskets']} baskets. " + _run_line(r), "", sessions_table(r), "",
+                  f"The row \"{r['engine_row']}\" ranks visitors unknown to the model with `[ranking.anonymous_weights]` "
+                  f"{r['engine_anonymous_weights']}. Chosen on the validation month ({r['validation_baskets']} guest "
+                  f"baskets, {r['blends_tried']} blends, HR + MRR): {r.get('chosen_anonymous_choice')} "
+                  f"({r['validation_chosen']:.4f}; shipped {r['validation_shipped']:.4f}). The shipped blend is the "
+                  f"one chosen on validation: **{'yes' if r['shipped_is_chosen'] else 'NO'}**.", ""]
     parts += ["![evaluation chart](evaluation.png)", ""]
     report = report_dir / "evaluation.md"
     report.write_text("\n".join(parts))

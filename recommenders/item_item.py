@@ -46,3 +46,25 @@ def top_neighbours(weights: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]
 
 def empty_neighbours(n_items: int) -> tuple[np.ndarray, np.ndarray]:
     return np.full((n_items, 1), -1, dtype=np.int32), np.zeros((n_items, 1), dtype=np.float32)
+
+
+def top_per_row(matrix: sp.csr_matrix, m: int, progress: bool = False, desc: str = "",
+                dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of a sparse item x item matrix, its ``m`` largest values, largest first (ties by
+    column): (indices [n, m] int32, -1 padded; values of ``dtype``): the neighbour-list shape."""
+    from tqdm.auto import tqdm
+
+    n = matrix.shape[0]
+    idx = np.full((n, m), -1, dtype=np.int32)
+    out = np.zeros((n, m), dtype=dtype)
+    for row in tqdm(range(n), desc=desc, disable=not progress, mininterval=1.0):
+        lo, hi = matrix.indptr[row], matrix.indptr[row + 1]
+        if lo == hi:
+            continue
+        cols, vals = matrix.indices[lo:hi], matrix.data[lo:hi]
+        take = min(m, hi - lo)
+        top = np.argpartition(-vals, take - 1)[:take]
+        top = top[np.lexsort((cols[top], -vals[top]))]
+        idx[row, :take] = cols[top]
+        out[row, :take] = vals[top]
+    return idx, out

@@ -19,7 +19,14 @@ def check_promotion(new: Mapping[str, Any], serving: Mapping[str, Any] | None, *
     if new_hr is None:
         raise InvalidArgument(f"model {new['version']} has no offline check to compare (trained with --no-eval); "
                               "promote with --force to accept it anyway")
-    if old_hr is not None and new_hr < old_hr - max_regression:
+    check = new.get("offline_metrics") or {}
+    if check.get("sufficient") is False:
+        raise InvalidArgument(f"model {new['version']}'s offline check covers {check.get('customers')} customers, "
+                              f"fewer than the {check.get('minimum_customers')} it needs to mean something; "
+                              "promote with --force to accept it anyway")
+    # two checks made on different protocols are not comparable: the new one's own soundness decides
+    same_protocol = check.get("protocol") == (serving.get("offline_metrics") or {}).get("protocol")
+    if old_hr is not None and same_protocol and new_hr < old_hr - max_regression:
         raise InvalidArgument(f"model {new['version']} scores HR@10 {new_hr:.4f} offline against "
                               f"{old_hr:.4f} for the serving {serving['version']} (more than {max_regression} "
                               "worse); promote with --force to accept it anyway")

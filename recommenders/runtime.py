@@ -45,6 +45,17 @@ class ModelRuntime:
         self.covis_w: np.ndarray = arrays["covis_w"]
         self.ii_idx: np.ndarray = arrays["ii_idx"]
         self.ii_w: np.ndarray = arrays["ii_w"]
+        # session models (bundles before format 4 have none: the two sources then propose nothing)
+        n = len(self.item_ids)
+        self.trans_idx: np.ndarray = arrays.get("trans_idx", np.full((n, 1), -1, dtype=np.int32))
+        self.trans_w: np.ndarray = arrays.get("trans_w", np.zeros((n, 1), dtype=np.float32))
+        self.sess_indptr: np.ndarray = arrays.get("sess_indptr", np.zeros(1, dtype=np.int64))
+        self.sess_items: np.ndarray = arrays.get("sess_items", np.zeros(0, dtype=np.int32))
+        self.sess_user: np.ndarray = arrays.get("sess_user", np.zeros(0, dtype=np.int32))
+        self.item_sess_indptr: np.ndarray = arrays.get("item_sess_indptr", np.zeros(n + 1, dtype=np.int64))
+        self.item_sess: np.ndarray = arrays.get("item_sess", np.zeros(0, dtype=np.int32))
+        # sessions an erased customer had are never a neighbour again (per process; see forget)
+        self.session_alive: np.ndarray | None = None
         self.hist_indptr = arrays["hist_indptr"]
         self.hist_items = arrays["hist_items"]
         self.hist_weight = arrays["hist_weight"]
@@ -86,11 +97,22 @@ class ModelRuntime:
 
     def forget(self, customer_ids) -> int:
         """Erased customers: their rows (history, factors, summary) are never looked up again in
-        this process. The arrays are shared read-only memory, so the rows are unmapped rather than
-        overwritten; ``recsys train`` leaves these customers out of the next bundle."""
+        this process, nor their training sessions used as neighbours. The arrays are shared
+        read-only memory, so the rows are unmapped rather than overwritten; ``recsys train`` leaves
+        these customers out of the next bundle."""
         removed = 0
+        rows = []
         for customer_id in customer_ids:
-            removed += self.user_index.pop(customer_id, None) is not None
+            row = self.user_index.pop(customer_id, None)
+            if row is not None:
+                removed += 1
+                rows.append(row)
+        if rows and self.sess_user.size:
+            gone = np.isin(self.sess_user, rows)
+            if gone.any():
+                alive = self.session_alive if self.session_alive is not None else np.ones(self.sess_user.size, bool)
+                alive = alive & ~gone
+                self.session_alive = alive
         return removed
 
     def customer_record(self, customer_id: str) -> dict[str, Any] | None:
@@ -108,6 +130,9 @@ class ModelRuntime:
             "spend": summary[1] if summary else None,
             "last_purchase_ms": summary[2] if summary else None,
             "factors": [float(x) for x in self.user_factors[row]],
+            # their training sessions (similar-sessions neighbours), as item lists in visit order
+            "sessions": [[str(self.item_ids[i]) for i in self.sess_items[self.sess_indptr[s]:self.sess_indptr[s + 1]]]
+                         for s in np.flatnonzero(self.sess_user == row).tolist()],
         }
 
     def customer_summary(self, customer_id: str) -> tuple[int, float, int] | None:

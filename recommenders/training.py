@@ -26,10 +26,11 @@ from engine.queries import Filters, RecommendQuery
 from engine.rules import DAY_MS
 from recommenders.bundle import ModelBundle
 from recommenders.index import ItemIndex
-from recommenders.item_item import empty_neighbours, fit_ease, top_neighbours
+from recommenders.item_item import empty_neighbours, fit_ease, top_neighbours, top_per_row
 from recommenders.loaders import Dataset
 from recommenders.recommend import recommend
 from recommenders.runtime import ModelRuntime, confidence
+from recommenders.sessions import session_arrays
 
 _CONSUMED = ("purchase", "rate")
 
@@ -50,6 +51,13 @@ class TrainParams:
     ease_max_items: int = 20_000
     max_basket_items: int = 100
     popularity_half_life_days: float = 30.0
+    # Session models (recommenders/sessions.py): next-item transitions within this many places,
+    # kept for the top `transition_neighbours` per item; similar-sessions lookups over the latest
+    # `session_knn_max_sessions` sessions, each item's `sessions_per_item` most recent ones.
+    transition_window: int = 3
+    transition_neighbours: int = 50
+    sessions_per_item: int = 500
+    session_knn_max_sessions: int = 500_000
     holdout_fraction: float = 0.1
     eval_customers: int = 2000
     evaluate: bool = True
@@ -145,21 +153,7 @@ def covisitation(events: pd.DataFrame, item_ids: np.ndarray, params: TrainParams
     counts = np.asarray((b.T @ sp.diags(row_weight)).sum(axis=1)).ravel()
     norm = np.sqrt(np.maximum(counts, 1e-9))
     c = sp.diags(1.0 / norm) @ c @ sp.diags(1.0 / norm)
-    c = c.tocsr()
-    m = params.covis_neighbours
-    idx = np.full((len(item_ids), m), -1, dtype=np.int32)
-    weights = np.zeros((len(item_ids), m), dtype=np.float32)
-    for row in tqdm(range(len(item_ids)), desc="co-visitation", disable=not progress, mininterval=1.0):
-        lo, hi = c.indptr[row], c.indptr[row + 1]
-        if lo == hi:
-            continue
-        cols, vals = c.indices[lo:hi], c.data[lo:hi]
-        take = min(m, hi - lo)
-        top = np.argpartition(-vals, take - 1)[:take]
-        top = top[np.lexsort((cols[top], -vals[top]))]
-        idx[row, :take] = cols[top]
-        weights[row, :take] = vals[top]
-    return idx, weights
+    return top_per_row(c.tocsr(), params.covis_neighbours, progress, "co-visitation")
 
 
 def popularity(inter: Interactions, params: TrainParams, now_ms: int) -> np.ndarray:
@@ -302,6 +296,9 @@ def build_bundle(dataset: Dataset, params: TrainParams, progress: bool = True) -
         "hist_weight": hist.data.astype(np.float32),
         "hist_last_purchase_ms": hist_last.data.astype(np.int64),
         "faiss_index": ItemIndex.build(item_factors).to_bytes(),
+        **session_arrays(events, inter.item_ids, inter.user_ids, params.transition_window,
+                         params.transition_neighbours, params.sessions_per_item, params.session_knn_max_sessions,
+                         params.max_basket_items),
     }
     if not np.array_equal(hist.indices, hist_last.indices):
         raise AssertionError("interaction matrices lost alignment")
@@ -319,38 +316,90 @@ def build_bundle(dataset: Dataset, params: TrainParams, progress: bool = True) -
     return ModelBundle(manifest, arrays)
 
 
-def holdout_metrics(dataset: Dataset, params: TrainParams, progress: bool = True, k: int = 10) -> dict:
-    """Train on the first part of the time range, score the last part (see module doc)."""
-    events = dataset.events
-    cut = int(np.quantile(events["timestamp_ms"], 1.0 - params.holdout_fraction))
-    past = Dataset(events[events["timestamp_ms"] < cut], dataset.items, dataset.source)
-    bundle = build_bundle(past, replace(params, evaluate=False), progress=False)
-    model = ModelRuntime(bundle.arrays, bundle.manifest)
-    future = usable_events(Dataset(events[events["timestamp_ms"] >= cut], dataset.items, dataset.source))
+# The offline check means something only over this many customers; below it the manifest says so
+# and the promotion guard refuses the bundle unless forced (recommenders/promotion.py).
+MIN_CHECK_CUSTOMERS = 200
+# Held-out items a customer had already consumed before: below this share, the data is a catalogue
+# people consume once (films, books), and the check leaves what each customer had out of the answer.
+REPEAT_SHARE_FOR_REPURCHASE = 0.05
+
+
+def _truth(future: pd.DataFrame, model: ModelRuntime) -> pd.Series:
     future = future[future["event_type"].isin(_CONSUMED) & future["customer_id"].isin(model.user_index)
                     & future["item_id"].isin(model.item_index)]
-    truth = future.groupby("customer_id")["item_id"].agg(lambda s: set(s))
+    return future.groupby("customer_id")["item_id"].agg(lambda s: set(s))
+
+
+def _holdout_split(dataset: Dataset, params: TrainParams) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, str]:
+    """(past events, future events, each customer's cut in ms, protocol). A cut in time over the
+    whole data first: the last ``holdout_fraction`` of the events. When that leaves fewer than
+    MIN_CHECK_CUSTOMERS customers with a past and a future (a ratings log where each user came for
+    a few days), each customer's own last ``holdout_fraction`` of consumed events instead (at least
+    one, for customers with two or more), everything of theirs before it the past (other customers'
+    later events stay in the past: the check asks whether the model knows each customer, as a
+    leave-last-out split does)."""
+    events = dataset.events
+    cut = int(np.quantile(events["timestamp_ms"], 1.0 - params.holdout_fraction))
+    past, future = events[events["timestamp_ms"] < cut], events[events["timestamp_ms"] >= cut]
+    consumed = usable_events(Dataset(future, dataset.items, dataset.source))
+    consumed = consumed[consumed["event_type"].isin(_CONSUMED)]
+    with_both = set(consumed["customer_id"]) & set(past["customer_id"])
+    if len(with_both) >= MIN_CHECK_CUSTOMERS:
+        cuts = pd.Series(cut, index=sorted(with_both))
+        return past, future, cuts, (f"temporal holdout: the last {params.holdout_fraction:.0%} of the events in time, "
+                                    "customers with events before it, consumed items")
+    bought = usable_events(dataset)
+    bought = bought[bought["event_type"].isin(_CONSUMED)].sort_values(["customer_id", "timestamp_ms"], kind="stable")
+    size = bought.groupby("customer_id")["timestamp_ms"].transform("size")
+    held = np.maximum(1, np.ceil(size * params.holdout_fraction)).astype(int)
+    rank_from_end = bought.groupby("customer_id").cumcount(ascending=False)
+    held_out = bought[(size >= 2) & (rank_from_end < held)]
+    cuts = held_out.groupby("customer_id")["timestamp_ms"].min()
+    customer_cut = events["customer_id"].map(cuts)
+    later = customer_cut.notna() & (events["timestamp_ms"] >= customer_cut)
+    return events[~later], events[later], cuts, (
+        f"per-customer temporal holdout: each customer's last {params.holdout_fraction:.0%} of consumed events "
+        f"(at least one; the cut in time over all customers left fewer than {MIN_CHECK_CUSTOMERS}), consumed items")
+
+
+def holdout_metrics(dataset: Dataset, params: TrainParams, progress: bool = True, k: int = 10) -> dict:
+    """Train on the past, score the future (see module doc and ``_holdout_split``). Items a customer
+    consumed before count when they come again, unless the data shows they rarely do."""
+    past, future, cuts, protocol = _holdout_split(dataset, params)
+    bundle = build_bundle(Dataset(past, dataset.items, dataset.source), replace(params, evaluate=False), progress=False)
+    model = ModelRuntime(bundle.arrays, bundle.manifest)
+    truth = _truth(usable_events(Dataset(future, dataset.items, dataset.source)), model)
+    truth = truth[truth.index.isin(cuts.index)]
+    seen = {c: {str(model.item_ids[i]) for i in model.history(model.user_index[c])[0]} for c in truth.index}
+    pairs = sum(len(v) for v in truth)
+    repeat_share = sum(len(truth[c] & seen[c]) for c in truth.index) / max(pairs, 1)
+    policy = "exclude_never" if repeat_share >= REPEAT_SHARE_FOR_REPURCHASE else "exclude_always"
     customers = truth.index.to_numpy()
     rng = np.random.default_rng(params.seed)
     if len(customers) > params.eval_customers:
         customers = rng.choice(customers, params.eval_customers, replace=False)
-    config = RankingConfig(repurchase_policy="exclude_never")
-    popular = {str(model.item_ids[i]) for i in model.popular_order[:k]}
+    config = RankingConfig(repurchase_policy=policy)
+    popular_order = [str(model.item_ids[i]) for i in model.popular_order[:k + 200]]
     hits = recall = pop_hits = pop_recall = 0.0
     for customer in tqdm(customers, desc="offline check", disable=not progress, mininterval=1.0):
-        query = RecommendQuery(customer_id=str(customer), channel="web", k=k,
-                               filters=Filters(repurchase_policy="exclude_never"))
-        got = {item.item_id for item in recommend(model, None, query, config, cut).items}
+        query = RecommendQuery(customer_id=str(customer), channel="web", k=k, filters=Filters(repurchase_policy=policy))
+        got = {item.item_id for item in recommend(model, None, query, config, int(cuts[customer])).items}
         relevant = truth[customer]
+        # the popularity baseline under the same rule
+        excluded = seen[customer] if policy == "exclude_always" else set()
+        popular = set([i for i in popular_order if i not in excluded][:k])
         hits += bool(got & relevant)
         recall += len(got & relevant) / len(relevant)
         pop_hits += bool(popular & relevant)
         pop_recall += len(popular & relevant) / len(relevant)
     n = max(len(customers), 1)
+    sufficient = len(customers) >= MIN_CHECK_CUSTOMERS
     return {
-        "protocol": f"temporal holdout: last {params.holdout_fraction:.0%} of the time range, "
-                    "known customers, consumed items, repurchases count",
-        "customers": int(len(customers)),
+        "protocol": protocol + (", repurchases count" if policy == "exclude_never" else
+                                ", what each customer had consumed before left out"),
+        "customers": int(len(customers)), "sufficient": sufficient,
+        "minimum_customers": MIN_CHECK_CUSTOMERS, "repeat_share": round(repeat_share, 4),
+        "repurchase_policy": policy,
         f"hr@{k}": round(hits / n, 4), f"recall@{k}": round(recall / n, 4),
         f"popularity_hr@{k}": round(pop_hits / n, 4), f"popularity_recall@{k}": round(pop_recall / n, 4),
     }

@@ -222,8 +222,9 @@ def cmd_owners(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from recommenders.evaluation import (evaluate_movielens, evaluate_online_retail, movielens_grid,
-                                         retail_grid)
-    from recommenders.evaluation_report import movielens_table, retail_table, write_reports
+                                         retail_grid, shipped_ranking)
+    from recommenders.evaluation_report import movielens_table, retail_table, sessions_table, write_reports
+    from recommenders.session_evaluation import anonymous_grid, evaluate_sessions
     from recommenders.loaders import load_movielens, load_online_retail
     from recommenders.training import TrainParams
 
@@ -241,6 +242,11 @@ def cmd_evaluate(args) -> int:
         results["online_retail"] = evaluate_online_retail(dataset, TrainParams(evaluate=False),
                                                           max_customers=args.max_customers, grid=grid)
         print(retail_table(results["online_retail"]))
+        shipped = shipped_ranking()
+        session_grid = anonymous_grid(shipped.weights)[: 4 if args.fast else None]
+        results["online_retail_sessions"] = evaluate_sessions(dataset, TrainParams(evaluate=False), shipped,
+                                                              grid=session_grid)
+        print(sessions_table(results["online_retail_sessions"]))
     command = "recsys evaluate " + " ".join(args.argv)
     written = write_reports(results, Path(args.output_json) if args.output_json else None, Path(args.report_dir),
                             command.strip())

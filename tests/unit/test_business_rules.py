@@ -12,10 +12,10 @@ from recommenders.recommend import recommend
 NOW = 1_800_000_000_000
 
 
-def shopper(*items):
-    state = CustomerState("c-rules")
+def shopper(*items, customer="c-rules"):
+    state = CustomerState(customer)
     for n, item in enumerate(items):
-        apply_event(state, parse_event({"event_id": f"e{n}", "customer_id": "c-rules", "event_type": "purchase",
+        apply_event(state, parse_event({"event_id": f"e{n}", "customer_id": customer, "event_type": "purchase",
                                         "item_id": item, "channel": "web", "timestamp_ms": NOW - 10 * 86_400_000},
                                        NOW))
     return state
@@ -77,26 +77,33 @@ def test_diversity_cap_holds_on_every_ranking_path(synthetic_model):
 
 
 def test_a_basket_in_progress_switches_to_the_cart_blend(synthetic_model):
-    """`weights` rank without a cart, `cart_weights` with one, whether the cart comes in the request
-    or from the customer's live state."""
+    """For a customer the model knows, `weights` rank without a cart, `cart_weights` with one, whether
+    the cart comes in the request or from the customer's live state; a visitor the model does not
+    know and who has bought nothing ranks with `anonymous_weights` once their session has items."""
     from engine.config import BlendWeights
 
     only = {name: 0.0 for name in BlendWeights().as_dict()}
     config = RankingConfig(weights=BlendWeights(**{**only, "popular": 1.0}),
-                           cart_weights=BlendWeights(**{**only, "session": 1.0}))
+                           cart_weights=BlendWeights(**{**only, "session": 1.0}),
+                           anonymous_weights=BlendWeights(**{**only, "transitions": 1.0}))
+    assert "c21" in synthetic_model.user_index
 
-    def reasons(query_cart=(), live_cart=(), added_hours_ago=0.0):
-        live = shopper("i0021", "i0022")
+    def reasons(query_cart=(), live_cart=(), added_hours_ago=0.0, customer="c21", bought=("i0021", "i0022")):
+        live = shopper(*bought, customer=customer)
         added = NOW - int(added_hours_ago * 3_600_000)
         for n, item in enumerate(live_cart):
-            apply_event(live, parse_event({"event_id": f"c{n}", "customer_id": "c-rules", "event_type": "add_to_cart",
+            apply_event(live, parse_event({"event_id": f"c{n}", "customer_id": customer, "event_type": "add_to_cart",
                                            "item_id": item, "channel": "web", "timestamp_ms": added}, NOW))
-        query = parse_recommend({"customer_id": "c-rules", "k": 10, "context": {"cart_item_ids": list(query_cart)}},
+        query = parse_recommend({"customer_id": customer, "k": 10, "context": {"cart_item_ids": list(query_cart)}},
                                  100)
         items = recommend(synthetic_model, live, query, config, NOW).items
         assert items
         return {r for item in items for r in item.reasons}
 
+    for cart in ({"live_cart": ["i0025"]}, {"query_cart": ["i0025"]}):
+        assert reasons(customer="c-unknown", bought=(), **cart) == {"transitions"}, cart
+        # once they have bought, their own history counts: the blends of a known customer
+        assert "transitions" not in reasons(customer="c-unknown", **cart), cart
     without = reasons()
     assert "popular" in without and "session" not in without
     assert "session" in reasons(query_cart=["i0025"]) and "popular" not in reasons(query_cart=["i0025"])

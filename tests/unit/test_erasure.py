@@ -52,16 +52,23 @@ def test_the_trained_customer_is_personalised_before(make_shard):
     exported = logic.export(TRAINED, principal="admin")
     assert exported["state"] is None and exported["events"] == []
     assert exported["model"]["history"] and len(exported["model"]["factors"]) == logic.model.dim
+    # their training baskets, as the similar-sessions source holds them
+    bought = {h["item_id"] for h in exported["model"]["history"]}
+    assert exported["model"]["sessions"] and all(set(s) <= bought for s in exported["model"]["sessions"])
     assert segment(None, NOW, logic.model.customer_summary(TRAINED)) != "new"
 
 
 def test_forget_reaches_the_model_bundle_and_stays_after_a_restart(make_shard):
     logic = make_shard()
+    row = logic.model.user_index[TRAINED]
+    sessions = logic.model.sess_user == row
+    assert sessions.any()  # the customer's training baskets are similar-sessions neighbours
     logic.track([event(1, TRAINED, "add_to_cart", "i0002")])
     logic.forget(TRAINED, principal="admin")
     for shard in (logic, make_shard()):  # the same process, and a restarted shard with its model reloaded
         result = answer(shard)
         assert not result.personalized and result.reasons == ("unknown_customer",)
+        assert not shard.model.session_alive[sessions].any() and shard.model.session_alive[~sessions].all()
         assert shard.model.customer_summary(TRAINED) is None
         assert shard.model.purchased_item_ids(TRAINED) == frozenset()
         with pytest.raises(NotFound):

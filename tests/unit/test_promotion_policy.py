@@ -23,3 +23,18 @@ def test_no_offline_check_is_refused_unless_forced():
     with pytest.raises(InvalidArgument, match="--no-eval"):
         check_promotion(manifest("new", None), manifest("old", 0.79), force=False)
     check_promotion(manifest("new", None), manifest("old", 0.79), force=True)
+
+
+def test_an_offline_check_over_too_few_customers_is_refused_unless_forced():
+    thin = manifest("new", 0.95)
+    thin["offline_metrics"].update(customers=20, sufficient=False, minimum_customers=200)
+    with pytest.raises(InvalidArgument, match="covers 20 customers, fewer than the 200"):
+        check_promotion(thin, manifest("old", 0.79), force=False)
+    check_promotion(thin, manifest("old", 0.79), force=True)
+
+
+def test_checks_made_on_different_protocols_are_not_compared():
+    new, old = manifest("new", 0.50), manifest("old", 0.79)
+    new["offline_metrics"]["protocol"] = "per-customer temporal holdout"
+    old["offline_metrics"]["protocol"] = "temporal holdout"
+    check_promotion(new, old, force=False)

@@ -117,3 +117,22 @@ def test_readme_movielens_table_is_the_recorded_run(method):
     m = RESULTS["movielens"]["methods"][method]
     expected = [f"{m[c]['mean']:.3f} ± {m[c]['std']:.3f}" for c in ("map", "ndcg@10", "precision@10", "recall@10")]
     assert cells[:4] == expected, method
+
+
+def test_published_session_figures_are_of_the_serving_defaults_and_its_blend_was_chosen_on_validation():
+    assert "online_retail_sessions" in RESULTS, RERUN
+    result = RESULTS["online_retail_sessions"]
+    assert result["engine_anonymous_weights"] == serving_default().anonymous_weights.as_dict(), RERUN
+    assert result["shipped_is_chosen"], "validation chose another anonymous blend: ship it (engine/config.py ANONYMOUS_TUNED)"
+    assert result["chosen_anonymous_weights"] == result["engine_anonymous_weights"]
+    assert result["engine_row"] in result["methods"]
+
+
+@pytest.mark.parametrize("method", list(RESULTS.get("online_retail_sessions", {}).get("methods", {})) or ["(none)"])
+def test_readme_session_table_is_the_recorded_run(method):
+    assert "online_retail_sessions" in RESULTS, RERUN
+    section = _section((ROOT / "README.md").read_text(), "### Anonymous sessions", "## Layout")
+    cells = _row(_rows(section), method)
+    m = RESULTS["online_retail_sessions"]["methods"][method]
+    k = RESULTS["online_retail_sessions"]["k"]
+    assert cells[:2] == [f"{m[f'hr@{k}']:.3f}", f"{m[f'mrr@{k}']:.3f}"], method

@@ -107,3 +107,22 @@ def test_same_data_same_fingerprint(synthetic_dataset):
     events = usable_events(synthetic_dataset)
     assert fingerprint(events) == fingerprint(events.sample(frac=1.0, random_state=1))
     assert fingerprint(events) != fingerprint(events.iloc[1:])
+
+
+def test_the_offline_check_says_when_it_covers_too_few_customers_to_mean_anything():
+    bundle = train(checkerboard(), TrainParams(factors=2, iterations=5, threads=1), progress=False)
+    check = bundle.manifest["offline_metrics"]
+    assert check["customers"] < 200 and check["sufficient"] is False and check["minimum_customers"] == 200
+
+
+def test_the_offline_check_covers_a_ratings_log_per_customer_and_leaves_seen_films_out(data_dir):
+    from recommenders.loaders import load_movielens
+
+    dataset = load_movielens(data_dir / "movielens-100k")
+    check = train(dataset, TrainParams(factors=16, iterations=5, threads=1), progress=False).manifest["offline_metrics"]
+    # the last 10% of ratings in time belong to few users: each user's own last ratings are held out
+    assert check["protocol"].startswith("per-customer temporal holdout")
+    assert check["sufficient"] and check["customers"] >= 900
+    # nobody rates a film twice: what they rated is left out, and the model beats popularity by far
+    assert check["repeat_share"] == 0 and check["repurchase_policy"] == "exclude_always"
+    assert check["hr@10"] > check["popularity_hr@10"] + 0.1
