@@ -14,13 +14,14 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.learner import OfferLearner
-from actors.names import (LEARNER_NAME, NAMESPACE, OFFER_CATALOG_META, OWNER_PREFIX, PLACEMENT_NAME,
+from actors.names import (LEARNER_NAME, WEBHOOKS_NAME, NAMESPACE, OFFER_CATALOG_META, OWNER_PREFIX, PLACEMENT_NAME,
                           REGISTRY_NAME)
 from actors.owner import OwnerSettings
 from actors.placement import Placement, PlacementSettings
 from actors.registry import ModelRegistry
 from actors.shard_offers import catalog_from_toml
 from actors.store import open_store
+from actors.webhooks import start_webhooks
 from engine.config import ServeConfig
 from engine.errors import InvalidArgument
 from recommenders.bundle import ModelBundle
@@ -40,7 +41,8 @@ def start_backend(bundle: ModelBundle, config: ServeConfig, owner_options: dict 
     """``edge``: what answers RPCs in each owner (gateway/rpcs.py ``OwnerEdge``; None: owners answer
     only the ingress's calls). Create the store (at the current schema, P partitions), the model registry (holding
     ``bundle``), the offer learner and the placement, which starts min_owners owners and gives
-    out every partition; wait until all are held. Returns (placement, registry, what the caller
+    out every partition; wait until all are held; then the webhook dispatcher, when webhooks are
+    configured. Returns (placement, registry, what the caller
     must hold on to: the start-up arrays' ObjectRef and the learner, which live as long as those
     references)."""
     try:
@@ -76,7 +78,8 @@ def start_backend(bundle: ModelBundle, config: ServeConfig, owner_options: dict 
     placement = Placement.options(name=PLACEMENT_NAME, namespace=NAMESPACE, **here).remote(
         placement_settings(config, partitions, owner_options, edge))
     ray.get(placement.start.remote())
-    return placement, registry, [arrays_ref, learner]
+    webhooks = start_webhooks(config.store_url, config.webhooks, WEBHOOKS_NAME, NAMESPACE, **here)
+    return placement, registry, [arrays_ref, learner] + ([webhooks] if webhooks is not None else [])
 
 
 def read_offer_catalog(config: ServeConfig) -> str | None:
@@ -110,7 +113,7 @@ def _named_owners() -> list[str]:
 def stop_backend(timeout_s: float = 30.0) -> None:
     """Kill the placement (first: it would replace the owners), the owners, the registry and the
     learner; wait until their names are free again (so a restart can reuse them)."""
-    names = [PLACEMENT_NAME] + _named_owners() + [REGISTRY_NAME, LEARNER_NAME]
+    names = [PLACEMENT_NAME] + _named_owners() + [REGISTRY_NAME, LEARNER_NAME, WEBHOOKS_NAME]
     for name in names:
         try:
             ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)

@@ -11,6 +11,7 @@ import ray
 NAMESPACE = "recsys"
 REGISTRY_NAME = "recsys-model-registry"
 LEARNER_NAME = "recsys-offer-learner"
+WEBHOOKS_NAME = "recsys-webhooks"
 PLACEMENT_NAME = "recsys-placement"
 OWNER_PREFIX = "recsys-owner-"
 # store meta key: the offer catalogue (TOML) in force

@@ -21,7 +21,7 @@ from typing import Iterator
 from engine.errors import InvalidArgument
 from engine.sharding import DEFAULT_PARTITIONS, MAX_PARTITIONS
 
-HEAD = "0002"
+HEAD = "0003"
 LEGACY = "0001"
 MIGRATIONS = Path(__file__).with_name("migrations")
 # the same key the store used before migrations, so an old and a new process never race either

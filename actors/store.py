@@ -237,6 +237,31 @@ class SqlEventStore:
                 "(SELECT customer_id FROM forgotten) ORDER BY seq LIMIT ?"), (seq, limit))
         return [(int(r[0]), orjson.loads(bytes(r[1]))) for r in rows]
 
+    # -- webhook dead letters ----------------------------------------------------------------------
+    def add_dead_letter(self, webhook: str, seq: int, action: dict[str, Any], attempts: int, error: str) -> None:
+        """Keep an action a webhook could not take (the same action again replaces its row)."""
+        row = (webhook, action["action_id"], action["customer_id"], seq, attempts, error[:2000], _now_ms(),
+               orjson.dumps(action))
+        with self._lock:
+            try:
+                self._execute(self._sql(
+                    "INSERT INTO webhook_dead_letters (webhook, action_id, customer_id, seq, attempts, error, failed_ms, "
+                    "payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (webhook, action_id) DO UPDATE SET "
+                    "attempts = excluded.attempts, error = excluded.error, failed_ms = excluded.failed_ms"), row)
+                self._commit()
+            except Exception:
+                self._rollback()
+                raise
+
+    def dead_letters(self, webhook: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Dead letters, oldest action first: webhook, seq, attempts, error, failed_ms, action."""
+        where, args = ("WHERE webhook = ? ", (webhook,)) if webhook is not None else ("", ())
+        rows = self._read(self._sql(
+            "SELECT webhook, seq, attempts, error, failed_ms, payload FROM webhook_dead_letters " + where
+            + "ORDER BY seq, webhook LIMIT ?"), (*args, limit))
+        return [{"webhook": r[0], "seq": int(r[1]), "attempts": int(r[2]), "error": r[3], "failed_ms": int(r[4]),
+                 "action": orjson.loads(bytes(r[5]))} for r in rows]
+
     # -- the catalogue -----------------------------------------------------------------------------
     def append_catalog(self, updates: Sequence[CatalogUpdate]) -> None:
         """Commit catalogue updates durably, in one transaction, in order."""
@@ -310,7 +335,7 @@ class SqlEventStore:
                         principal: str | None = None, detail: dict | None = None) -> int:
         """Erase the customer in one transaction (fenced like ``append`` when ``epoch`` is given,
         so the owner that holds the customer's live state is the one that erases it): every
-        stored event and outbox action, the snapshot of ``partition`` (every snapshot when None), the forgotten mark that keeps them out of
+        stored event, outbox action and webhook dead letter, the snapshot of ``partition`` (every snapshot when None), the forgotten mark that keeps them out of
         training exports and out of every model the shards load, and the audit entry
         (``principal``). Returns events deleted.
 
@@ -324,6 +349,7 @@ class SqlEventStore:
                     self._fence(partition, epoch)
                 deleted = self._execute(self._sql("DELETE FROM events WHERE customer_id = ?"), (customer_id,)).rowcount
                 self._execute(self._sql("DELETE FROM actions WHERE customer_id = ?"), (customer_id,))
+                self._execute(self._sql("DELETE FROM webhook_dead_letters WHERE customer_id = ?"), (customer_id,))
                 if partition is None:
                     self._execute("DELETE FROM snapshots")
                 else:

@@ -197,6 +197,51 @@ class OffersConfig:
 
 
 @dataclass(frozen=True)
+class WebhookConfig:
+    """One receiver of triggered actions (actors/webhooks.py): every action of the outbox, in order,
+    POSTed as JSON, signed with HMAC-SHA256 (``X-Recsys-Signature``), with its action id as the
+    ``Idempotency-Key``; retried with doubling backoff, and after ``max_attempts`` failures kept as a
+    dead letter (`recsys webhooks dead-letters`) while delivery goes on with the next action."""
+
+    name: str
+    url: str
+    # the signing secret: from this environment variable of the service (better), or inline
+    secret_env: str | None = None
+    secret: str | None = None
+    # action kinds to deliver (cart_abandonment, cross_sell); empty: every kind
+    kinds: tuple[str, ...] = ()
+    max_attempts: int = 6
+    backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+    timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("-", "").replace("_", "").isalnum() or len(self.name) > 64:
+            raise InvalidArgument("webhooks[].name: 1-64 letters, digits, - or _")
+        if not self.url.startswith(("http://", "https://")):
+            raise InvalidArgument(f"webhooks[{self.name}].url: an http:// or https:// URL")
+        if (self.secret_env is None) == (self.secret is None):
+            raise InvalidArgument(f"webhooks[{self.name}]: set one of secret_env, secret")
+        if not 1 <= self.max_attempts <= 100:
+            raise InvalidArgument(f"webhooks[{self.name}].max_attempts: between 1 and 100")
+        if not (0 < self.backoff_s <= self.max_backoff_s and 0 < self.timeout_s <= 300):
+            raise InvalidArgument(f"webhooks[{self.name}]: need 0 < backoff_s <= max_backoff_s, 0 < timeout_s <= 300")
+        object.__setattr__(self, "kinds", tuple(self.kinds))
+        from engine.events import ACTION_KINDS
+
+        if any(kind not in ACTION_KINDS for kind in self.kinds):
+            raise InvalidArgument(f"webhooks[{self.name}].kinds: a list of {sorted(ACTION_KINDS)}")
+
+    def signing_secret(self) -> bytes:
+        import os
+
+        value = self.secret if self.secret is not None else os.environ.get(self.secret_env or "")
+        if not value:
+            raise InvalidArgument(f"webhooks[{self.name}]: the environment variable {self.secret_env} is not set")
+        return value.encode()
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     """Everything `recsys serve` needs. Defaults are the embedded single-machine setup."""
 
@@ -242,6 +287,8 @@ class ServeConfig:
     tls_keyfile: str | None = None
     ranking: RankingConfig = field(default_factory=RankingConfig)
     offers: OffersConfig = field(default_factory=OffersConfig)
+    # receivers of triggered actions (TOML: [[webhooks]] tables)
+    webhooks: tuple[WebhookConfig, ...] = ()
 
     def __post_init__(self) -> None:
         if self.partitions is not None and not 1 <= self.partitions <= MAX_PARTITIONS:
@@ -282,6 +329,12 @@ def _build(cls, data: dict[str, Any], where: str):
             value = _build(OffersConfig, value, f"{where}.offers")
         elif name == "owners":
             value = _build(ScalingConfig, value, f"{where}.owners")
+        elif name == "webhooks":
+            if not isinstance(value, list):
+                raise InvalidArgument(f"{where}.webhooks: a list of [[webhooks]] tables")
+            value = tuple(_build(WebhookConfig, w, f"{where}.webhooks[{i}]") for i, w in enumerate(value))
+            if len({w.name for w in value}) != len(value):
+                raise InvalidArgument(f"{where}.webhooks: names must differ")
         elif name == "keys":
             value = tuple(_build(ApiKey, k, f"{where}.keys[{i}]") for i, k in enumerate(value))
         kwargs[name] = value

@@ -27,6 +27,8 @@ ENGINE_ONLY_EVENT_TYPES = frozenset({"offer_shown", "offer_control"})
 EVENT_TYPES = ITEM_EVENT_TYPES | {"consent"} | OFFER_EVENT_TYPES
 CONSENT_PURPOSES = frozenset({"personalization", "marketing"})
 CONSENT_VALUES = frozenset({"granted", "denied"})
+# what the triggers put in the outbox (actors/shard.py), for SubscribeActions, /v1/actions and webhooks
+ACTION_KINDS = frozenset({"cart_abandonment", "cross_sell"})
 CHANNELS = frozenset({"web", "app", "pos", "email", "push", "call_center", "kiosk"})
 
 # How much one event says about a customer's taste, as implicit-feedback confidence.

@@ -24,6 +24,7 @@ from fastapi.responses import Response
 from grpc_health.v1 import health_pb2
 from ray import serve
 
+from engine.events import ACTION_KINDS
 from engine.errors import InvalidArgument, PayloadTooLarge, RecsysError, Unavailable
 from engine.validation import require_int
 from gateway import codec, http_errors
@@ -34,7 +35,6 @@ from gateway.operations import IngressSettings, RemoteOwners
 from gateway.rpcs import RPCS, Answering, Rpc
 from recsys.v1 import recsys_pb2 as pb
 
-ACTION_KINDS = frozenset({"cart_abandonment", "cross_sell"})
 ACTIONS_PAGE = 100
 ACTIONS_POLL_S = 0.25
 # Serve's logger: with the JSON logging config (gateway/server.py) every line carries the

@@ -8,6 +8,7 @@
     recsys models list | promote VERSION [--force] | rollback
     recsys owners status | scale N | drain NODE_ID
     recsys store migrate --store URL [--partitions P]
+    recsys webhooks dead-letters [--store URL] [--webhook NAME]
 """
 from __future__ import annotations
 
@@ -111,6 +112,22 @@ def cmd_export_events(args) -> int:
     rows = write_events_csv(dataset, args.output)
     print(f"wrote {rows} events of {dataset.events['customer_id'].nunique()} customers to {args.output} "
           "(forgotten customers left out; consent events, which carry no item, too)")
+    return 0
+
+
+def cmd_webhooks(args) -> int:
+    """The actions a webhook could not take after every attempt, one JSON object per line."""
+    from actors.store import open_store
+    from engine.config import absolute_store_url
+
+    store = open_store(absolute_store_url(args.store))
+    try:
+        letters = store.dead_letters(args.webhook, args.limit)
+    finally:
+        store.close()
+    for letter in letters:
+        print(json.dumps(letter))
+    print(f"{len(letters)} dead letter(s)", file=sys.stderr)
     return 0
 
 
@@ -534,6 +551,13 @@ def build_parser() -> argparse.ArgumentParser:
     store.add_argument("--store", default=defaults.store_url)
     store.add_argument("--partitions", type=int, help="P for the migrated store (default 64)")
     store.set_defaults(func=cmd_store)
+
+    hooks = sub.add_parser("webhooks", help="actions the webhooks could not deliver (dead letters)")
+    hooks.add_argument("action", choices=["dead-letters"])
+    hooks.add_argument("--store", default=defaults.store_url)
+    hooks.add_argument("--webhook", help="one webhook's (default: every webhook's)")
+    hooks.add_argument("--limit", type=int, default=1000)
+    hooks.set_defaults(func=cmd_webhooks)
 
     export = sub.add_parser("export-events", help="write the stored events as a generic events CSV")
     export.add_argument("--store", default=defaults.store_url)

@@ -56,6 +56,21 @@ class StoreContract:
         # forgetting twice is harmless
         assert store.forget_customer("gone") == 0
 
+    def test_webhook_dead_letters_are_kept_replaced_and_erased(self, store):
+        def action(n, customer):
+            return {"action_id": f"a{n}", "customer_id": customer, "kind": "cross_sell", "created_ms": n}
+
+        store.add_dead_letter("crm", 7, action(1, "gone"), 3, "HTTP 500")
+        store.add_dead_letter("crm", 7, action(1, "gone"), 6, "HTTP 502")  # the same action again: replaced
+        store.add_dead_letter("crm", 8, action(2, "kept"), 6, "timeout")
+        store.add_dead_letter("erp", 8, action(2, "kept"), 6, "timeout")
+        letters = store.dead_letters("crm")
+        assert [(d["action"]["action_id"], d["attempts"], d["error"]) for d in letters] == [
+            ("a1", 6, "HTTP 502"), ("a2", 6, "timeout")]
+        assert len(store.dead_letters()) == 3
+        store.forget_customer("gone")
+        assert [d["action"]["customer_id"] for d in store.dead_letters()] == ["kept", "kept"]
+
     def test_audit_is_append_only(self, store):
         store.audit("key-1", "forget_customer", "c9", {"n": 1})
         log = store.audit_log()

@@ -261,7 +261,7 @@ def build_legacy_store(path, customers):
 
 
 def test_a_legacy_store_is_refused_then_migrated_once(tmp_path):
-    from actors.schema import LegacyLayout, migrate_legacy
+    from actors.schema import HEAD, LegacyLayout, migrate_legacy
 
     path = tmp_path / "legacy" / "recsys.db"
     customers = [f"cust-{n}" for n in range(40)]
@@ -278,7 +278,7 @@ def test_a_legacy_store_is_refused_then_migrated_once(tmp_path):
 
     report = migrate_legacy(url, 8)
     assert report == {"migrated": True, "from_shards": LEGACY_SHARDS, "events": 80, "partitions": 8,
-                      "revision": "0002"}
+                      "revision": HEAD}
     after = rows(path, "SELECT seq, customer_id, event_id, payload, partition_id FROM events ORDER BY seq")
     # every event kept, with its seq and payload, re-filed under its customer's partition of 8
     assert [r[:4] for r in after] == before
@@ -304,24 +304,24 @@ def test_a_legacy_store_is_refused_then_migrated_once(tmp_path):
 
     # again: a no-op, the store as it was
     leases = rows(path, "SELECT * FROM partition_leases ORDER BY partition_id")
-    assert migrate_legacy(url, 8) == {"migrated": False, "partitions": 8, "revision": "0002"}
+    assert migrate_legacy(url, 8) == {"migrated": False, "partitions": 8, "revision": HEAD}
     assert rows(path, "SELECT seq, customer_id, event_id, payload, partition_id FROM events ORDER BY seq") == after
     assert rows(path, "SELECT * FROM partition_leases ORDER BY partition_id") == leases
 
 
 def test_migrate_refuses_a_place_with_no_store(tmp_path):
-    from actors.schema import migrate_legacy
+    from actors.schema import HEAD, migrate_legacy
 
     with pytest.raises(InvalidArgument, match="no store there to migrate"):
         migrate_legacy(f"sqlite:///{tmp_path / 'nothing.db'}", 8)
 
 
 def test_a_new_store_needs_no_migration(tmp_path):
-    from actors.schema import migrate_legacy
+    from actors.schema import HEAD, migrate_legacy
 
     url = f"sqlite:///{tmp_path / 'new.db'}"
     open_store(url, 4).close()
-    assert migrate_legacy(url, 4) == {"migrated": False, "partitions": 4, "revision": "0002"}
+    assert migrate_legacy(url, 4) == {"migrated": False, "partitions": 4, "revision": HEAD}
 
 
 def test_the_migrate_command(tmp_path, capsys):
