@@ -37,12 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from engine.decisioning import (  # noqa: E402
     SEGMENTS, BanditState, DecisionContext, OfferHistory, check_eligibility, decide, segment_of,
 )
-from engine.events import CHANNELS  # noqa: E402
 from engine.offers import OfferCatalog, load_catalog  # noqa: E402
 
 POLICIES = ("bandit", "static_priority", "random")
 SEGMENT_ORDER = tuple(sorted(SEGMENTS))
-CHANNEL_ORDER = tuple(sorted(CHANNELS))
+# the channels the published figures were simulated over (fixed: a new default channel would change every draw)
+CHANNEL_ORDER = ("app", "call_center", "email", "kiosk", "pos", "push", "web")
 DAY_MS = 86_400_000
 SIM_START_MS = int(datetime(2011, 11, 1, tzinfo=timezone.utc).timestamp() * 1000)
 SIM_DAYS = 50

@@ -289,8 +289,15 @@ class ServeConfig:
     offers: OffersConfig = field(default_factory=OffersConfig)
     # receivers of triggered actions (TOML: [[webhooks]] tables)
     webhooks: tuple[WebhookConfig, ...] = ()
+    # channels beyond the defaults (web, app, pos, email, push, call_center, kiosk, sms, chatbot,
+    # social) that events, requests and offers may name: no contract change needed
+    channels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        from engine.events import _channels
+
+        object.__setattr__(self, "channels", tuple(self.channels))
+        _channels(self.channels)  # a bad name is an error here, with its message
         if self.partitions is not None and not 1 <= self.partitions <= MAX_PARTITIONS:
             raise InvalidArgument(f"partitions: must be between 1 and {MAX_PARTITIONS}")
         if not self.owner_control_interval_s > 0:

@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from engine.errors import InvalidArgument
-from engine.events import CHANNELS
+from engine import events as _events
 from engine.offers import DAY_MS, SEGMENTS, STRATEGIES, Arm, BanditSettings, Experiment, Offer, OfferCatalog
 from engine.validation import require_choice, require_id, require_int
 
@@ -33,7 +33,7 @@ NO_OFFER_REASONS = frozenset({"no_offers", "no_eligible_offer", "no_marketing_co
 MAX_OFFERS_PER_DECISION = 100
 # Direct marketing by law (ePrivacy art. 13, PECR reg. 22): in these channels an offer needs the
 # customer's marketing consent even when its catalogue entry says consent_required = false.
-DIRECT_MARKETING_CHANNELS = frozenset({"email", "push"})
+DIRECT_MARKETING_CHANNELS = frozenset({"email", "push", "sms"})
 # How far a later decision's clock may lag the clock of the show that trimmed a history (several
 # ingress replicas stamp decisions): trimming keeps this much more than a window needs, so caps
 # stay exact for such a decision too. Keeping more never changes a count (the cap bounds memory).
@@ -88,7 +88,7 @@ class OfferHistory:
         """Add one contact. With ``decision_id``, a show becomes answerable and a response marks
         its show answered (by ``event_id``)."""
         offer_id = sys.intern(require_id(offer_id, "offer_id"))
-        channel = sys.intern(require_choice(channel, "channel", CHANNELS))
+        channel = sys.intern(require_choice(channel, "channel", _events.CHANNELS))
         kind = _KINDS[require_choice(kind, "kind", HISTORY_KINDS)]
         ts_ms = require_int(ts_ms, "ts_ms", low=0, high=2**62)
         if kind == "shown":

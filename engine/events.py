@@ -6,6 +6,8 @@ it is applied, so a rejected batch leaves nothing behind.
 """
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -29,7 +31,33 @@ CONSENT_PURPOSES = frozenset({"personalization", "marketing"})
 CONSENT_VALUES = frozenset({"granted", "denied"})
 # what the triggers put in the outbox (actors/shard.py), for SubscribeActions, /v1/actions and webhooks
 ACTION_KINDS = frozenset({"cart_abandonment", "cross_sell"})
-CHANNELS = frozenset({"web", "app", "pos", "email", "push", "call_center", "kiosk"})
+# The channels events and requests may name. `channels` in the serve config adds to these without a
+# contract change (the contract's channel is a string): `configure_channels` sets them in a process,
+# and the processes of the service read them from RECSYS_CHANNELS (the driver sets it for Ray's
+# workers). Always read as ``events.CHANNELS`` (not imported by name), so a configured set is seen.
+DEFAULT_CHANNELS = frozenset({"web", "app", "pos", "email", "push", "call_center", "kiosk", "sms", "chatbot",
+                              "social"})
+CHANNEL_ENV = "RECSYS_CHANNELS"
+CHANNEL_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+def _channels(extra) -> frozenset[str]:
+    extra = [c for c in extra if c]
+    bad = [c for c in extra if not isinstance(c, str) or not CHANNEL_PATTERN.match(c)]
+    if bad:
+        raise InvalidArgument(f"channels: {bad[0]!r} is not a channel name (a-z, 0-9, _; up to 32, a letter first)")
+    return DEFAULT_CHANNELS | frozenset(extra)
+
+
+def configure_channels(extra) -> frozenset[str]:
+    """Add ``extra`` channels to the defaults in this process and in the Ray workers it starts."""
+    global CHANNELS
+    CHANNELS = _channels(extra)
+    os.environ[CHANNEL_ENV] = ",".join(sorted(CHANNELS - DEFAULT_CHANNELS))
+    return CHANNELS
+
+
+CHANNELS = _channels(os.environ.get(CHANNEL_ENV, "").split(","))
 
 # How much one event says about a customer's taste, as implicit-feedback confidence.
 # Training (recommenders/training.py) and live fold-in use the same table, so a live

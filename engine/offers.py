@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from engine.errors import InvalidArgument
-from engine.events import CHANNELS
+from engine import events as _events
 from engine.rules import DAY_MS
 from engine.validation import require_choice, require_id, require_int, require_number
 
@@ -362,7 +362,7 @@ def _strings(raw: Any, where: str) -> tuple[str, ...]:
 def _channels(raw: Any, where: str) -> tuple[str, ...]:
     values = _strings(raw, where)
     for i, channel in enumerate(values):
-        require_choice(channel, f"{where}[{i}]", CHANNELS)
+        require_choice(channel, f"{where}[{i}]", _events.CHANNELS)
     return values
 
 

@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 from engine.config import REPURCHASE_POLICIES
 from engine.errors import InvalidArgument
-from engine.events import CHANNELS
+from engine import events as _events
 from engine.validation import (reject_unknown, require_choice, require_id, require_id_list, require_int,
                                require_number)
 
@@ -131,7 +131,7 @@ def parse_recommend(raw: Any, max_k: int) -> RecommendQuery:
     k = len(set(filters.include_item_ids)) if filters.include_item_ids and raw.get("k") is None else _k(raw, max_k)
     return RecommendQuery(
         customer_id=require_id(raw.get("customer_id"), "customer_id"),
-        channel=require_choice(raw.get("channel") or "web", "channel", CHANNELS),
+        channel=require_choice(raw.get("channel") or "web", "channel", _events.CHANNELS),
         k=k,
         store_id=require_id(raw.get("store_id"), "store_id", required=False),
         current_item_id=require_id(context.get("current_item_id"), "context.current_item_id", required=False),
@@ -149,7 +149,7 @@ def parse_similar(raw: Any, max_k: int) -> SimilarQuery:
     return SimilarQuery(
         item_id=require_id(raw.get("item_id"), "item_id"),
         k=_k(raw, max_k),
-        channel=require_choice(raw.get("channel") or "web", "channel", CHANNELS),
+        channel=require_choice(raw.get("channel") or "web", "channel", _events.CHANNELS),
         customer_id=require_id(raw.get("customer_id"), "customer_id", required=False),
         filters=parse_filters(raw.get("filters")),
         request_id=require_id(raw.get("request_id"), "request_id", required=False),
@@ -178,7 +178,7 @@ def parse_offer_query(raw: Any) -> OfferQuery:
     n = raw.get("n")
     return OfferQuery(
         customer_id=require_id(raw.get("customer_id"), "customer_id"),
-        channel=require_choice(raw.get("channel") or "web", "channel", CHANNELS),
+        channel=require_choice(raw.get("channel") or "web", "channel", _events.CHANNELS),
         n=1 if n is None else require_int(n, "n", low=1, high=MAX_OFFERS),
         store_id=require_id(raw.get("store_id"), "store_id", required=False),
         country=require_id(raw.get("country"), "country", required=False),

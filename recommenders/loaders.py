@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.events import CHANNELS, EVENT_TYPES
+from engine import events as _events
+from engine.events import EVENT_TYPES
 from engine.errors import InvalidArgument
 
 EVENT_COLUMNS = ["event_id", "timestamp", "customer_id", "session_id", "item_id", "event_type",
@@ -211,7 +212,7 @@ def load_events_csv(path: str | Path) -> Dataset:
         _first_bad(raw[column].str.len() == 0, f"{column} is empty")
     _first_bad(~raw["event_type"].isin(EVENT_TYPES), f"event_type must be one of {sorted(EVENT_TYPES)}")
     channel = raw["channel"].replace("", "web") if "channel" in raw else pd.Series("web", index=raw.index)
-    _first_bad(~channel.isin(CHANNELS), f"channel must be one of {sorted(CHANNELS)}")
+    _first_bad(~channel.isin(_events.CHANNELS), f"channel must be one of {sorted(_events.CHANNELS)}")
     quantity = pd.to_numeric(raw.get("quantity", pd.Series("1", index=raw.index)).replace("", "1"), errors="coerce")
     _first_bad(quantity.isna() | ~np.isfinite(quantity) | (quantity <= 0), "quantity must be a number > 0")
     price = pd.to_numeric(raw.get("price", pd.Series("", index=raw.index)).replace("", "nan"), errors="coerce")

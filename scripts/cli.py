@@ -391,11 +391,15 @@ def cmd_serve(args) -> int:
                          max_owners=high if high is not None else max(config.owners.max_owners, low or 0))
         config = replace(config, owners=owners)
     config, demo_key = _with_auth(config, args.no_auth)
+    from engine.events import CHANNEL_ENV, configure_channels
+
+    configure_channels(config.channels)  # here, and (by the environment) in every Ray worker of the service
+    runtime_env = {"env_vars": {CHANNEL_ENV: os.environ[CHANNEL_ENV]}}
     bundle = _ensure_bundle(config, args.model)
     if config.ray_address:
-        ray.init(address=config.ray_address, namespace="recsys")
+        ray.init(address=config.ray_address, namespace="recsys", runtime_env=runtime_env)
     else:
-        ray.init(num_cpus=config.num_cpus, namespace="recsys", include_dashboard=False)
+        ray.init(num_cpus=config.num_cpus, namespace="recsys", include_dashboard=False, runtime_env=runtime_env)
     service = start_service(config, bundle)
     host = config.http_host
     auth_line, auth_header = "auth: off (--no-auth)", ""
