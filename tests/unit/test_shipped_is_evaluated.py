@@ -62,10 +62,13 @@ def test_the_serving_defaults_are_what_validation_chose():
     assert result["chosen_config"] == result["engine_config"]
     chosen = result["chosen_config"]
     assert chosen["repurchase_timing"] == result["chosen_repurchase_timing"]
-    for key, value in result["chosen_weights"].items():
-        assert chosen["weights"][key] == value, key
-    for key, value in result["chosen_cart_weights"].items():
-        assert chosen["cart_weights"][key] == value, key
+    # the blends the grid chose, then the options chosen after them (RETAIL_OPTIONS: a plain key sets
+    # both blends, "weights.K" / "cart_weights.K" one)
+    options = result["chosen_options"]
+    for blend, grid_choice in (("weights", result["chosen_weights"]), ("cart_weights", result["chosen_cart_weights"])):
+        for key, value in grid_choice.items():
+            expected = options.get(f"{blend}.{key}", options.get(key, value))
+            assert chosen[blend][key] == expected, (blend, key)
 
 
 def test_published_movielens_figures_are_of_the_serving_defaults_and_its_catalogue_keys():
