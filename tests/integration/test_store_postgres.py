@@ -15,8 +15,6 @@ from tests.conftest import ROOT
 from tests.integration.postgres_restart_scenario import PostgresProcess
 from tests.store_contract import StoreContract, ev
 
-TABLES = ("events", "snapshots", "forgotten", "audit", "meta", "catalog_updates", "actions", "partition_leases",
-          "alembic_version")
 # while the server is down a call fails within this (it must never hold an owner's store thread)
 FAIL_FAST_BOUND_S = 5.0
 # ingest is back within this once the server accepts connections again
@@ -24,9 +22,11 @@ RECOVERY_BOUND_S = 30.0
 
 
 def drop_tables(url):
+    """Every table of the store (whatever the migrations made), so the next test starts empty."""
     with psycopg.connect(url, autocommit=True) as conn:
-        for table in TABLES:
-            conn.execute(f"DROP TABLE IF EXISTS {table}")
+        tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        for table in tables:
+            conn.execute(f'DROP TABLE IF EXISTS "{table}" CASCADE')
 
 
 class TestPostgresStore(StoreContract):
