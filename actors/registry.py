@@ -18,10 +18,20 @@ from typing import Any, Mapping
 
 import ray
 
+from actors.metric_samples import registry_samples
 from actors.names import find, find_placement
 from engine.errors import InvalidArgument
 from recommenders.bundle import current_version, list_versions, load_bundle, set_current
 from recommenders.promotion import check_promotion
+
+def model_change_counter(registry):
+    """Promotions and rollbacks by result (ok; refused: a check said no; failed: an owner could not
+    load it), scraped through the ingress's /metrics like the owners' counters."""
+    from prometheus_client import Counter
+
+    return Counter("recsys_model_changes", "Model promotions and rollbacks by result", ["action", "result"],
+                   registry=registry)
+
 
 # an owner that started mid-promotion is brought up to date by at most this many passes
 CATCH_UP_PASSES = 5
@@ -30,6 +40,10 @@ CATCH_UP_PASSES = 5
 @ray.remote(num_cpus=0, max_restarts=-1)
 class ModelRegistry:
     def __init__(self, model_dir: str, initial_refs: list, manifest: Mapping[str, Any]):
+        from prometheus_client import CollectorRegistry
+
+        self._metrics = CollectorRegistry()
+        self._changes = model_change_counter(self._metrics)
         # initial_refs = [ObjectRef] put (and kept alive) by the process that started the service:
         # constructor arguments by value would be gone when Ray restarts this actor elsewhere.
         self.model_dir = Path(model_dir)
@@ -57,8 +71,30 @@ class ModelRegistry:
     def versions(self) -> list[dict[str, Any]]:
         return [{"version": v, "serving": v == self.history[-1]} for v in list_versions(self.model_dir)]
 
+    def metrics_samples(self) -> dict:
+        return registry_samples(self._metrics)
+
+    async def _counted(self, action: str, change) -> dict[str, Any]:
+        try:
+            result = await change
+        except InvalidArgument as exc:
+            self._changes.labels(action, "failed" if "failed to load" in exc.message else "refused").inc()
+            raise
+        except Exception:
+            self._changes.labels(action, "failed").inc()
+            raise
+        self._changes.labels(action, "ok").inc()
+        return result
+
     async def promote(self, version: str, force: bool = False) -> dict[str, Any]:
         """Validate bundle ``version`` under model_dir, then swap every owner to it."""
+        return await self._counted("promote", self._promote(version, force))
+
+    async def rollback(self) -> dict[str, Any]:
+        """Back to the model served before the current one (it is still in the object store)."""
+        return await self._counted("rollback", self._rollback())
+
+    async def _promote(self, version: str, force: bool) -> dict[str, Any]:
         started = time.perf_counter()
         path = self.model_dir / version
         if not path.exists():
@@ -75,8 +111,7 @@ class ModelRegistry:
         await self._catch_up(done)
         return {"version": version, "previous": previous, "seconds": round(time.perf_counter() - started, 3)}
 
-    async def rollback(self) -> dict[str, Any]:
-        """Back to the model served before the current one (it is still in the object store)."""
+    async def _rollback(self) -> dict[str, Any]:
         if len(self.history) < 2:
             raise InvalidArgument("nothing to roll back to: only one model has been served")
         started = time.perf_counter()

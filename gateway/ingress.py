@@ -304,7 +304,8 @@ class Ingress:
         except Exception as exc:  # metrics must answer even when an owner does not
             log.warning("metrics: owner stats unavailable: %s", type(exc).__name__)
         # each process's counters on their own: one that does not answer drops only its own
-        others = [*await self.owners.metrics_samples(), *await _front_samples()]
+        self.metrics.partitions.set(self.settings.partitions)
+        others = [*await self.owners.metrics_samples(), *await _front_samples(), *await _registry_samples()]
         # the owners answer the gRPC calls that name a customer: their counters are added to ours
         return Response(self.metrics.exposition(others), media_type="text/plain; version=0.0.4")
 
@@ -326,6 +327,17 @@ def _error(exc: RecsysError) -> tuple[int, bytes, dict | None]:
     _, status = statuses(exc)
     return status, http_errors.error_body(exc.kind, exc.message), ({"www-authenticate": "Bearer"}
                                                                     if status == 401 else None)
+
+
+async def _registry_samples() -> list[dict]:
+    """The model registry's counters (promotions and rollbacks by result)."""
+    from actors.names import find_registry
+
+    try:
+        return [await asyncio.wait_for(find_registry().metrics_samples.remote(), 5.0)]
+    except Exception as exc:  # noqa: BLE001 - metrics answer without it
+        log.warning("metrics: the model registry's counters unavailable: %s", type(exc).__name__)
+        return []
 
 
 async def _front_samples() -> list[dict]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from actors.metric_samples import registry_samples
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -41,6 +43,8 @@ class Metrics:
                                  ["rpc"], registry=self.registry)
         self.model = Gauge("recsys_model_info", "The model version the owners serve (value 1)", ["version"],
                            registry=self.registry)
+        # P: with recsys_owner_partitions, what shows partitions no owner holds (an owner down)
+        self.partitions = Gauge("recsys_partitions", "Partitions customers hash to (P)", registry=self.registry)
 
     def observe(self, rpc: str, protocol: str, code: str, seconds: float) -> None:
         self.requests.labels(rpc, protocol, code).inc()
@@ -58,15 +62,7 @@ class Metrics:
     def samples(self) -> dict:
         """This process's counters and histograms as plain data (an owner sends them to the ingress,
         which adds every owner's to its own in one exposition)."""
-        out: dict = {}
-        for family in self.registry.collect():
-            if family.type in ("counter", "histogram"):
-                for sample in family.samples:
-                    if not sample.name.endswith("_created"):
-                        key = (family.name, family.type, family.documentation, sample.name,
-                               tuple(sorted(sample.labels.items())))
-                        out[key] = out.get(key, 0.0) + sample.value
-        return out
+        return registry_samples(self.registry)
 
     def exposition(self, others: list[dict] = ()) -> bytes:
         """This registry, with the counters and histograms of ``others`` (Metrics.samples of

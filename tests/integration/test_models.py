@@ -99,7 +99,7 @@ def test_promotion_under_load_and_rollback(stub, service, synthetic_bundle, seco
     assert stub.Recommend(pb.RecommendRequest(customer_id="c0", k=3)).model_version == synthetic_bundle.version
 
 
-def test_broken_bundles_are_refused_and_serving_goes_on(stub, service, synthetic_bundle, second_bundle, tmp_path):
+def test_broken_bundles_are_refused_and_serving_goes_on(stub, http, service, synthetic_bundle, second_bundle, tmp_path):
     registry = find_registry()
     serving = ray.get(registry.serving_version.remote())
     model_dir = service.config.model_dir
@@ -135,6 +135,16 @@ def test_broken_bundles_are_refused_and_serving_goes_on(stub, service, synthetic
     assert stub.Recommend(pb.RecommendRequest(customer_id="c0", k=3)).model_version == unchecked.version
     ray.get(registry.rollback.remote())
     assert stub.Recommend(pb.RecommendRequest(customer_id="c0", k=3)).model_version == serving
+
+    # the refusals and the changes are counted, in the service's one scrape (deploy/prometheus/alerts.yml)
+    from prometheus_client.parser import text_string_to_metric_families
+
+    scrape = http.get("/metrics").text
+    changes = {(s.labels["action"], s.labels["result"]): s.value for f in text_string_to_metric_families(scrape)
+               for s in f.samples if s.name == "recsys_model_changes_total"}
+    assert changes[("promote", "refused")] >= 4 and changes[("promote", "ok")] >= 1
+    assert changes[("rollback", "ok")] >= 1
+    assert "recsys_partitions 16.0" in scrape
 
 
 def test_an_erased_customer_stays_erased_through_promotion_and_rollback(stub, service, synthetic_bundle,
