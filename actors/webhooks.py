@@ -154,17 +154,26 @@ class WebhookDispatcher:
 
         self.store = open_store(store_url)
         self.deliveries: list[WebhookDelivery] = []
+        self._failed: BaseException | None = None
         self._ready = threading.Event()
         threading.Thread(target=asyncio.run, args=(self._main(webhooks),), name="webhooks", daemon=True).start()
-        self._ready.wait(10)
+        # a loop that cannot start (a secret missing in this process's environment: every node of the
+        # service needs the variable) fails the actor's creation, with its message, instead of idling
+        if not self._ready.wait(30) or self._failed is not None:
+            raise RuntimeError(f"webhook delivery did not start: {self._failed or 'timed out'}")
 
     async def _main(self, webhooks) -> None:
         import aiohttp
 
-        async with aiohttp.ClientSession() as session:
-            self.deliveries = [WebhookDelivery(w, self.store, session) for w in webhooks]
+        try:
+            async with aiohttp.ClientSession() as session:
+                self.deliveries = [WebhookDelivery(w, self.store, session) for w in webhooks]
+                self._ready.set()
+                await asyncio.gather(*(d.run_forever() for d in self.deliveries))
+        except BaseException as exc:
+            self._failed = exc
             self._ready.set()
-            await asyncio.gather(*(d.run_forever() for d in self.deliveries))
+            raise
 
     def status(self) -> dict:
         """Per webhook: actions taken and dead-lettered since this process started, the position."""
