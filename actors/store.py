@@ -239,14 +239,16 @@ class SqlEventStore:
 
     # -- webhook dead letters ----------------------------------------------------------------------
     def add_dead_letter(self, webhook: str, seq: int, action: dict[str, Any], attempts: int, error: str) -> None:
-        """Keep an action a webhook could not take (the same action again replaces its row)."""
+        """Keep an action a webhook could not take (the same action again replaces its row). Not for
+        a forgotten customer: an action read before their erasure leaves nothing behind after it."""
         row = (webhook, action["action_id"], action["customer_id"], seq, attempts, error[:2000], _now_ms(),
-               orjson.dumps(action))
+               orjson.dumps(action), action["customer_id"])
         with self._lock:
             try:
                 self._execute(self._sql(
                     "INSERT INTO webhook_dead_letters (webhook, action_id, customer_id, seq, attempts, error, failed_ms, "
-                    "payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (webhook, action_id) DO UPDATE SET "
+                    "payload) SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS "
+                    "(SELECT 1 FROM forgotten WHERE customer_id = ?) ON CONFLICT (webhook, action_id) DO UPDATE SET "
                     "attempts = excluded.attempts, error = excluded.error, failed_ms = excluded.failed_ms"), row)
                 self._commit()
             except Exception:
@@ -369,6 +371,9 @@ class SqlEventStore:
 
     def _after_erasure(self) -> None:
         """Make deleted rows unreadable in the database files (the backend's way)."""
+
+    def is_forgotten(self, customer_id: str) -> bool:
+        return self._read(self._sql("SELECT 1 FROM forgotten WHERE customer_id = ?"), (customer_id,), one=True) is not None
 
     def forgotten_customers(self) -> set[str]:
         rows = self._read("SELECT customer_id FROM forgotten")

@@ -17,8 +17,9 @@ and drops a repeated ``Idempotency-Key``. Delivery is at least once, in outbox o
 - a failure (no answer within ``timeout_s``, a connection error, any status but 2xx) is retried
   after ``backoff_s``, doubling up to ``max_backoff_s``; after ``max_attempts`` failures the action
   is kept as a dead letter with the last error, and delivery goes on with the next one;
-- an erased customer's actions are not delivered (the outbox read leaves them out) and their dead
-  letters are erased with them.
+- an erased customer's actions are not delivered (the outbox read leaves them out, and each attempt
+  checks again, so one erased while its action is being retried gets no further attempt) and their
+  dead letters are erased with them (one failing after the erasure is not kept).
 
 ``WebhookDelivery`` is the loop for one webhook (no Ray: the unit tests run it against a real
 store and a real HTTP receiver); ``WebhookDispatcher`` is the actor `recsys serve` starts when
@@ -109,6 +110,9 @@ class WebhookDelivery:
         delay = self.config.backoff_s
         error = ""
         for n in range(1, self.config.max_attempts + 1):
+            # erased since the page was read (while earlier attempts failed): send nothing more
+            if await self._io(self.store.is_forgotten, action["customer_id"]):
+                return False
             error = await self.attempt(action, n)
             if error is None:
                 self.delivered += 1

@@ -204,3 +204,24 @@ def test_the_cli_lists_dead_letters(store, tmp_path, capsys):
     assert letter["webhook"] == "crm" and letter["error"] == "HTTP 500" and letter["action"]["action_id"] == "a1"
     assert main(["webhooks", "dead-letters", "--store", url, "--webhook", "other"]) == 0
     assert capsys.readouterr().out.strip() == ""
+
+
+def test_a_customer_erased_while_their_action_is_retried_gets_no_more_attempts_and_no_dead_letter(store):
+    store.append_actions([action(1, customer="leaving")])
+
+    async def scenario():
+        async with Receiver(failures=100) as receiver:
+            async def sleep(_seconds):
+                store.forget_customer("leaving")  # the erasure lands between two attempts
+
+            async with aiohttp.ClientSession() as session:
+                delivery = WebhookDelivery(hook(receiver.url, max_attempts=5), store, session, sleep=sleep)
+                await delivery.run_once()
+            return receiver, delivery
+
+    receiver, delivery = run(scenario())
+    assert len(receiver.requests) == 1 and delivery.dead == 0
+    assert store.dead_letters() == []
+    # and the store itself keeps no dead letter of a forgotten customer, whoever asks
+    store.add_dead_letter("crm", 1, action(1, customer="leaving"), 5, "HTTP 503")
+    assert store.dead_letters() == []
