@@ -130,7 +130,7 @@ class ModelRuntime:
             "spend": summary[1] if summary else None,
             "last_purchase_ms": summary[2] if summary else None,
             "factors": [float(x) for x in self.user_factors[row]],
-            # their training sessions (similar-sessions neighbours), as item lists in visit order
+            # their training sessions (similar-sessions neighbours): each one's distinct items, first seen first
             "sessions": [[str(self.item_ids[i]) for i in self.sess_items[self.sess_indptr[s]:self.sess_indptr[s + 1]]]
                          for s in np.flatnonzero(self.sess_user == row).tolist()],
         }

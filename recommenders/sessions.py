@@ -77,13 +77,23 @@ def ordered_sessions(events: pd.DataFrame, item_ids: np.ndarray) -> Sessions:
     return Sessions(indptr, i[keep].astype(np.int32), frame["c"].to_numpy()[first].astype(str))
 
 
+def _row_of(indptr: np.ndarray) -> np.ndarray:
+    """The row (session) of every entry of a CSR layout."""
+    return np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+
+
+def _indptr(counts: np.ndarray) -> np.ndarray:
+    """The CSR indptr of rows with these entry counts."""
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+
 def transitions(sessions: Sessions, n_items: int, window: int, m: int) -> tuple[np.ndarray, np.ndarray]:
     """Per item, the ``m`` items most often next after it (within ``window`` places, 1/distance
     each), as P(next | item): (indices [n, m] int32, -1 padded; weights float32)."""
     items, indptr = sessions.items.astype(np.int64), sessions.indptr
     if items.size < 2 or m <= 0:
         return np.full((n_items, max(m, 1)), -1, dtype=np.int32), np.zeros((n_items, max(m, 1)), dtype=np.float32)
-    session_of = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    session_of = _row_of(indptr)
     src, dst, w = [], [], []
     for distance in range(1, window + 1):
         same = session_of[distance:] == session_of[:-distance]
@@ -101,23 +111,21 @@ def transitions(sessions: Sessions, n_items: int, window: int, m: int) -> tuple[
 
 def session_sets(sessions: Sessions) -> tuple[np.ndarray, np.ndarray]:
     """Each session's distinct items (first occurrence order), as CSR (indptr, items)."""
-    session_of = np.repeat(np.arange(len(sessions.indptr) - 1), np.diff(sessions.indptr))
-    pairs = pd.DataFrame({"s": session_of, "i": sessions.items}).drop_duplicates()
+    pairs = pd.DataFrame({"s": _row_of(sessions.indptr), "i": sessions.items}).drop_duplicates()
     counts = np.bincount(pairs["s"].to_numpy(), minlength=len(sessions.indptr) - 1)
-    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), pairs["i"].to_numpy().astype(np.int32)
+    return _indptr(counts), pairs["i"].to_numpy().astype(np.int32)
 
 
 def item_sessions(set_indptr: np.ndarray, set_items: np.ndarray, n_items: int,
                   per_item: int) -> tuple[np.ndarray, np.ndarray]:
     """Per item, its ``per_item`` most recent sessions (CSR: indptr [n + 1], session numbers),
     from ``session_sets``."""
-    session_of = np.repeat(np.arange(len(set_indptr) - 1), np.diff(set_indptr))
-    pairs = pd.DataFrame({"i": set_items.astype(np.int64), "s": session_of}).sort_values(["i", "s"], kind="stable")
+    pairs = pd.DataFrame({"i": set_items.astype(np.int64), "s": _row_of(set_indptr)}).sort_values(["i", "s"],
+                                                                                               kind="stable")
     # keep each item's last per_item sessions (sessions are numbered in time order)
     from_end = pairs.groupby("i").cumcount(ascending=False).to_numpy()
     pairs = pairs[from_end < per_item]
-    counts = np.bincount(pairs["i"].to_numpy(), minlength=n_items)
-    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), pairs["s"].to_numpy().astype(np.int32)
+    return _indptr(np.bincount(pairs["i"].to_numpy(), minlength=n_items)), pairs["s"].to_numpy().astype(np.int32)
 
 
 def similar_session_candidates(sess_indptr: np.ndarray, sess_items: np.ndarray, item_indptr: np.ndarray,
@@ -176,7 +184,7 @@ def session_arrays(events: pd.DataFrame, item_ids: np.ndarray, user_ids: np.ndar
     starts, ends = set_indptr[chosen], set_indptr[chosen + 1]
     items = (np.concatenate([set_items[a:b] for a, b in zip(starts.tolist(), ends.tolist())])
              if chosen.size else np.zeros(0, dtype=np.int32))
-    indptr = np.concatenate([[0], np.cumsum(ends - starts)]).astype(np.int64)
+    indptr = _indptr(ends - starts)
     by_item_indptr, by_item = item_sessions(indptr, items, len(item_ids), per_item)
     customer = sessions.customer[chosen]
     row = np.searchsorted(user_ids, customer)
