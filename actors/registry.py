@@ -24,6 +24,10 @@ from engine.errors import InvalidArgument
 from recommenders.bundle import current_version, list_versions, load_bundle, set_current
 from recommenders.promotion import check_promotion
 
+class ModelLoadFailed(InvalidArgument):
+    """A bundle the checks accepted that an owner could not load (nothing changed)."""
+
+
 def model_change_counter(registry):
     """Promotions and rollbacks by result (ok; refused: a check said no; failed: an owner could not
     load it), scraped through the ingress's /metrics like the owners' counters."""
@@ -77,8 +81,11 @@ class ModelRegistry:
     async def _counted(self, action: str, change) -> dict[str, Any]:
         try:
             result = await change
-        except InvalidArgument as exc:
-            self._changes.labels(action, "failed" if "failed to load" in exc.message else "refused").inc()
+        except ModelLoadFailed:
+            self._changes.labels(action, "failed").inc()
+            raise
+        except InvalidArgument:
+            self._changes.labels(action, "refused").inc()
             raise
         except Exception:
             self._changes.labels(action, "failed").inc()
@@ -133,7 +140,7 @@ class ModelRegistry:
             await _gather([o.prepare_model.remote(refs, manifest) for o in owners])
         except Exception as exc:
             await _gather([o.abort_model.remote(version) for o in owners], ignore_errors=True)
-            raise InvalidArgument(f"model {version} failed to load on an owner; nothing changed: {exc}") from exc
+            raise ModelLoadFailed(f"model {version} failed to load on an owner; nothing changed: {exc}") from exc
         await _gather([o.commit_model.remote(version) for o in owners])
         return set(names)
 

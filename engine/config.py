@@ -207,7 +207,7 @@ class WebhookConfig:
     url: str
     # the signing secret: from this environment variable of the service (better), or inline
     secret_env: str | None = None
-    secret: str | None = None
+    secret: str | None = field(default=None, repr=False)  # never printed with the config
     # action kinds to deliver (cart_abandonment, cross_sell); empty: every kind
     kinds: tuple[str, ...] = ()
     max_attempts: int = 6

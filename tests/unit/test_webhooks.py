@@ -225,3 +225,7 @@ def test_a_customer_erased_while_their_action_is_retried_gets_no_more_attempts_a
     # and the store itself keeps no dead letter of a forgotten customer, whoever asks
     store.add_dead_letter("crm", 1, action(1, customer="leaving"), 5, "HTTP 503")
     assert store.dead_letters() == []
+
+
+def test_an_inline_secret_is_never_printed_with_the_config():
+    assert "topsecret" not in repr(WebhookConfig(name="a", url="http://x", secret="topsecret"))
