@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import orjson
 
 from engine.catalog import CatalogUpdate
-from engine.config import OffersConfig, RankingConfig
+from engine.config import OffersConfig, RankingConfig, fitted_ranking
 from engine.errors import NotFound
 from engine.events import Event, event_to_dict
 from engine.offers import OfferCatalog
@@ -61,7 +61,10 @@ class CustomerShardLogic:
         self.epoch = epoch
         self.offers = ShardOffers(partition, partitions, offers_config,
                                   offer_catalog or catalog_from_toml(None, "(none)"), bandit=self.serving.bandit)
+        # the serve config's ranking; what a request is ranked with is `ranking_for_model` (the model's
+        # fitted choices over it, config-file keys winning)
         self.ranking = ranking
+        self._fitted: tuple[ModelRuntime, RankingConfig] | None = None
         self.store = store
         self.snapshot_every = snapshot_every
         self.customers = CustomerTable(hot_customers)
@@ -261,7 +264,15 @@ class CustomerShardLogic:
 
     # -- reads ----------------------------------------------------------------------------------------
     def recommend(self, query: RecommendQuery, now_ms: int) -> Recommendations:
-        return recommend(self.model, self.customers.get(query.customer_id), query, self.ranking, now_ms, self.view)
+        model = self.model
+        return recommend(model, self.customers.get(query.customer_id), query, self.ranking_for_model(model), now_ms,
+                         self.view)
+
+    def ranking_for_model(self, model: ModelRuntime) -> RankingConfig:
+        """The serve config's ranking with what ``model``'s training fitted to its data over it."""
+        if self._fitted is None or self._fitted[0] is not model:
+            self._fitted = (model, fitted_ranking(self.ranking, model.manifest.get("fitted")))
+        return self._fitted[1]
 
     def similar(self, query: SimilarQuery) -> Recommendations:
         state = self.customers.get(query.customer_id) if query.customer_id else None

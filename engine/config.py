@@ -4,7 +4,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from engine.auth import ApiKey, AuthConfig
 from engine.errors import InvalidArgument
@@ -139,6 +139,9 @@ class RankingConfig:
     repurchase_timing: str = "frequency"
     # Diversity: at most this many items of one category per answer (None: no cap); per request too.
     max_per_category: int | None = None
+    # The keys a config file set ("repurchase_policy", "weights.als", "cart_weights" ...): they win
+    # over what `recsys train` fitted to its data (fitted_ranking). Filled in by the TOML loader.
+    explicit: frozenset[str] = field(default=frozenset(), compare=False)
 
     def __post_init__(self) -> None:
         if self.cart_weights is None:
@@ -345,12 +348,36 @@ def _build(cls, data: dict[str, Any], where: str):
         elif name == "keys":
             value = tuple(_build(ApiKey, k, f"{where}.keys[{i}]") for i, k in enumerate(value))
         kwargs[name] = value
+    if cls is RankingConfig:
+        kwargs["explicit"] = frozenset({name for name in data if name != "weights"}
+                                       | {f"weights.{key}" for key in data.get("weights", {})})
     if cls is RankingConfig and "cart_weights" in data:
         # keys left out: as cart_blend gives them over [ranking.weights]
         kwargs["cart_weights"] = cart_blend(kwargs.get("weights", BlendWeights()), **data["cart_weights"])
     if cls is RankingConfig and "anonymous_weights" in data:
         kwargs["anonymous_weights"] = anonymous_blend(kwargs.get("weights", BlendWeights()), **data["anonymous_weights"])
     return cls(**kwargs)
+
+
+def fitted_ranking(config: RankingConfig, fitted: Mapping[str, Any] | None) -> RankingConfig:
+    """``config`` with what `recsys train` chose for its data (a manifest's ``fitted`` record, see
+    recommenders/fitting.py) over it, except the keys ``config.explicit`` names (a config file's).
+    The blends with a cart and for anonymous visitors follow the fitted next-basket weights, as they
+    follow `[ranking.weights]`, unless the file sets them."""
+    chosen = dict((fitted or {}).get("ranking") or {})
+    if not chosen:
+        return config
+    weights = {key: value for key, value in dict(chosen.pop("weights", {})).items()
+               if f"weights.{key}" not in config.explicit}
+    changes: dict[str, Any] = {name: value for name, value in chosen.items() if name not in config.explicit}
+    if weights:
+        new = replace(config.weights, **weights)
+        changes["weights"] = new
+        if "cart_weights" not in config.explicit:
+            changes["cart_weights"] = cart_blend(new)
+        if "anonymous_weights" not in config.explicit:
+            changes["anonymous_weights"] = anonymous_blend(new)
+    return replace(config, **changes) if changes else config
 
 
 def absolute_store_url(url: str, base: Path | None = None) -> str:

@@ -23,14 +23,15 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from engine.config import REPURCHASE_TIMINGS, BlendWeights, RankingConfig, cart_blend, load_serve_config
+from engine.config import (REPURCHASE_TIMINGS, BlendWeights, RankingConfig, cart_blend, fitted_ranking,
+                           load_serve_config)
 from engine.events import parse_event
 from engine.queries import Filters, RecommendQuery
 from engine.state import CustomerState, apply_event
 from recommenders.loaders import Dataset
 from recommenders.recommend import recommend
 from recommenders.runtime import ModelRuntime
-from recommenders.training import TrainParams, build_bundle
+from recommenders.training import TrainParams, build_bundle, train
 
 # Published (Microsoft Recommenders benchmark, MovieLens 100K, 75/25 per-user random split, top-10)
 PUBLISHED_MOVIELENS = {
@@ -48,9 +49,23 @@ def shipped_ranking() -> RankingConfig:
     return load_serve_config().ranking
 
 
+def trained_as_shipped(dataset: Dataset, params: TrainParams) -> tuple[ModelRuntime, RankingConfig, dict]:
+    """What `recsys train` and then `recsys serve` (no --config) rank with, trained on ``dataset``: the
+    bundle ``train`` makes, fitted to the data on its own holdout (recommenders/fitting.py), and the
+    serve defaults with its fitted choices over them (engine.config.fitted_ranking, as a shard does).
+    Returns (the model, the configuration, the manifest's fitted record without its candidate list)."""
+    bundle = train(dataset, replace(params, evaluate=True), progress=False)
+    fitted = dict(bundle.manifest.get("fitted") or {})
+    config = fitted_ranking(shipped_ranking(), fitted)
+    fitted["tried"] = len(fitted.get("tried", []))
+    return ModelRuntime(bundle.arrays, bundle.manifest), config, fitted
+
+
 def ranking_record(config: RankingConfig) -> dict:
     """``config`` in full, as plain JSON values (the evaluation records the configurations it ran)."""
-    return asdict(config)
+    record = asdict(config)
+    record.pop("explicit")  # which keys a config file set: not how it ranks
+    return record
 
 
 def _run_stamp(started: float) -> dict:
@@ -164,12 +179,18 @@ def movielens_tuned(weights: BlendWeights, shipped: RankingConfig | None = None)
                    candidates_per_source=MOVIELENS_CANDIDATES)
 
 
+# The row of what `recsys train` + `recsys serve` rank with: the shipped defaults fitted to the
+# training part by `recsys train`, its own model, no request filter.
+MOVIELENS_ENGINE_ROW = "engine (as shipped: fitted by recsys train, no filter)"
+
+
 def movielens_methods(best: BlendWeights, shipped: RankingConfig | None = None) -> list[Method]:
+    """The rows ranked on the plain bundle (``build_bundle``) with the protocol's request filter."""
     shipped = shipped or shipped_ranking()
     tuned = movielens_tuned(best, shipped)
     return [
         Method("engine (blend tuned for MovieLens)", tuned),
-        Method("engine (shipped defaults)", shipped),
+        Method("engine (shipped defaults, not fitted)", shipped),
         Method("item-item (EASE) alone", replace(tuned, weights=weights_only(history=1.0))),
         Method("plain ALS", replace(tuned, weights=weights_only(als=1.0))),
         Method("popularity", replace(tuned, weights=weights_only(popular=1.0))),
@@ -187,7 +208,7 @@ def evaluate_movielens(dataset: Dataset, seeds: Iterable[int], params: TrainPara
     shipped = shipped_ranking()
     per_method: dict[str, list[dict[str, float]]] = {}
     timing: dict[str, list[float]] = {}
-    chosen, tuned_configs = [], []
+    chosen, tuned_configs, fitted_configs, fitted_records = [], [], [], []
     for seed in seeds:
         train_events, test_events = split_per_user(dataset.events, 0.75, seed)
         best, _ = tune_weights(train_events, dataset, params, grid or movielens_grid(), seed, k, f"ndcg@{k}",
@@ -198,8 +219,14 @@ def evaluate_movielens(dataset: Dataset, seeds: Iterable[int], params: TrainPara
         model = ModelRuntime(bundle.arrays, bundle.manifest)
         truth = test_events.groupby("customer_id")["item_id"].agg(set).to_dict()
         now = bundle.manifest["counts"]["data_end_ms"]
-        for method in movielens_methods(best, shipped):
-            metrics, seconds = score_users(model, truth, method, k, now)
+        fitted_model, fitted_config, fitted = trained_as_shipped(Dataset(train_events, dataset.items, dataset.source),
+                                                                 params)
+        fitted_configs.append(ranking_record(fitted_config))
+        fitted_records.append(fitted)
+        runs = [(Method(MOVIELENS_ENGINE_ROW, fitted_config), fitted_model, {})]
+        runs += [(method, model, MOVIELENS_REQUEST_FILTERS) for method in movielens_methods(best, shipped)]
+        for method, ranked_by, filters in runs:
+            metrics, seconds = score_users(ranked_by, truth, method, k, now, filters)
             per_method.setdefault(method.name, []).append(metrics)
             timing.setdefault(method.name, []).append(seconds)
             log(f"movielens seed {seed} {method.name:<24} " + " ".join(f"{m} {v:.4f}" for m, v in metrics.items()))
@@ -209,12 +236,15 @@ def evaluate_movielens(dataset: Dataset, seeds: Iterable[int], params: TrainPara
         summary[name] = {key: {"mean": float(np.mean([r[key] for r in rows])), "std": float(np.std([r[key] for r in rows]))}
                          for key in keys}
         summary[name]["ms_per_request"] = {"mean": 1000 * float(np.mean(timing[name])), "std": 1000 * float(np.std(timing[name]))}
-    return {"protocol": "MovieLens 100K, every rating an interaction, per-user random 75/25 split, top-10, "
-                        "training items excluded (a request filter of the protocol: repurchase_policy "
-                        "exclude_always); blend weights chosen on a validation split of the training part",
+    return {"protocol": "MovieLens 100K, every rating an interaction, per-user random 75/25 split, top-10. The "
+                        "shipped engine: trained by `recsys train` on the training part (fitted to it on its own "
+                        "holdout), no request filter. The other rows: training items excluded (a request filter "
+                        "of the protocol: repurchase_policy exclude_always), blend weights chosen on a validation "
+                        "split of the training part",
             "seeds": list(seeds), "methods": summary, "published": PUBLISHED_MOVIELENS, "chosen_weights": chosen,
             "protocol_request_filters": dict(MOVIELENS_REQUEST_FILTERS), "shipped_config": ranking_record(shipped),
             "tuned_configs": tuned_configs, "catalogue_keys": list(MOVIELENS_CATALOGUE_KEYS),
+            "engine_row": MOVIELENS_ENGINE_ROW, "fitted_configs": fitted_configs, "fitted": fitted_records,
             "run": _run_stamp(started)}
 
 
@@ -488,9 +518,11 @@ def evaluate_online_retail(dataset: Dataset, params: TrainParams, k: int = 10, c
         f"repurchase timing {timing}; no basket in progress {best.as_dict()}; with a cart {cart.as_dict()}; "
         f"then {options['setting']} ({len(options['tried'])} tried); validation {options['validation']}, "
         f"shipped {shipped_validation}; shipped is the choice: {chosen_config == shipped}")
-    bundle = build_bundle(Dataset(train, dataset.items, dataset.source), params, progress=False)
-    model = ModelRuntime(bundle.arrays, bundle.manifest)
-    out = replay_retail(model, test, retail_methods(chosen_config, shipped), k, log)
+    # what ships: trained by `recsys train` on everything before the cut (fitted to it), served defaults over it
+    model, engine_config, fitted = trained_as_shipped(Dataset(train, dataset.items, dataset.source), params)
+    log(f"online-retail fitted by recsys train: params {fitted.get('params')}, ranking {fitted.get('ranking')}")
+    out = replay_retail(model, test, retail_methods(None if chosen_config == shipped else chosen_config,
+                                                    engine_config), k, log)
     return {"protocol": f"UCI Online Retail, purchases; train before {cut}, test = invoices from {cut} of customers "
                         "seen in training, replayed in time order through live state. Next basket: distinct items "
                         "of the invoice (repurchases count). Completion: first half of the distinct items (line "
@@ -502,6 +534,7 @@ def evaluate_online_retail(dataset: Dataset, params: TrainParams, k: int = 10, c
             "validation_best": chosen["validation"], "chosen_options": options["setting"],
             "validation_options_tried": options["tried"], "validation_chosen": options["validation"],
             "validation_shipped": shipped_validation,
-            "engine_config": ranking_record(shipped), "chosen_config": ranking_record(chosen_config),
+            "engine_config": ranking_record(engine_config), "shipped_config": ranking_record(shipped),
+            "fitted": fitted, "chosen_config": ranking_record(chosen_config),
             "shipped_is_chosen": chosen_config == shipped, "engine_row": ENGINE_ROW,
             "protocol_request_filters": dict(RETAIL_REQUEST_FILTERS), "run": _run_stamp(started), **out}

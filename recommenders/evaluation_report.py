@@ -53,8 +53,12 @@ def retail_config_notes(r: dict) -> list[str]:
     """What the Online Retail figures were measured with, and what validation chose."""
     if "engine_config" not in r:
         return []
-    lines = [f"The row \"{r['engine_row']}\" ranks with the configuration `recsys serve` ships (its defaults, "
-             f"`ServeConfig().ranking`): {_config_line(r['engine_config'])}.",
+    fitted = r.get("fitted") or {}
+    lines = [f"The row \"{r['engine_row']}\" is what `recsys train` + `recsys serve` ship: a bundle `recsys train` "
+             f"made of the training part, fitted to it (ALS and popularity settings {fitted.get('params', {})}, "
+             f"ranking {fitted.get('ranking', {})}; {fitted.get('skipped', '')}"
+             f"{'chosen on ' + str(fitted.get('customers')) + ' held-out customers' if 'customers' in fitted else ''}), "
+             f"ranked with the serve defaults with that fit over them: {_config_line(r['engine_config'])}.",
              f"Request filters the protocol adds: {_filters_line(r['protocol_request_filters'])}.", ""]
     v, s = r["validation_chosen"], r["validation_shipped"]
     lines += [f"Validation month (HR@10 + Recall@10): chosen configuration next basket {v['next_basket']:.4f}, "
@@ -76,8 +80,12 @@ def movielens_config_notes(r: dict) -> list[str]:
     if "shipped_config" not in r:
         return []
     return [f"Request filters the protocol adds: {_filters_line(r['protocol_request_filters'])} (training items "
-            "excluded; a rule of this benchmark, not the serving default). \"engine (shipped defaults)\" ranks with "
-            f"the configuration `recsys serve` ships: {_config_line(r['shipped_config'])}. \"engine (blend tuned for "
+            "excluded; a rule of this benchmark, not the serving default) to every row but the first. "
+            f"\"{r.get('engine_row', '')}\" is what `recsys train` + `recsys serve` ship, with no request filter: "
+            "per seed, a bundle `recsys train` made of the training part, fitted to it on its own holdout "
+            f"({'; '.join(str({'params': f.get('params'), 'ranking': f.get('ranking')}) for f in r.get('fitted', []))}), "
+            "ranked with the serve defaults with that fit over them. \"engine (shipped defaults, not fitted)\" "
+            f"ranks with the defaults alone: {_config_line(r['shipped_config'])}. \"engine (blend tuned for "
             f"MovieLens)\" is that configuration with only {', '.join(r['catalogue_keys'])} set for this catalogue "
             "(`[ranking.weights]` chosen per seed on validation, below; `candidates_per_source` "
             f"{r['tuned_configs'][0]['candidates_per_source']}), as an operator would set them in a `--config` TOML.", ""]

@@ -205,6 +205,7 @@ def evaluate_sessions(dataset: Dataset, params, shipped: RankingConfig, cut: str
     """On the month before ``cut`` (trained on what came before it), the anonymous blend with the best
     HR@k + MRR@k over ``grid``; then, trained on everything before ``cut``, the shipped engine and
     the baselines on the guest baskets after it."""
+    from recommenders.evaluation import trained_as_shipped
     from recommenders.training import build_bundle
 
     started = time.perf_counter()
@@ -223,9 +224,9 @@ def evaluate_sessions(dataset: Dataset, params, shipped: RankingConfig, cut: str
     log(f"sessions chosen on validation ({valid_cut}..{cut}, {valid.every} guest baskets), {len(tried)} blends: "
         f"{choice} HR+MRR {_score(chosen_metrics, k):.4f}; shipped {_score(shipped_metrics, k):.4f}")
     test = session_split(dataset, cut, None, baskets, seed)
-    bundle = build_bundle(Dataset(test.train, dataset.items, dataset.source), params, progress=False)
-    model = ModelRuntime(bundle.arrays, bundle.manifest)
-    out = replay_sessions(model, test.sessions, {ENGINE_ROW: shipped, **baselines(model, test.train)}, k, max_reveals)
+    # what ships: trained by `recsys train` on everything before the cut (fitted to it), defaults over it
+    model, engine, fitted = trained_as_shipped(Dataset(test.train, dataset.items, dataset.source), params)
+    out = replay_sessions(model, test.sessions, {ENGINE_ROW: engine, **baselines(model, test.train)}, k, max_reveals)
     for name, m in out["methods"].items():
         log(f"sessions {name:<34} HR@{k} {m[f'hr@{k}']:.3f}  MRR@{k} {m[f'mrr@{k}']:.3f}  {m['ms_per_request']:.2f} ms")
     return {"protocol": f"UCI Online Retail guest baskets (no CustomerID) from {cut}, {len(test.sessions)} of "
@@ -234,7 +235,8 @@ def evaluate_sessions(dataset: Dataset, params, shipped: RankingConfig, cut: str
                         f"{max_reveals} per basket; after each the top {k} (revealed items left out) is scored "
                         f"against the next item. Trained on every purchase before {cut}.",
             "k": k, "reveals": out["reveals"], "baskets": len(test.sessions), "methods": out["methods"],
-            "engine_row": ENGINE_ROW, "engine_anonymous_weights": shipped.anonymous_weights.as_dict(),
+            "engine_row": ENGINE_ROW, "engine_anonymous_weights": engine.anonymous_weights.as_dict(),
+            "shipped_anonymous_weights": shipped.anonymous_weights.as_dict(), "fitted": fitted,
             "chosen_anonymous_weights": chosen.as_dict(), "chosen_anonymous_choice": choice,
             "validation_tried": [{"choice": c, "validation": _score(m, k)} for c, _w, m in tried],
             "validation_chosen": _score(chosen_metrics, k),

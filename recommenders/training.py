@@ -20,15 +20,13 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from engine.config import RankingConfig
+from engine.config import RankingConfig, fitted_ranking
 from engine.events import EVENT_WEIGHTS
-from engine.queries import Filters, RecommendQuery
 from engine.rules import DAY_MS
 from recommenders.bundle import ModelBundle
 from recommenders.index import ItemIndex
 from recommenders.item_item import empty_neighbours, fit_ease, top_neighbours, top_per_row
 from recommenders.loaders import Dataset
-from recommenders.recommend import recommend
 from recommenders.runtime import ModelRuntime, confidence
 from recommenders.sessions import session_arrays
 
@@ -61,6 +59,10 @@ class TrainParams:
     holdout_fraction: float = 0.1
     eval_customers: int = 2000
     evaluate: bool = True
+    # fit the engine to the data on the holdout (recommenders/fitting.py); needs `evaluate`
+    fit: bool = True
+    # parameters the caller set (`recsys train --factors ...`): fitting leaves them as given
+    fixed: tuple[str, ...] = ()
     threads: int = 0
 
 
@@ -156,10 +158,17 @@ def covisitation(events: pd.DataFrame, item_ids: np.ndarray, params: TrainParams
     return top_per_row(c.tocsr(), params.covis_neighbours, progress, "co-visitation")
 
 
+def recency_decay(age_ms, half_life_days: float):
+    """0.5 per ``half_life_days`` of age; a half-life of 0 is no decay (plain counts)."""
+    if half_life_days <= 0:
+        return np.ones_like(np.asarray(age_ms, dtype=np.float64))
+    return 0.5 ** (np.asarray(age_ms, dtype=np.float64) / DAY_MS / half_life_days)
+
+
 def popularity(inter: Interactions, params: TrainParams, now_ms: int) -> np.ndarray:
     """Customers per item, each weighted by how recently they touched it (half-life decay)."""
     last = inter.last_ms.tocoo()
-    decay = 0.5 ** ((now_ms - last.data) / DAY_MS / params.popularity_half_life_days)
+    decay = recency_decay(now_ms - last.data, params.popularity_half_life_days)
     return np.bincount(last.col, weights=decay, minlength=len(inter.item_ids)).astype(np.float32)
 
 
@@ -191,7 +200,7 @@ def trending(events: pd.DataFrame, item_ids: np.ndarray, params: TrainParams, no
             last = mine.groupby(["customer_id", "item_id"])["timestamp_ms"].max().reset_index()
             col = index.reindex(last["item_id"]).to_numpy()
             keep = ~np.isnan(col)
-            decay = 0.5 ** ((now_ms - last["timestamp_ms"].to_numpy()[keep]) / DAY_MS / params.popularity_half_life_days)
+            decay = recency_decay(now_ms - last["timestamp_ms"].to_numpy()[keep], params.popularity_half_life_days)
             rows.append(np.bincount(col[keep].astype(np.int64), weights=decay, minlength=len(item_ids)))
             keys.append(f"{column}:{group}")
     if not keys:
@@ -319,9 +328,6 @@ def build_bundle(dataset: Dataset, params: TrainParams, progress: bool = True) -
 # The offline check means something only over this many customers; below it the manifest says so
 # and the promotion guard refuses the bundle unless forced (recommenders/promotion.py).
 MIN_CHECK_CUSTOMERS = 200
-# Held-out items a customer had already consumed before: below this share, the data is a catalogue
-# people consume once (films, books), and the check leaves what each customer had out of the answer.
-REPEAT_SHARE_FOR_REPURCHASE = 0.05
 
 
 def _truth(future: pd.DataFrame, model: ModelRuntime) -> pd.Series:
@@ -362,56 +368,74 @@ def _holdout_split(dataset: Dataset, params: TrainParams) -> tuple[pd.DataFrame,
         f"(at least one; the cut in time over all customers left fewer than {MIN_CHECK_CUSTOMERS}), consumed items")
 
 
-def holdout_metrics(dataset: Dataset, params: TrainParams, progress: bool = True, k: int = 10) -> dict:
-    """Train on the past, score the future (see module doc and ``_holdout_split``). Items a customer
-    consumed before count when they come again, unless the data shows they rarely do."""
+def holdout_metrics(dataset: Dataset, params: TrainParams, progress: bool = True, k: int = 10) -> tuple[dict, dict]:
+    """Train on the past, fit the engine to the data on half of the held-out customers
+    (recommenders/fitting.py) and score the future of the other half (see module doc and
+    ``_holdout_split``) with the fitted configuration, no request filter. Returns (the check, the
+    ``fitted`` record)."""
+    from recommenders import fitting
+
     past, future, cuts, protocol = _holdout_split(dataset, params)
-    bundle = build_bundle(Dataset(past, dataset.items, dataset.source), replace(params, evaluate=False), progress=False)
+    past_data = Dataset(past, dataset.items, dataset.source)
+    bundle = build_bundle(past_data, replace(params, evaluate=False), progress=False)
     model = ModelRuntime(bundle.arrays, bundle.manifest)
     truth = _truth(usable_events(Dataset(future, dataset.items, dataset.source)), model)
     truth = truth[truth.index.isin(cuts.index)]
     seen = {c: {str(model.item_ids[i]) for i in model.history(model.user_index[c])[0]} for c in truth.index}
     pairs = sum(len(v) for v in truth)
     repeat_share = sum(len(truth[c] & seen[c]) for c in truth.index) / max(pairs, 1)
-    policy = "exclude_never" if repeat_share >= REPEAT_SHARE_FOR_REPURCHASE else "exclude_always"
-    customers = truth.index.to_numpy()
-    rng = np.random.default_rng(params.seed)
-    if len(customers) > params.eval_customers:
-        customers = rng.choice(customers, params.eval_customers, replace=False)
-    config = RankingConfig(repurchase_policy=policy)
+    to_fit, customers = fitting.check_customers(truth.index.to_numpy(), params.seed, params.eval_customers,
+                                                MIN_CHECK_CUSTOMERS)
+    fitted: dict = {"skipped": (f"fewer than {2 * MIN_CHECK_CUSTOMERS} held-out customers: too few to choose on "
+                                "one half and check on the other; the shipped defaults serve")}
+    if params.fit and len(to_fit):
+        events = usable_events(past_data)
+        inter = aggregate(events)
+        if not np.array_equal(inter.item_ids.astype(str), bundle.arrays["item_ids"]):
+            raise AssertionError("the past's interactions lost alignment with its bundle")
+        now_ms = int(events["timestamp_ms"].max())
+        variants = fitting._Variants(bundle, inter.matrix, params, fit_als, lambda p: popularity(inter, p, now_ms))
+        log = (lambda line: tqdm.write(line)) if progress else None
+        fitted, model = fitting.fit(variants, to_fit, truth, cuts, k, frozenset(params.fixed), log)
+        fitted["protocol"] = protocol + ", half of its customers (the check is on the other half)"
+    elif not params.fit:
+        fitted = {"skipped": "not asked for (--no-fit): the shipped defaults serve"}
+    config = fitted_ranking(RankingConfig(), fitted)
     popular_order = [str(model.item_ids[i]) for i in model.popular_order[:k + 200]]
-    hits = recall = pop_hits = pop_recall = 0.0
+    pop_hits = pop_recall = 0.0
     for customer in tqdm(customers, desc="offline check", disable=not progress, mininterval=1.0):
-        query = RecommendQuery(customer_id=str(customer), channel="web", k=k, filters=Filters(repurchase_policy=policy))
-        got = {item.item_id for item in recommend(model, None, query, config, int(cuts[customer])).items}
         relevant = truth[customer]
-        # the popularity baseline under the same rule
-        excluded = seen[customer] if policy == "exclude_always" else set()
+        # the popularity baseline under the same rule (what each customer had, left out or not)
+        excluded = seen[customer] if config.repurchase_policy != "exclude_never" else set()
         popular = set([i for i in popular_order if i not in excluded][:k])
-        hits += bool(got & relevant)
-        recall += len(got & relevant) / len(relevant)
         pop_hits += bool(popular & relevant)
         pop_recall += len(popular & relevant) / len(relevant)
+    scores = fitting.score(model, customers, truth, cuts, config, k)
     n = max(len(customers), 1)
     sufficient = len(customers) >= MIN_CHECK_CUSTOMERS
-    return {
-        "protocol": protocol + (", repurchases count" if policy == "exclude_never" else
-                                ", what each customer had consumed before left out"),
+    check = {
+        "protocol": protocol + (", repurchases count" if config.repurchase_policy == "exclude_never" else
+                                f", ranked with repurchase policy {config.repurchase_policy}")
+                    + ("" if "skipped" in fitted else ", customers the fitting did not see"),
         "customers": int(len(customers)), "sufficient": sufficient,
         "minimum_customers": MIN_CHECK_CUSTOMERS, "repeat_share": round(repeat_share, 4),
-        "repurchase_policy": policy,
-        f"hr@{k}": round(hits / n, 4), f"recall@{k}": round(recall / n, 4),
+        "repurchase_policy": config.repurchase_policy, **scores,
         f"popularity_hr@{k}": round(pop_hits / n, 4), f"popularity_recall@{k}": round(pop_recall / n, 4),
     }
+    return check, fitted
 
 
 def train(dataset: Dataset, params: TrainParams = TrainParams(), progress: bool = True) -> ModelBundle:
-    """Train on all of ``dataset``; when ``params.evaluate``, add the holdout check to the manifest."""
+    """Train on all of ``dataset``; when ``params.evaluate``, fit the engine to the data on its
+    holdout and add the check to the manifest; the bundle is then trained with the fitted settings."""
     started = time.perf_counter()
-    metrics = holdout_metrics(dataset, params, progress) if params.evaluate else {}
-    bundle = build_bundle(dataset, params, progress)
+    metrics, fitted = holdout_metrics(dataset, params, progress) if params.evaluate else ({}, {})
+    chosen = replace(params, **fitted.get("params", {}))
+    bundle = build_bundle(dataset, chosen, progress)
     manifest = dict(bundle.manifest)
     manifest["offline_metrics"] = metrics
+    if fitted:
+        manifest["fitted"] = fitted
     manifest["training_seconds"] = round(time.perf_counter() - started, 3)
     manifest["threads"] = params.threads or os.cpu_count()
     return ModelBundle(manifest, bundle.arrays)

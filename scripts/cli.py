@@ -33,6 +33,10 @@ def _train_params(args):
               if getattr(args, f.name, None) is not None}
     if getattr(args, "no_eval", False):
         values["evaluate"] = False
+    if getattr(args, "no_fit", False):
+        values["fit"] = False
+    # what the caller set is not searched by the fitting (recommenders/fitting.py)
+    values["fixed"] = tuple(sorted(name for name in values if name not in ("evaluate", "fit", "threads")))
     return TrainParams(**values)
 
 
@@ -85,7 +89,9 @@ def cmd_train(args) -> int:
     manifest = bundle.manifest
     print(json.dumps({"bundle": str(path), "version": manifest["version"],
                       "training_seconds": manifest["training_seconds"], "bundle_bytes": size,
-                      "counts": manifest["counts"], "offline_metrics": manifest["offline_metrics"]}, indent=2))
+                      "counts": manifest["counts"], "offline_metrics": manifest["offline_metrics"],
+                      "fitted": {key: value for key, value in manifest.get("fitted", {}).items() if key != "tried"}},
+                     indent=2))
     return 0
 
 
@@ -472,7 +478,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--regularization", type=float)
     train.add_argument("--alpha", type=float)
     train.add_argument("--threads", type=int)
-    train.add_argument("--no-eval", action="store_true", help="skip the offline holdout check")
+    train.add_argument("--no-eval", action="store_true",
+                       help="skip the offline holdout check (and the fitting, which is chosen on it)")
+    train.add_argument("--no-fit", action="store_true",
+                       help="serve the shipped defaults: do not fit ALS, popularity, repurchase and blend to the data")
     train.add_argument("--no-promote", action="store_true", help="do not make it models/CURRENT")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--store", default=defaults.store_url,

@@ -1,6 +1,8 @@
 """The published quality is the shipped engine's.
 
-`recsys evaluate` ranks its "engine" rows with the RankingConfig `recsys serve` builds by default,
+`recsys evaluate` ranks its "engine" rows as `recsys train` + `recsys serve` would: a bundle made by
+`train` (fitted to the training part, recommenders/fitting.py) and the RankingConfig `recsys serve`
+builds by default with that fit over it (engine.config.fitted_ranking, what a shard ranks with). It
 records every configuration it ran in docs/evaluation/evaluation.json, and records what it chose on
 the validation split. These tests fail when the serving defaults, the evaluated configuration, the
 validation choice and the README's tables disagree: change a default in engine/config.py and they
@@ -12,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import BlendWeights, RankingConfig, ServeConfig, load_serve_config
-from recommenders.evaluation import (CHOSEN_ROW, ENGINE_ROW, MOVIELENS_CATALOGUE_KEYS, MOVIELENS_REQUEST_FILTERS,
+from engine.config import BlendWeights, RankingConfig, ServeConfig, fitted_ranking, load_serve_config
+from recommenders.evaluation import (CHOSEN_ROW, ENGINE_ROW, MOVIELENS_CATALOGUE_KEYS, MOVIELENS_ENGINE_ROW,
+                                     MOVIELENS_REQUEST_FILTERS,
                                      RETAIL_REQUEST_FILTERS, movielens_methods, movielens_tuned, ranking_record,
                                      retail_methods, shipped_ranking)
 
@@ -41,16 +44,23 @@ def test_the_engine_rows_rank_with_the_serving_defaults_by_construction():
                                                                         (CHOSEN_ROW, other)]
     assert CHOSEN_ROW not in {m.name for m in retail_methods(serving_default())}
     movielens = {m.name: m.config for m in movielens_methods(BlendWeights(history=1.0, als=0.5))}
-    assert movielens["engine (shipped defaults)"] == serving_default()
+    assert movielens["engine (shipped defaults, not fitted)"] == serving_default()
     # the tuned MovieLens row differs from the shipped configuration only in its per-catalogue keys
     assert differing(movielens["engine (blend tuned for MovieLens)"], serving_default()) <= set(MOVIELENS_CATALOGUE_KEYS)
     # the protocols' request filters: none for Online Retail, training items excluded for MovieLens
     assert RETAIL_REQUEST_FILTERS == {} and MOVIELENS_REQUEST_FILTERS == {"repurchase_policy": "exclude_always"}
 
 
+def served(fitted: dict) -> dict:
+    """What a shard ranks with over a bundle with this fitted record and no --config."""
+    return ranking_record(fitted_ranking(serving_default(), fitted))
+
+
 def test_published_online_retail_figures_are_of_the_serving_defaults():
     result = RESULTS["online_retail"]
-    assert result.get("engine_config") == ranking_record(serving_default()), RERUN
+    assert result.get("shipped_config") == ranking_record(serving_default()), RERUN
+    assert "params" in result["fitted"] or "skipped" in result["fitted"]
+    assert result["engine_config"] == served(result["fitted"]), RERUN
     assert result["protocol_request_filters"] == RETAIL_REQUEST_FILTERS
     assert result["engine_row"] == ENGINE_ROW and ENGINE_ROW in result["methods"]
 
@@ -59,7 +69,7 @@ def test_the_serving_defaults_are_what_validation_chose():
     result = RESULTS["online_retail"]
     assert result["shipped_is_chosen"] and CHOSEN_ROW not in result["methods"], (
         "validation chose another configuration than the shipped one: ship it (engine/config.py) and re-run")
-    assert result["chosen_config"] == result["engine_config"]
+    assert result["chosen_config"] == result["shipped_config"]
     chosen = result["chosen_config"]
     assert chosen["repurchase_timing"] == result["chosen_repurchase_timing"]
     # the blends the grid chose, then the options chosen after them (RETAIL_OPTIONS: a plain key sets
@@ -79,6 +89,11 @@ def test_published_movielens_figures_are_of_the_serving_defaults_and_its_catalog
     assert len(result["tuned_configs"]) == len(result["chosen_weights"]) == len(result["seeds"])
     for config, weights in zip(result["tuned_configs"], result["chosen_weights"]):
         assert config == ranking_record(movielens_tuned(BlendWeights(**weights))), RERUN
+    # the engine row: what `recsys train` fitted on each seed's training part, served over the defaults
+    assert result["engine_row"] == MOVIELENS_ENGINE_ROW and MOVIELENS_ENGINE_ROW in result["methods"]
+    assert len(result["fitted"]) == len(result["fitted_configs"]) == len(result["seeds"])
+    for config, fitted in zip(result["fitted_configs"], result["fitted"]):
+        assert config == served(fitted), RERUN
 
 
 def _section(text: str, title: str, end: str) -> str:
@@ -125,9 +140,10 @@ def test_readme_movielens_table_is_the_recorded_run(method):
 def test_published_session_figures_are_of_the_serving_defaults_and_its_blend_was_chosen_on_validation():
     assert "online_retail_sessions" in RESULTS, RERUN
     result = RESULTS["online_retail_sessions"]
-    assert result["engine_anonymous_weights"] == serving_default().anonymous_weights.as_dict(), RERUN
+    assert result["shipped_anonymous_weights"] == serving_default().anonymous_weights.as_dict(), RERUN
+    assert result["engine_anonymous_weights"] == fitted_ranking(serving_default(), result["fitted"]).anonymous_weights.as_dict(), RERUN
     assert result["shipped_is_chosen"], "validation chose another anonymous blend: ship it (engine/config.py ANONYMOUS_TUNED)"
-    assert result["chosen_anonymous_weights"] == result["engine_anonymous_weights"]
+    assert result["chosen_anonymous_weights"] == result["shipped_anonymous_weights"]
     assert result["engine_row"] in result["methods"]
 
 

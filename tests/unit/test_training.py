@@ -122,7 +122,8 @@ def test_the_offline_check_covers_a_ratings_log_per_customer_and_leaves_seen_fil
     check = train(dataset, TrainParams(factors=16, iterations=5, threads=1), progress=False).manifest["offline_metrics"]
     # the last 10% of ratings in time belong to few users: each user's own last ratings are held out
     assert check["protocol"].startswith("per-customer temporal holdout")
-    assert check["sufficient"] and check["customers"] >= 900
+    # half of the held-out customers: the other half chose the fit (recommenders/fitting.py)
+    assert check["sufficient"] and check["customers"] >= 450
     # nobody rates a film twice: what they rated is left out, and the model beats popularity by far
     assert check["repeat_share"] == 0 and check["repurchase_policy"] == "exclude_always"
     assert check["hr@10"] > check["popularity_hr@10"] + 0.1

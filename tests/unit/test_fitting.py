@@ -1,0 +1,109 @@
+"""`recsys train` fits the engine to the data it is given, records the choice, and the shards serve it
+by default; a key the config file sets wins (issue 18, item 3)."""
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from actors.shard import CustomerShardLogic
+from actors.store import SqliteEventStore
+from engine.config import RankingConfig, ServeConfig, anonymous_blend, cart_blend, fitted_ranking, load_serve_config
+from engine.queries import RecommendQuery
+from recommenders.fitting import check_customers
+from recommenders.runtime import ModelRuntime
+from recommenders.training import MIN_CHECK_CUSTOMERS, TrainParams, train
+
+FITTED = {"ranking": {"repurchase_policy": "exclude_always", "weights": {"als": 1.0, "history": 0.25}},
+          "params": {"factors": 32}}
+
+
+@pytest.fixture(scope="module")
+def movielens_bundle(data_dir):
+    from recommenders.loaders import load_movielens
+
+    return train(load_movielens(data_dir / "movielens-100k"), TrainParams(iterations=5, threads=1), progress=False)
+
+
+def test_training_on_a_film_catalogue_chooses_not_to_bring_back_what_was_rated(movielens_bundle):
+    """The shipped defaults re-offer what a customer consumed (Online Retail re-buys): on MovieLens they
+    fill every answer with rated films. Fitted on its own holdout, the bundle leaves them out."""
+    fitted, check = movielens_bundle.manifest["fitted"], movielens_bundle.manifest["offline_metrics"]
+    assert fitted["ranking"]["repurchase_policy"] == "exclude_always"
+    assert fitted["validation_defaults"]["hr@10"] < 0.05 < fitted["validation_chosen"]["hr@10"]
+    assert fitted["customers"] >= MIN_CHECK_CUSTOMERS and len(fitted["tried"]) >= 20
+    # the check is on the other half of the held-out customers, ranked as served, with no request filter
+    assert check["sufficient"] and check["customers"] >= MIN_CHECK_CUSTOMERS
+    assert check["repurchase_policy"] == "exclude_always" and check["hr@10"] > check["popularity_hr@10"] + 0.1
+    # the bundle is trained with the chosen settings; the manifest says so
+    for name, value in fitted["params"].items():
+        assert movielens_bundle.manifest["params"][name] == value
+    json.dumps(movielens_bundle.manifest)  # plain JSON, as saved
+
+
+def test_the_served_configuration_is_the_fitted_one_unless_the_config_file_says_otherwise(tmp_path, movielens_bundle,
+                                                                                          data_dir):
+    model = ModelRuntime(movielens_bundle.arrays, movielens_bundle.manifest)
+    customer = next(iter(model.user_index))
+    rated = model.purchased_item_ids(customer) | {str(model.item_ids[i]) for i in
+                                                  model.history(model.user_index[customer])[0]}
+
+    def answer(ranking: RankingConfig, name: str) -> set[str]:
+        shard = CustomerShardLogic(0, model, ranking, SqliteEventStore(tmp_path / name))
+        items = shard.recommend(RecommendQuery(customer_id=customer, channel="web", k=10), 1_800_000_000_000).items
+        return {i.item_id for i in items}
+
+    # no --config: the fitted policy serves, no rated film comes back
+    assert not answer(load_serve_config().ranking, "default.db") & rated
+    # a config file that sets the policy wins over the fit
+    toml = tmp_path / "serve.toml"
+    toml.write_text('[ranking]\nrepurchase_policy = "exclude_never"\n')
+    configured = load_serve_config(toml).ranking
+    assert configured.explicit == frozenset({"repurchase_policy"})
+    assert len(answer(configured, "configured.db") & rated) >= 5
+
+
+def test_fitted_ranking_overlays_what_the_file_left_unset(tmp_path):
+    served = fitted_ranking(RankingConfig(), FITTED)
+    assert served.repurchase_policy == "exclude_always"
+    assert (served.weights.als, served.weights.history) == (1.0, 0.25)
+    # the other blends follow the fitted next-basket weights, as they follow [ranking.weights]
+    assert served.cart_weights == cart_blend(served.weights)
+    assert served.anonymous_weights == anonymous_blend(served.weights)
+    toml = tmp_path / "serve.toml"
+    toml.write_text("[ranking.weights]\nals = 0.1\n[ranking.cart_weights]\nsession = 3.0\n")
+    configured = load_serve_config(toml).ranking
+    served = fitted_ranking(configured, FITTED)
+    assert served.weights.als == 0.1 and served.weights.history == 0.25  # the file's key wins, the other is fitted
+    assert served.cart_weights == configured.cart_weights and served.cart_weights.session == 3.0
+    assert served.anonymous_weights == anonymous_blend(served.weights)
+    # no fit (an older bundle, or --no-fit): the configuration as it is
+    assert fitted_ranking(configured, None) is configured
+    assert fitted_ranking(configured, {"skipped": "too few customers"}) is configured
+    assert ServeConfig().ranking == RankingConfig() and RankingConfig().explicit == frozenset()
+
+
+def test_choices_and_check_are_made_on_different_customers():
+    customers = np.array([f"c{i}" for i in range(1000)])
+    fit, check = check_customers(customers, seed=42, limit=2000, minimum=200)
+    assert len(fit) == len(check) == 500 and not set(fit) & set(check)
+    assert set(fit) | set(check) == set(customers)
+    # too few for two halves of the minimum: no fitting, the check gets them all
+    fit, check = check_customers(customers[:399], seed=42, limit=2000, minimum=200)
+    assert len(fit) == 0 and len(check) == 399
+
+
+def test_what_the_caller_sets_is_not_searched(data_dir):
+    from recommenders.loaders import load_movielens
+    from scripts.cli import _train_params, build_parser
+
+    args = build_parser().parse_args(["train", "--factors", "16", "--iterations", "5", "--threads", "1"])
+    params = _train_params(args)
+    assert params.fixed == ("factors", "iterations") and params.factors == 16
+    fitted = train(load_movielens(data_dir / "movielens-100k"), params, progress=False).manifest["fitted"]
+    assert all("factors" not in t["change"] for t in fitted["tried"]) and "factors" not in fitted["params"]
+    args = build_parser().parse_args(["train", "--no-fit"])
+    assert _train_params(args).fit is False
+    no_fit = replace(params, fit=False)
+    bundle = train(load_movielens(data_dir / "movielens-100k"), no_fit, progress=False)
+    assert "skipped" in bundle.manifest["fitted"] and fitted_ranking(RankingConfig(), bundle.manifest["fitted"]) == RankingConfig()
