@@ -25,10 +25,11 @@ from recommenders.sessions import similar_session_candidates
 REPURCHASE_HALF_LIFE_DAYS = 60.0
 # Transitions are read from the live session's latest items, each older one counting half as much.
 # The last item alone did best on Online Retail's guest baskets of the month before the session
-# benchmark's test (benchmarks/session_next_item.py --cut 2011-09-01 --until 2011-10-01, 1,713
-# reveals): HR@20 0.609 MRR@20 0.304 against 0.600 / 0.298 for the last three. (Chosen once, by
-# hand, on that validation month; `recsys evaluate` does not re-choose it, nor the session models'
-# sizes in TrainParams and recommenders/sessions.py.)
+# benchmark's test (September 2011, 1,713 reveals): HR@20 0.609 MRR@20 0.304 against 0.600 / 0.298
+# for the last three. Those figures came from a one-off variant of benchmarks/session_next_item.py
+# (seeds and window set by environment, an earlier cart blend), not from a command in the project;
+# chosen once, by hand; `recsys evaluate` does not re-choose it, nor the session models' sizes in
+# TrainParams and recommenders/sessions.py.
 TRANSITION_SEEDS = 1
 # Width of the repurchase bump around an item's cycle, in log-days (1.0: half the peak at ~0.3x and ~3.2x the cycle).
 CYCLE_SPREAD = 1.0
