@@ -41,6 +41,7 @@ from engine.errors import PartitionMoved, RecsysError, Unavailable
 from engine.events import Event
 from engine.queries import OfferQuery, RecommendQuery, SimilarQuery
 from engine.sharding import partition_for
+from engine.state import segment as state_segment
 from recommenders.recommend import Recommendations, similar_items
 from recommenders.runtime import ModelRuntime
 
@@ -206,6 +207,30 @@ class OwnerCore:
                 out.append(exc)
             except Exception as exc:  # noqa: BLE001 - a bug: logged here, where its traceback is
                 log.exception("recommend failed for one request of a batch of %d", len(requests))
+                out.append(exc)
+        return out
+
+    def audience(self, segment: str | None, now_ms: int) -> list[str]:
+        """The customers of the partitions answered here now, the model's trained ones and those with
+        live state, in ``segment`` (engine.state.segment over both; None: all). A campaign's list."""
+        model = self.serving.model
+        # live state read without making anyone recently used (customers.items())
+        members = {p: dict(h.logic.customers.items()) for p, h in self.held.items() if h.active}
+        for customer in list(model.user_index):
+            states = members.get(self.partition_of(customer))
+            if states is not None:
+                states.setdefault(customer, None)
+        return [customer for states in members.values() for customer, state in sorted(states.items())
+                if segment is None or state_segment(state, now_ms, model.customer_summary(customer)) == segment]
+
+    def marketing_consents(self, customer_ids: list[str]) -> list[bool | Exception]:
+        """Whether each customer allows marketing now (their consent events, else the default)."""
+        out: list[bool | Exception] = []
+        for customer in customer_ids:
+            try:
+                logic = self._held(self.partition_of(customer)).logic
+                out.append(logic.offers.marketing_allowed(logic.customers.get(customer)))
+            except RecsysError as exc:
                 out.append(exc)
         return out
 
@@ -411,6 +436,12 @@ class PartitionOwner:
 
     async def similar(self, query: SimilarQuery) -> Recommendations:
         return self.core.similar(query)
+
+    async def audience(self, segment: str | None, now_ms: int) -> list[str]:
+        return self.core.audience(segment, now_ms)
+
+    async def marketing_consents(self, customer_ids: list[str]) -> list:
+        return self.core.marketing_consents(customer_ids)
 
     async def track_many(self, shares: list) -> list:
         """``track`` for several callers' shares at once (gateway/coalesce.py), one answer each."""

@@ -245,6 +245,33 @@ class WebhookConfig:
 
 
 @dataclass(frozen=True)
+class ConsumeConfig:
+    """`recsys consume`: where events come from (a broker queue) and the service they go to
+    (gateway/consume.py). TOML: [consume]."""
+
+    # AMQP URL of the RabbitMQ broker, and the durable queue the events are published to; invalid
+    # messages go to `dead_letter_queue` (default "<queue>.dead-letter") with the reason
+    url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    queue: str = "recsys.events"
+    dead_letter_queue: str | None = None
+    # unacknowledged messages the broker hands the consumer at most (the backpressure), and the
+    # events sent per Track call
+    prefetch: int = 1000
+    batch_max: int = 500
+    # the service's gRPC address, and the environment variable holding an API key with the events scope
+    target: str = "127.0.0.1:9000"
+    api_key_env: str = "RECSYS_API_KEY"
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("amqp://", "amqps://")):
+            raise InvalidArgument("consume.url: an amqp:// or amqps:// URL")
+        if not self.queue:
+            raise InvalidArgument("consume.queue: must not be empty")
+        if self.prefetch < 1 or not 1 <= self.batch_max <= self.prefetch:
+            raise InvalidArgument("consume.prefetch, consume.batch_max: 1 <= batch_max <= prefetch")
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     """Everything `recsys serve` needs. Defaults are the embedded single-machine setup."""
 
@@ -295,6 +322,7 @@ class ServeConfig:
     # channels beyond the defaults (web, app, pos, email, push, call_center, kiosk, sms, chatbot,
     # social) that events, requests and offers may name: no contract change needed
     channels: tuple[str, ...] = ()
+    consume: ConsumeConfig = field(default_factory=ConsumeConfig)
 
     def __post_init__(self) -> None:
         from engine.events import _channels
@@ -337,6 +365,8 @@ def _build(cls, data: dict[str, Any], where: str):
             value = _build(AuthConfig, value, f"{where}.auth")
         elif name == "offers":
             value = _build(OffersConfig, value, f"{where}.offers")
+        elif name == "consume":
+            value = _build(ConsumeConfig, value, f"{where}.consume")
         elif name == "owners":
             value = _build(ScalingConfig, value, f"{where}.owners")
         elif name == "webhooks":

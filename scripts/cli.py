@@ -23,7 +23,7 @@ from pathlib import Path
 
 from engine.auth import SCOPES, ApiKey, AuthConfig, generate_key, hash_key
 from engine.config import ServeConfig, load_serve_config
-from engine.errors import RecsysError
+from engine.errors import InvalidArgument, RecsysError
 
 
 def _train_params(args):
@@ -381,6 +381,84 @@ def cmd_tls(args) -> int:
     return 0
 
 
+def cmd_consume(args) -> int:
+    """Events from the broker queue to the service until interrupted (gateway/consume.py)."""
+    import time
+
+    from engine.config import load_serve_config
+    from gateway.consume import Consumer, RabbitMQSource
+    from recsys.client import Client, Event
+
+    config = load_serve_config(args.config).consume
+    overrides = {k: v for k, v in (("url", args.url), ("queue", args.queue), ("target", args.target)) if v}
+    config = replace(config, **overrides)
+    key = os.environ.get(config.api_key_env)
+    if key is None and DEMO_KEY_FILE.exists():
+        key = DEMO_KEY_FILE.read_text().strip()
+    source = RabbitMQSource(config.url, config.queue, config.prefetch, config.dead_letter_queue)
+    client = Client(config.target, key, timeout=args.timeout, retries=0)
+
+    def send(events):
+        result = client.track([Event(e.event_id, e.customer_id, e.event_type, e.item_id, e.channel, e.quantity,
+                                     e.price, e.session_id, e.store_id, e.timestamp_ms, dict(e.attributes))
+                               for e in events])
+        return result.accepted, result.duplicates
+
+    consumer = Consumer(source, send, batch_max=config.batch_max)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: consumer.stopping.set())
+    print(f"consuming {config.queue} at {config.url.split('@')[-1]} into {config.target}", flush=True)
+    last = time.monotonic()
+    try:
+        while not consumer.stopping.is_set():
+            consumer.step()
+            if time.monotonic() - last >= args.report_every:
+                last = time.monotonic()
+                print(json.dumps(consumer.stats.__dict__), flush=True)
+    finally:
+        source.close()
+        client.close()
+    print(json.dumps(consumer.stats.__dict__), flush=True)
+    return 0
+
+
+def cmd_batch_recommend(args) -> int:
+    """A campaign's recommendations from the running service's owners, to CSV or Parquet."""
+    from actors import batch_recommend as batch
+    from engine.decisioning import SEGMENTS
+    from engine.events import CHANNELS
+
+    if (args.customers is None) == (args.segment is None):
+        raise InvalidArgument("give --customers FILE or --segment S (one of them)")
+    if args.segment is not None and args.segment not in SEGMENTS and args.segment != "all":
+        raise InvalidArgument(f"--segment: one of {sorted(SEGMENTS) + ['all']}")
+    if args.channel not in CHANNELS:
+        raise InvalidArgument(f"--channel: one of {sorted(CHANNELS)}")
+    if not 1 <= args.k <= 1000:
+        raise InvalidArgument("--k: between 1 and 1000")
+    writer = batch.RowWriter(args.output)
+    batch.connect(args.address)
+    customers = (batch.read_customers(args.customers) if args.customers is not None
+                 else batch.audience(None if args.segment == "all" else args.segment))
+    skipped = 0
+    try:
+        def write(rows):
+            nonlocal skipped
+            if args.consented_only:
+                kept = [row for row in rows if row[6] is True]
+                skipped += len({row[0] for row in rows}) - len({row[0] for row in kept})
+                rows = kept
+            writer(rows)
+
+        summary = batch.run(customers, batch.BatchSpec(k=args.k, channel=args.channel), write,
+                            workers=args.workers, chunk=args.chunk, progress=not args.quiet)
+    finally:
+        writer.close()
+    summary.update(output=str(args.output), left_out_without_marketing_consent=skipped)
+    print(json.dumps(summary))
+    return 0
+
+
 def cmd_serve(args) -> int:
     import ray
 
@@ -467,6 +545,28 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-cert", help="PEM certificate: HTTPS, and gRPC over TLS")
     serve.add_argument("--tls-key", help="PEM private key for --tls-cert")
     serve.set_defaults(func=cmd_serve)
+
+    batch = sub.add_parser("batch-recommend", help="recommendations for a list or a segment of customers (a campaign)")
+    batch.add_argument("--customers", help="file: one customer id per line, or a CSV with a customer_id column")
+    batch.add_argument("--segment", help="every known customer in this segment (new, occasional, regular, lapsed, vip; all)")
+    batch.add_argument("--output", required=True, help="a .csv or .parquet file")
+    batch.add_argument("--k", type=int, default=10)
+    batch.add_argument("--channel", default="email", help="the channel the campaign goes out on (rules per channel)")
+    batch.add_argument("--consented-only", action="store_true", help="leave out customers without marketing consent")
+    batch.add_argument("--workers", type=int, default=4, help="Ray tasks at once")
+    batch.add_argument("--chunk", type=int, default=500, help="customers per task")
+    batch.add_argument("--address", help="Ray cluster of the running service (default: auto)")
+    batch.add_argument("--quiet", action="store_true")
+    batch.set_defaults(func=cmd_batch_recommend)
+
+    consume = sub.add_parser("consume", help="read customer events from a RabbitMQ queue into the service")
+    consume.add_argument("--config", help="TOML file; its [consume] section (see README)")
+    consume.add_argument("--url", help="AMQP URL (default: [consume] url)")
+    consume.add_argument("--queue", help="queue name (default: [consume] queue)")
+    consume.add_argument("--target", help="the service's gRPC address (default: [consume] target)")
+    consume.add_argument("--timeout", type=float, default=10.0, help="seconds per Track call")
+    consume.add_argument("--report-every", type=float, default=10.0, help="seconds between progress lines")
+    consume.set_defaults(func=cmd_consume)
 
     train = sub.add_parser("train", help="train a model bundle")
     train.add_argument("--data", help="input file (default: Online Retail under --data-dir)")
