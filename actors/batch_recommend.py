@@ -22,8 +22,9 @@ from typing import Callable, Iterable, Sequence
 import ray
 
 from actors.names import NAMESPACE, find, find_placement
-from engine.errors import InvalidArgument, PartitionMoved
+from engine.errors import InvalidArgument, PartitionMoved, Unavailable
 from engine.queries import RecommendQuery
+from engine.validation import require_id
 from engine.sharding import partition_for
 
 COLUMNS = ("customer_id", "rank", "item_id", "score", "reasons", "personalized", "marketing_consent",
@@ -35,7 +36,7 @@ MOVE_RETRIES = 8
 class BatchSpec:
     k: int = 10
     channel: str = "email"
-    now_ms: int = 0  # 0: now
+    now_ms: int = 0  # 0: each owner's now, as online
 
 
 def _routes() -> list[str | None]:
@@ -69,6 +70,10 @@ def _ask_owners(customers: Sequence[str], spec: BatchSpec, routes: list[str | No
         except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
             again.extend(ids)
             continue
+        except Exception as exc:  # noqa: BLE001 - the owner failed this call: these customers' rows say so
+            for customer in ids:
+                answered[customer] = (exc, exc)
+            continue
         for customer, result, consent in zip(ids, ranked, consents):
             if isinstance(result, PartitionMoved) or isinstance(consent, PartitionMoved):
                 again.append(customer)
@@ -94,11 +99,12 @@ def rank_chunk(customers: list[str], spec: BatchSpec) -> list[tuple]:
             rows.append((customer, 0, "", None, "", None, None, "", "its partition is moving: try again"))
             continue
         result, consent = answered[customer]
-        if isinstance(result, Exception):
-            message = str(result) if isinstance(result, InvalidArgument) else "internal error"
+        if isinstance(result, Exception) or isinstance(consent, Exception):
+            failed = result if isinstance(result, Exception) else consent
+            message = failed.message if isinstance(failed, InvalidArgument) else "internal error (see the owner's log)"
             rows.append((customer, 0, "", None, "", None, None, "", message))
             continue
-        consent = None if isinstance(consent, Exception) else bool(consent)
+        consent = bool(consent)
         for rank, item in enumerate(result.items, 1):
             rows.append((customer, rank, item.item_id, round(float(item.score), 6), ";".join(item.reasons),
                          result.personalized, consent, result.model_version, ""))
@@ -109,11 +115,21 @@ def rank_chunk(customers: list[str], spec: BatchSpec) -> list[tuple]:
 
 
 def audience(segment: str | None, now_ms: int = 0) -> list[str]:
-    """Every customer the service knows (trained or live), in ``segment`` when given, from each owner."""
+    """Every customer the service knows (trained or live), in ``segment`` when given, from each owner;
+    asked again while a partition is moving (every partition must be answered for, once)."""
     now_ms = now_ms or int(time.time() * 1000)
-    owners = sorted({name for name in _routes() if name})
-    lists = ray.get([find(name).audience.remote(segment, now_ms) for name in owners])
-    return sorted({customer for part in lists for customer in part})
+    for attempt in range(MOVE_RETRIES):
+        routes = _routes()
+        owners = sorted({name for name in routes if name})
+        try:
+            answers = ray.get([find(name).audience.remote(segment, now_ms) for name in owners])
+        except (ValueError, ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+            answers = []
+        covered = [p for partitions, _ in answers for p in partitions]
+        if sorted(covered) == list(range(len(routes))):
+            return sorted({customer for _, part in answers for customer in part})
+        time.sleep(0.05 * 2 ** attempt)
+    raise Unavailable("partitions are moving: the audience could not be read whole; try again")
 
 
 def run(customers: Sequence[str], spec: BatchSpec, write: Callable[[list[tuple]], None], *, workers: int = 4,
@@ -124,7 +140,6 @@ def run(customers: Sequence[str], spec: BatchSpec, write: Callable[[list[tuple]]
 
     if workers < 1 or chunk < 1:
         raise InvalidArgument("workers and chunk must be >= 1")
-    spec = BatchSpec(spec.k, spec.channel, spec.now_ms or int(time.time() * 1000))
     chunks = [list(customers[i:i + chunk]) for i in range(0, len(customers), chunk)]
     started = time.perf_counter()
     in_flight: dict = {}
@@ -193,7 +208,10 @@ def read_customers(path: str | Path) -> list[str]:
         ids = [row[column].strip() for row in csv.reader(lines[1:]) if len(row) > column]
     else:
         ids = [line.strip() for line in lines]
-    return list(dict.fromkeys(i for i in ids if i))
+    ids = list(dict.fromkeys(i for i in ids if i))
+    for n, customer in enumerate(ids):
+        require_id(customer, f"{path}: customer {n + 1}")  # the API's rule for an id, with its message
+    return ids
 
 
 def connect(address: str | None) -> None:

@@ -379,8 +379,11 @@ def _build(cls, data: dict[str, Any], where: str):
             value = tuple(_build(ApiKey, k, f"{where}.keys[{i}]") for i, k in enumerate(value))
         kwargs[name] = value
     if cls is RankingConfig:
-        kwargs["explicit"] = frozenset({name for name in data if name != "weights"}
-                                       | {f"weights.{key}" for key in data.get("weights", {})})
+        if "explicit" in data:
+            raise InvalidArgument(f"{where}: unknown key(s) explicit")
+        kwargs["explicit"] = frozenset({name for name in data if name not in ("weights", "cart_weights", "anonymous_weights")}
+                                       | {f"{blend}.{key}" for blend in ("weights", "cart_weights", "anonymous_weights")
+                                          for key in data.get(blend, {})})
     if cls is RankingConfig and "cart_weights" in data:
         # keys left out: as cart_blend gives them over [ranking.weights]
         kwargs["cart_weights"] = cart_blend(kwargs.get("weights", BlendWeights()), **data["cart_weights"])
@@ -397,17 +400,25 @@ def fitted_ranking(config: RankingConfig, fitted: Mapping[str, Any] | None) -> R
     chosen = dict((fitted or {}).get("ranking") or {})
     if not chosen:
         return config
-    weights = {key: value for key, value in dict(chosen.pop("weights", {})).items()
-               if f"weights.{key}" not in config.explicit}
+    known = {f.name for f in fields(BlendWeights)}
+    fitted_weights = dict(chosen.pop("weights", {}))
+    unknown = (set(fitted_weights) - known) | (set(chosen) - FITTED_RANKING_KEYS)
+    if unknown:
+        raise InvalidArgument(f"the model's fitted ranking has unknown key(s) {', '.join(sorted(unknown))}")
+    weights = {key: value for key, value in fitted_weights.items() if f"weights.{key}" not in config.explicit}
     changes: dict[str, Any] = {name: value for name, value in chosen.items() if name not in config.explicit}
     if weights:
         new = replace(config.weights, **weights)
         changes["weights"] = new
-        if "cart_weights" not in config.explicit:
-            changes["cart_weights"] = cart_blend(new)
-        if "anonymous_weights" not in config.explicit:
-            changes["anonymous_weights"] = anonymous_blend(new)
+        # the other blends follow, keeping what the file set of them
+        for blend, make in (("cart_weights", cart_blend), ("anonymous_weights", anonymous_blend)):
+            kept = {key: getattr(getattr(config, blend), key) for key in known if f"{blend}.{key}" in config.explicit}
+            changes[blend] = make(new, **kept)
     return replace(config, **changes) if changes else config
+
+
+# What a fitted record may set besides the weights (recommenders/fitting.py).
+FITTED_RANKING_KEYS = frozenset({"repurchase_policy", "repurchase_timing"})
 
 
 def absolute_store_url(url: str, base: Path | None = None) -> str:

@@ -33,7 +33,11 @@ from engine.events import Event, parse_event
 log = logging.getLogger("recsys.consume")
 
 # Track call errors that are the engine's state, not the batch's: keep the batch and try again.
-RETRIED = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "INTERNAL", "UNKNOWN"})
+RETRIED = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED"})
+# A fault of the service (or of the consumer's call) may be an event it cannot take: retried this
+# many times, then the batch is split and what still fails alone is dead-lettered with the error.
+FAULTS = frozenset({"INTERNAL", "UNKNOWN", "DATA_LOSS"})
+MAX_FAULT_RETRIES = 5
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,9 @@ class EventSource(Protocol):
 
     def ack(self, messages: Sequence[Message]) -> None:
         """Tell the broker these are done."""
+
+    def wait(self, seconds: float) -> None:
+        """Sleep while keeping the connection alive (heartbeats)."""
 
     def close(self) -> None: ...
 
@@ -124,6 +131,7 @@ class Consumer:
         if not good:
             return []
         delay = self.backoff_s
+        faults = 0
         while True:
             try:
                 accepted, duplicates = self.send([event for _, event in good])
@@ -134,16 +142,27 @@ class Consumer:
                 code = getattr(exc, "code", "UNKNOWN")
                 code = code() if callable(code) else code
                 code = getattr(code, "name", str(code))
-                if code == "INVALID_ARGUMENT":
-                    # the service refused the batch (all or none): find which events it refuses alone
-                    return self._isolate(good) if len(good) > 1 else [(good[0][0], _message(exc))]
-                if code not in RETRIED:
-                    raise
+                if code not in RETRIED | FAULTS:
+                    # refused (INVALID_ARGUMENT and the like: all or none): find which events it refuses alone
+                    return self._isolate(good) if len(good) > 1 else [(good[0][0], f"{code}: {_message(exc)}")]
+                if code in FAULTS:
+                    faults += 1
+                    if faults > MAX_FAULT_RETRIES:
+                        return self._isolate(good) if len(good) > 1 else [(good[0][0], f"{code}: {_message(exc)}")]
                 self.stats.retries += 1
                 self._note(f"{code}: {_message(exc)}")
-                if self.stopping.wait(delay):
-                    raise _Stopped() from None
+                self._pause(delay)
                 delay = min(delay * 2, self.max_backoff_s)
+
+    def _pause(self, seconds: float) -> None:
+        """Back off, the source's connection kept alive meanwhile; raises _Stopped when asked to stop."""
+        end = time.monotonic() + seconds
+        while not self.stopping.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            self.source.wait(min(left, 0.2))
+        raise _Stopped()
 
     def _isolate(self, good: list[tuple[Message, Event]]) -> list[tuple[Message, str]]:
         refused = []
@@ -213,6 +232,9 @@ class RabbitMQSource:
         properties = self._pika.BasicProperties(delivery_mode=2, content_type="application/json",
                                                 headers={"x-recsys-error": reason[:1000]})
         self.channel.basic_publish("", self.dead_letter_queue, message.body, properties, mandatory=True)
+
+    def wait(self, seconds: float) -> None:
+        self.connection.sleep(seconds)
 
     def ack(self, messages: Sequence[Message]) -> None:
         if messages:

@@ -121,7 +121,20 @@ def load_bundle(path: str | Path) -> ModelBundle:
             raise InvalidArgument(f"{path}: missing arrays {missing}")
         arrays = {name: data[name] for name in ARRAY_NAMES if name in data.files}
     check_shapes(arrays, where=str(path))
+    check_fitted(manifest, where=str(path))
     return ModelBundle(manifest, arrays)
+
+
+def check_fitted(manifest: Mapping, where: str) -> None:
+    """A bundle whose fitted ranking the shards could not apply is refused at load, not at the first
+    request after a swap."""
+    from engine.config import RankingConfig, fitted_ranking
+
+    try:
+        fitted_ranking(RankingConfig(), manifest.get("fitted"))
+    except (InvalidArgument, TypeError, ValueError, AttributeError) as exc:
+        message = exc.message if isinstance(exc, InvalidArgument) else str(exc)
+        raise InvalidArgument(f"{where}: its fitted ranking cannot be served ({message})") from None
 
 
 def check_shapes(arrays: Mapping[str, np.ndarray], where: str) -> None:

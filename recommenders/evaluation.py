@@ -51,10 +51,11 @@ def shipped_ranking() -> RankingConfig:
 
 def trained_as_shipped(dataset: Dataset, params: TrainParams) -> tuple[ModelRuntime, RankingConfig, dict]:
     """What `recsys train` and then `recsys serve` (no --config) rank with, trained on ``dataset``: the
-    bundle ``train`` makes, fitted to the data on its own holdout (recommenders/fitting.py), and the
+    bundle ``train`` makes with its default parameters (only ``params.threads`` is taken), fitted to the data on its own holdout (recommenders/fitting.py), and the
     serve defaults with its fitted choices over them (engine.config.fitted_ranking, as a shard does).
     Returns (the model, the configuration, the manifest's fitted record without its candidate list)."""
-    bundle = train(dataset, replace(params, evaluate=True), progress=False)
+    # `recsys train` with no flags: the defaults, whatever the other rows were trained with
+    bundle = train(dataset, TrainParams(threads=params.threads), progress=False)
     fitted = dict(bundle.manifest.get("fitted") or {})
     config = fitted_ranking(shipped_ranking(), fitted)
     fitted["tried"] = len(fitted.get("tried", []))

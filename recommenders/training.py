@@ -396,7 +396,11 @@ def holdout_metrics(dataset: Dataset, params: TrainParams, progress: bool = True
         now_ms = int(events["timestamp_ms"].max())
         variants = fitting._Variants(bundle, inter.matrix, params, fit_als, lambda p: popularity(inter, p, now_ms))
         log = (lambda line: tqdm.write(line)) if progress else None
-        fitted, model = fitting.fit(variants, to_fit, truth, cuts, k, frozenset(params.fixed), log)
+        # what the caller set (the CLI's flags, or a value other than the default) is not searched
+        defaults = TrainParams()
+        fixed = frozenset(params.fixed) | {name for name in ("factors", "regularization", "popularity_half_life_days")
+                                           if getattr(params, name) != getattr(defaults, name)}
+        fitted, model = fitting.fit(variants, to_fit, truth, cuts, k, fixed, log)
         fitted["protocol"] = protocol + ", half of its customers (the check is on the other half)"
     elif not params.fit:
         fitted = {"skipped": "not asked for (--no-fit): the shipped defaults serve"}

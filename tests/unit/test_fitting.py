@@ -9,6 +9,7 @@ import pytest
 from actors.shard import CustomerShardLogic
 from actors.store import SqliteEventStore
 from engine.config import RankingConfig, ServeConfig, anonymous_blend, cart_blend, fitted_ranking, load_serve_config
+from engine.errors import InvalidArgument
 from engine.queries import RecommendQuery
 from recommenders.fitting import check_customers
 from recommenders.runtime import ModelRuntime
@@ -75,8 +76,19 @@ def test_fitted_ranking_overlays_what_the_file_left_unset(tmp_path):
     configured = load_serve_config(toml).ranking
     served = fitted_ranking(configured, FITTED)
     assert served.weights.als == 0.1 and served.weights.history == 0.25  # the file's key wins, the other is fitted
-    assert served.cart_weights == configured.cart_weights and served.cart_weights.session == 3.0
+    # the cart blend keeps the file's key and follows the fit in the others, as it follows [ranking.weights]
+    assert served.cart_weights == cart_blend(served.weights, session=3.0) and served.cart_weights.history == 0.25
     assert served.anonymous_weights == anonymous_blend(served.weights)
+    # a file that sets one key of the cart blend keeps it; the blend's other keys follow the fit
+    toml.write_text("[ranking.cart_weights]\nsession = 3.0\n")
+    configured = load_serve_config(toml).ranking
+    assert configured.explicit == frozenset({"cart_weights.session"})
+    served = fitted_ranking(configured, FITTED)
+    assert served.cart_weights == cart_blend(served.weights, session=3.0) and served.cart_weights.history == 0.25
+    # "explicit" is not a key a file may set
+    toml.write_text("[ranking]\nexplicit = []\n")
+    with pytest.raises(InvalidArgument, match="explicit"):
+        load_serve_config(toml)
     # no fit (an older bundle, or --no-fit): the configuration as it is
     assert fitted_ranking(configured, None) is configured
     assert fitted_ranking(configured, {"skipped": "too few customers"}) is configured
@@ -107,3 +119,12 @@ def test_what_the_caller_sets_is_not_searched(data_dir):
     no_fit = replace(params, fit=False)
     bundle = train(load_movielens(data_dir / "movielens-100k"), no_fit, progress=False)
     assert "skipped" in bundle.manifest["fitted"] and fitted_ranking(RankingConfig(), bundle.manifest["fitted"]) == RankingConfig()
+
+
+def test_a_bundle_whose_fit_cannot_be_served_is_refused_at_load(tmp_path, synthetic_bundle):
+    from recommenders.bundle import ModelBundle, load_bundle, save_bundle
+
+    manifest = {**synthetic_bundle.manifest, "version": "bad-fit", "fitted": {"ranking": {"weights": {"nonsense": 1.0}}}}
+    path = save_bundle(ModelBundle(manifest, synthetic_bundle.arrays), tmp_path, make_current=False)
+    with pytest.raises(InvalidArgument, match="fitted ranking"):
+        load_bundle(path)
