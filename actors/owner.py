@@ -210,9 +210,10 @@ class OwnerCore:
                 out.append(exc)
         return out
 
-    def audience(self, segment: str | None, now_ms: int) -> list[str]:
+    def audience(self, segment: str | None, now_ms: int) -> tuple[list[int], list[str]]:
         """The customers of the partitions answered here now, the model's trained ones and those with
-        live state, in ``segment`` (engine.state.segment over both; None: all). A campaign's list."""
+        live state, in ``segment`` (engine.state.segment over both; None: all). A campaign's list.
+        Returns (the partitions it covers, the customers)."""
         model = self.serving.model
         # live state read without making anyone recently used (customers.items())
         members = {p: dict(h.logic.customers.items()) for p, h in self.held.items() if h.active}
@@ -220,8 +221,9 @@ class OwnerCore:
             states = members.get(self.partition_of(customer))
             if states is not None:
                 states.setdefault(customer, None)
-        return [customer for states in members.values() for customer, state in sorted(states.items())
-                if segment is None or state_segment(state, now_ms, model.customer_summary(customer)) == segment]
+        return sorted(members), [customer for states in members.values() for customer, state in sorted(states.items())
+                                 if segment is None
+                                 or state_segment(state, now_ms, model.customer_summary(customer)) == segment]
 
     def marketing_consents(self, customer_ids: list[str]) -> list[bool | Exception]:
         """Whether each customer allows marketing now (their consent events, else the default)."""
@@ -231,6 +233,9 @@ class OwnerCore:
                 logic = self._held(self.partition_of(customer)).logic
                 out.append(logic.offers.marketing_allowed(logic.customers.get(customer)))
             except RecsysError as exc:
+                out.append(exc)
+            except Exception as exc:  # noqa: BLE001 - a bug: this customer's row says so, the rest go on
+                log.exception("marketing consent failed for one customer")
                 out.append(exc)
         return out
 
@@ -305,6 +310,19 @@ class OwnerCore:
         """Apply the catalogue updates committed since the last one applied here."""
         rows = await self._io(self.store.catalog_updates_after, self.serving.catalog_seq)
         return self.serving.apply_catalog_rows(rows)
+
+    def offer_catalog(self) -> dict[str, Any]:
+        """The offer catalogue in force here, as plain values (the console shows it)."""
+        from dataclasses import asdict
+
+        catalog = self._offer_catalog
+        return {"version": catalog.version, "checksum": catalog.checksum,
+                "offers": [{"id": o.id, "name": o.name, "value": o.value, "channels": sorted(o.channels),
+                            "caps": {k: v for k, v in asdict(o.caps).items() if v not in (None, 0, ())},
+                            "eligibility": {k: (sorted(v) if isinstance(v, frozenset) else v)
+                                            for k, v in asdict(o.eligibility).items() if v not in (None, 0, (), frozenset(), False)}}
+                           for o in catalog.offers],
+                "experiments": [{"id": e.id, "arms": [asdict(a) for a in e.arms]} for e in catalog.experiments]}
 
     def set_offer_catalog(self, toml_text: str) -> str:
         catalog = catalog_from_toml(toml_text, "offer catalogue")
@@ -437,7 +455,7 @@ class PartitionOwner:
     async def similar(self, query: SimilarQuery) -> Recommendations:
         return self.core.similar(query)
 
-    async def audience(self, segment: str | None, now_ms: int) -> list[str]:
+    async def audience(self, segment: str | None, now_ms: int) -> tuple[list[int], list[str]]:
         return self.core.audience(segment, now_ms)
 
     async def marketing_consents(self, customer_ids: list[str]) -> list:
@@ -475,6 +493,9 @@ class PartitionOwner:
 
     async def set_offer_catalog(self, toml_text: str) -> str:
         return self.core.set_offer_catalog(toml_text)
+
+    async def offer_catalog(self) -> dict[str, Any]:
+        return self.core.offer_catalog()
 
     async def health(self) -> dict[str, Any]:
         self._start_timers()

@@ -75,6 +75,18 @@ class ModelRegistry:
     def versions(self) -> list[dict[str, Any]]:
         return [{"version": v, "serving": v == self.history[-1]} for v in list_versions(self.model_dir)]
 
+    def manifests(self) -> dict[str, dict[str, Any]]:
+        """Each bundle's manifest (offline check, fit, counts), for the console."""
+        import json
+
+        out = {}
+        for version in list_versions(self.model_dir):
+            try:
+                out[version] = json.loads((Path(self.model_dir) / version / "manifest.json").read_text())
+            except (OSError, ValueError):
+                out[version] = {}
+        return out
+
     def metrics_samples(self) -> dict:
         return registry_samples(self._metrics)
 

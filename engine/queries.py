@@ -79,11 +79,21 @@ def _mapping(raw: Any, where: str) -> Mapping[str, Any]:
     return raw
 
 
+# The fields each request body may have (the HTTP API's schema, gateway/openapi.py, is checked
+# against these: tests/integration/test_openapi.py).
+FILTER_FIELDS = frozenset({"exclude_item_ids", "include_item_ids", "min_price", "max_price", "repurchase_policy",
+                           "repurchase_window_days", "include_categories", "exclude_categories", "boost_item_ids",
+                           "max_per_category"})
+RECOMMEND_FIELDS = frozenset({"customer_id", "channel", "store_id", "context", "k", "filters", "request_id"})
+CONTEXT_FIELDS = frozenset({"current_item_id", "cart_item_ids", "session_id", "country"})
+SIMILAR_FIELDS = frozenset({"item_id", "k", "filters", "channel", "customer_id", "request_id"})
+OFFER_FIELDS = frozenset({"customer_id", "channel", "store_id", "country", "basket", "n", "request_id"})
+BASKET_LINE_FIELDS = frozenset({"item_id", "quantity", "unit_price"})
+
+
 def parse_filters(raw: Any, where: str = "filters") -> Filters:
     raw = _mapping(raw, where)
-    reject_unknown(raw, {"exclude_item_ids", "include_item_ids", "min_price", "max_price",
-                      "repurchase_policy", "repurchase_window_days", "include_categories", "exclude_categories",
-                      "boost_item_ids", "max_per_category"}, where)
+    reject_unknown(raw, FILTER_FIELDS, where)
     policy = raw.get("repurchase_policy") or None
     if policy is not None:
         require_choice(policy, f"{where}.repurchase_policy", REPURCHASE_POLICIES)
@@ -123,9 +133,9 @@ def _k(raw: Mapping[str, Any], max_k: int) -> int:
 
 def parse_recommend(raw: Any, max_k: int) -> RecommendQuery:
     raw = _mapping(raw, "request")
-    reject_unknown(raw, {"customer_id", "channel", "store_id", "context", "k", "filters", "request_id"}, "request")
+    reject_unknown(raw, RECOMMEND_FIELDS, "request")
     context = _mapping(raw.get("context"), "context")
-    reject_unknown(context, {"current_item_id", "cart_item_ids", "session_id", "country"}, "context")
+    reject_unknown(context, CONTEXT_FIELDS, "context")
     filters = parse_filters(raw.get("filters"))
     # a list to re-rank comes back whole unless the caller asks for its top k
     k = len(set(filters.include_item_ids)) if filters.include_item_ids and raw.get("k") is None else _k(raw, max_k)
@@ -145,7 +155,7 @@ def parse_recommend(raw: Any, max_k: int) -> RecommendQuery:
 
 def parse_similar(raw: Any, max_k: int) -> SimilarQuery:
     raw = _mapping(raw, "request")
-    reject_unknown(raw, {"item_id", "k", "filters", "channel", "customer_id", "request_id"}, "request")
+    reject_unknown(raw, SIMILAR_FIELDS, "request")
     return SimilarQuery(
         item_id=require_id(raw.get("item_id"), "item_id"),
         k=_k(raw, max_k),
@@ -158,7 +168,7 @@ def parse_similar(raw: Any, max_k: int) -> SimilarQuery:
 
 def parse_offer_query(raw: Any) -> OfferQuery:
     raw = _mapping(raw, "request")
-    reject_unknown(raw, {"customer_id", "channel", "store_id", "country", "basket", "n", "request_id"}, "request")
+    reject_unknown(raw, OFFER_FIELDS, "request")
     basket_raw = raw.get("basket") or []
     if not isinstance(basket_raw, (list, tuple)):
         raise InvalidArgument("basket: must be a list of {item_id, quantity, unit_price}")
@@ -168,7 +178,7 @@ def parse_offer_query(raw: Any) -> OfferQuery:
     for i, line in enumerate(basket_raw):
         where = f"basket[{i}]"
         line = _mapping(line, where)
-        reject_unknown(line, {"item_id", "quantity", "unit_price"}, where)
+        reject_unknown(line, BASKET_LINE_FIELDS, where)
         quantity = line.get("quantity")
         quantity = 1.0 if quantity in (None, 0) else require_number(quantity, f"{where}.quantity", low=0.0,
                                                                       high=1_000_000.0, low_inclusive=False)

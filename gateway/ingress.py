@@ -25,14 +25,15 @@ from grpc_health.v1 import health_pb2
 from ray import serve
 
 from engine.events import ACTION_KINDS
-from engine.errors import InvalidArgument, PayloadTooLarge, RecsysError, Unavailable
+from engine.errors import InvalidArgument, NotFound, PayloadTooLarge, RecsysError, Unavailable
 from engine.validation import require_int
-from gateway import codec, http_errors
+from gateway import codec, console, http_errors, openapi
 from gateway.feeds import ActionFeed, SharedValue
 from gateway.grpc_registration import METHODS, MalformedMessage
 from gateway.metrics import Metrics
 from gateway.operations import IngressSettings, RemoteOwners
 from gateway.rpcs import RPCS, Answering, Rpc
+from gateway.status_map import statuses
 from recsys.v1 import recsys_pb2 as pb
 
 ACTIONS_PAGE = 100
@@ -92,6 +93,7 @@ class Ingress:
         self.action_feed = ActionFeed(self._outbox_page, ACTIONS_PAGE, ACTIONS_POLL_S)
         self.health_feed = SharedValue(self._serving_status, HEALTH_WATCH_S)
         self.outbox_reads = 0
+        self._console_rates = console.Rates()
 
     async def _outbox_page(self, after: int, limit: int) -> list:
         self.outbox_reads += 1
@@ -299,6 +301,9 @@ class Ingress:
     @app.get("/metrics")
     async def http_metrics(self) -> Response:
         """Prometheus text format; no key needed (scrapers sit inside the network)."""
+        return Response(await self._exposition(), media_type="text/plain; version=0.0.4")
+
+    async def _exposition(self) -> bytes:
         try:
             self.metrics.owner_stats(await self.owners.owner_stats())
         except Exception as exc:  # metrics must answer even when an owner does not
@@ -307,7 +312,166 @@ class Ingress:
         self.metrics.partitions.set(self.settings.partitions)
         others = [*await self.owners.metrics_samples(), *await _front_samples(), *await _registry_samples()]
         # the owners answer the gRPC calls that name a customer: their counters are added to ours
-        return Response(self.metrics.exposition(others), media_type="text/plain; version=0.0.4")
+        return self.metrics.exposition(others)
+
+    # -- the console (gateway/console.py): pages behind an admin key kept in a cookie ----------------
+    def _console_key(self, request: Request):
+        """The admin key of the console's cookie (admitted as an API call is), or None."""
+        key = request.cookies.get(console.COOKIE)
+        if not key:
+            return None
+        try:
+            return self.answer.admit(f"Bearer {key}", "admin", None)
+        except RecsysError:
+            return None
+
+    def _console_page(self, html_text: str, status: int = 200) -> Response:
+        return Response(html_text, status_code=status, media_type="text/html; charset=utf-8",
+                        headers={"cache-control": "no-store", "x-frame-options": "DENY"})
+
+    async def _console(self, request: Request, render) -> Response:
+        if not self.settings.auth.enabled:
+            key = None
+        else:
+            key = self._console_key(request)
+            if key is None:
+                return self._console_page(console.login_page(), 401)
+        try:
+            return self._console_page(await render(key))
+        except RecsysError as exc:
+            return self._console_page(console.page("error", f'<p class="bad" id="message">{console.esc(exc.message)}</p>'),
+                                      statuses(exc)[1])
+
+    @app.post("/console/login")
+    async def console_login(self, request: Request) -> Response:
+        form = await _form(request)
+        key = form.get("key", "")
+        try:
+            self.answer.admit(f"Bearer {key}", "admin", None)
+        except RecsysError as exc:
+            return self._console_page(console.login_page(exc.message), 401)
+        response = Response(status_code=303, headers={"location": "/console"})
+        response.set_cookie(console.COOKIE, key, httponly=True, samesite="strict", path="/console",
+                            secure=request.url.scheme == "https")
+        return response
+
+    @app.get("/console/logout")
+    async def console_logout(self) -> Response:
+        response = Response(status_code=303, headers={"location": "/console"})
+        response.delete_cookie(console.COOKIE, path="/console")
+        return response
+
+    @app.get("/console")
+    async def console_overview(self, request: Request) -> Response:
+        async def render(_key):
+            try:
+                health = {"status": "ok", "model_version": await self.healthy(), "partitions": self.settings.partitions}
+            except Unavailable as exc:
+                health = {"status": "unavailable", "message": exc.message, "partitions": self.settings.partitions}
+            owners = await self.owners.owner_stats()
+            exposition = (await self._exposition()).decode()
+            figures = console.rpc_figures(exposition)
+            return console.overview(health, owners, figures, self._console_rates.update(figures),
+                                    console.events_ingested(exposition))
+        return await self._console(request, render)
+
+    @app.get("/console/models")
+    async def console_models(self, request: Request) -> Response:
+        return await self._models_page(request)
+
+    async def _models_page(self, request: Request, message: str = "", ok: bool = True) -> Response:
+        from actors.names import find_registry
+
+        async def render(_key):
+            registry = find_registry()
+            versions, manifests = await asyncio.gather(registry.versions.remote(), registry.manifests.remote())
+            return console.models(versions, manifests, message, ok)
+        return await self._console(request, render)
+
+    @app.post("/console/models/promote")
+    async def console_promote(self, request: Request) -> Response:
+        return await self._model_change(request, "promote")
+
+    @app.post("/console/models/rollback")
+    async def console_rollback(self, request: Request) -> Response:
+        return await self._model_change(request, "rollback")
+
+    async def _model_change(self, request: Request, action: str) -> Response:
+        from actors.names import find_registry
+
+        if self.settings.auth.enabled and self._console_key(request) is None:
+            return self._console_page(console.login_page(), 401)
+        form = await _form(request)
+        registry = find_registry()
+        try:
+            if action == "promote":
+                result = await registry.promote.remote(form.get("version", ""), form.get("force") == "1")
+            else:
+                result = await registry.rollback.remote()
+            message, ok = f"{action}: now serving {result.get('version', result)}", True
+        except Exception as exc:  # noqa: BLE001 - the registry's refusal, shown as it words it
+            cause = getattr(exc, "cause", None) or exc
+            message, ok = f"{action} refused: {getattr(cause, 'message', None) or cause}", False
+        return await self._models_page(request, message, ok)
+
+    @app.get("/console/offers")
+    async def console_offers(self, request: Request) -> Response:
+        async def render(_key):
+            catalog = await self.owners.any_owner(lambda owner: owner.offer_catalog.remote())
+            return console.offers(catalog)
+        return await self._console(request, render)
+
+    @app.get("/console/customer")
+    async def console_customer(self, request: Request) -> Response:
+        customer_id = request.query_params.get("id", "")
+
+        async def render(key):
+            if not customer_id:
+                return console.customer_form()
+            try:
+                export = (await self.answer.ops.export({"customer_id": customer_id}, key))["export"]
+            except NotFound:
+                export = None
+            recommended = (await self.answer.ops.recommend({"customer_id": customer_id, "k": 10}, key))["result"]
+            reply = codec.recommendations_json(recommended, "")
+            return console.customer(customer_id, export, reply,
+                                    "" if export is not None else "nothing stored for this customer")
+        return await self._console(request, render)
+
+    @app.get("/console/customer/export")
+    async def console_export(self, request: Request) -> Response:
+        async def render(key):
+            return (await self.answer.ops.export({"customer_id": request.query_params.get("id", "")}, key))["export"]
+        if self.settings.auth.enabled and self._console_key(request) is None:
+            return self._console_page(console.login_page(), 401)
+        try:
+            return Response(orjson.dumps(await render(self._console_key(request))), media_type="application/json",
+                            headers={"content-disposition": "attachment; filename=customer.json"})
+        except RecsysError as exc:
+            status, body, extra = _error(exc)
+            return Response(body, status_code=status, media_type="application/json", headers=extra)
+
+    @app.post("/console/customer/erase")
+    async def console_erase(self, request: Request) -> Response:
+        form = await _form(request)
+
+        async def render(key):
+            customer_id = form.get("id", "")
+            if not customer_id or form.get("confirm", "") != customer_id:
+                return console.customer_form("not erased: type the customer id exactly to confirm", ok=False)
+            report = await self.answer.ops.forget({"customer_id": customer_id}, key)
+            return console.customer_form(f"erased {customer_id}: {report.get('events_deleted', 0)} stored events "
+                                         "deleted, live state and model rows gone", ok=True)
+        return await self._console(request, render)
+
+    @app.get("/openapi.json")
+    async def http_openapi(self) -> Response:
+        """The HTTP API's OpenAPI 3.1 document, made from the RPC table (gateway/openapi.py); no key."""
+        return Response(_OPENAPI, media_type="application/json")
+
+    @app.get("/docs")
+    async def http_docs(self) -> Response:
+        return Response(openapi.DOCS_PAGE, media_type="text/html; charset=utf-8")
 
     @app.get("/healthz")
     async def http_health(self) -> Response:
@@ -319,6 +483,16 @@ class Ingress:
         return Response(orjson.dumps({"status": "ok", "model_version": version,
                                       "partitions": self.settings.partitions,
                                       "owners": len(self.routes.owners())}), media_type="application/json")
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """An HTML form's fields (application/x-www-form-urlencoded), at most 64 KB."""
+    from urllib.parse import parse_qsl
+
+    body = await request.body()
+    if len(body) > 65_536:
+        raise PayloadTooLarge("form over 64 KB")
+    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
 
 
 def _error(exc: RecsysError) -> tuple[int, bytes, dict | None]:
@@ -356,6 +530,7 @@ async def _front_samples() -> list[dict]:
 
 
 _TABLE_PATHS = frozenset(rpc.grpc.path for rpc in RPCS)
+_OPENAPI = orjson.dumps(openapi.document(RPCS))
 
 
 def _grpc_method(rpc: Rpc):

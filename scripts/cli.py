@@ -271,8 +271,13 @@ def cmd_evaluate(args) -> int:
                                                               grid=session_grid)
         print(sessions_table(results["online_retail_sessions"]))
     command = "recsys evaluate " + " ".join(args.argv)
-    written = write_reports(results, Path(args.output_json) if args.output_json else None, Path(args.report_dir),
-                            command.strip())
+    json_path = Path(args.output_json) if args.output_json else Path(args.report_dir) / "evaluation.json"
+    if args.dataset != "all" and json_path.exists():
+        # one data set re-run: the others' results (each with its own run stamp) are kept beside it
+        kept = {k: v for k, v in json.loads(json_path.read_text()).items() if k not in results}
+        results = {**kept, **results}
+        command += f" (kept from an earlier run: {', '.join(sorted(kept)) or 'none'})"
+    written = write_reports(results, json_path, Path(args.report_dir), command.strip())
     print("wrote " + ", ".join(str(p) for p in written.values()))
     return 0
 
@@ -434,8 +439,8 @@ def cmd_batch_recommend(args) -> int:
         raise InvalidArgument(f"--segment: one of {sorted(SEGMENTS) + ['all']}")
     if args.channel not in CHANNELS:
         raise InvalidArgument(f"--channel: one of {sorted(CHANNELS)}")
-    if not 1 <= args.k <= 1000:
-        raise InvalidArgument("--k: between 1 and 1000")
+    if not 1 <= args.k <= 100:
+        raise InvalidArgument("--k: between 1 and 100 (the service's default max_k)")
     writer = batch.RowWriter(args.output)
     batch.connect(args.address)
     customers = (batch.read_customers(args.customers) if args.customers is not None
@@ -444,8 +449,8 @@ def cmd_batch_recommend(args) -> int:
     try:
         def write(rows):
             nonlocal skipped
-            if args.consented_only:
-                kept = [row for row in rows if row[6] is True]
+            if args.consented_only:  # rows with an error stay: the customer was not answered
+                kept = [row for row in rows if row[6] is True or row[-1]]
                 skipped += len({row[0] for row in rows}) - len({row[0] for row in kept})
                 rows = kept
             writer(rows)
