@@ -311,12 +311,34 @@ class OwnerCore:
         rows = await self._io(self.store.catalog_updates_after, self.serving.catalog_seq)
         return self.serving.apply_catalog_rows(rows)
 
+    def offer_preview(self, query: OfferQuery, now_ms: int) -> dict[str, Any]:
+        """What NextBestOffer would decide now, with its reasons, recording nothing (no show, no cap
+        used, no bandit trial): the console's view of a customer. A sample of the same posterior draw."""
+        held = self._held(self.partition_of(query.customer_id))
+        reply, _events = held.logic.offer_decision(query, now_ms, self._rng)
+        return reply
+
+    def experiment_report(self, window_days: float) -> list[dict[str, Any]]:
+        """Every experiment's arms read out from the stored offer events (engine.offer_log), as plain values."""
+        from dataclasses import asdict
+
+        from engine.decisioning import experiment_report
+        from engine.offer_log import experiment_outcomes
+
+        outcomes = experiment_outcomes(self.store.export_events(), window_days=window_days)
+        return [asdict(row) for row in experiment_report(outcomes)] if outcomes else []
+
     def offer_catalog(self) -> dict[str, Any]:
         """The offer catalogue in force here, as plain values (the console shows it)."""
         from dataclasses import asdict
 
         catalog = self._offer_catalog
-        return {"version": catalog.version, "checksum": catalog.checksum,
+        budget_left: dict[str, int] = {}
+        for held in self.held.values():  # each partition's share of a global budget, what is left of it
+            for offer_id, left in held.logic.offers.budget_left().items():
+                budget_left[offer_id] = budget_left.get(offer_id, 0) + left
+        return {"version": catalog.version, "checksum": catalog.checksum, "budget_left": budget_left,
+                "partitions": sorted(self.held),
                 "offers": [{"id": o.id, "name": o.name, "value": o.value, "channels": sorted(o.channels),
                             "caps": {k: v for k, v in asdict(o.caps).items() if v not in (None, 0, ())},
                             "eligibility": {k: (sorted(v) if isinstance(v, frozenset) else v)
@@ -496,6 +518,12 @@ class PartitionOwner:
 
     async def offer_catalog(self) -> dict[str, Any]:
         return self.core.offer_catalog()
+
+    async def offer_preview(self, query: OfferQuery, now_ms: int) -> dict[str, Any]:
+        return self.core.offer_preview(query, now_ms)
+
+    async def experiment_report(self, window_days: float) -> list[dict[str, Any]]:
+        return await self._io(self.core.experiment_report, window_days)
 
     async def health(self) -> dict[str, Any]:
         self._start_timers()

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
+from scipy.stats import binomtest
+
 from engine.errors import InvalidArgument
 from engine import events as _events
 from engine.offers import DAY_MS, SEGMENTS, STRATEGIES, Arm, BanditSettings, Experiment, Offer, OfferCatalog
@@ -653,14 +655,11 @@ _NAN2 = (math.nan, math.nan)
 
 
 def _wilson(successes: int, trials: int) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (scipy's; no trials: the whole range)."""
     if trials == 0:
         return 0.0, 1.0
-    p = successes / trials
-    z2 = _Z95 * _Z95
-    denominator = 1.0 + z2 / trials
-    centre = (p + z2 / (2 * trials)) / denominator
-    half = _Z95 * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    interval = binomtest(successes, trials).proportion_ci(confidence_level=0.95, method="wilson")
+    return max(0.0, float(interval.low)), min(1.0, float(interval.high))
 
 
 def _newcombe(x1: int, n1: int, x0: int, n0: int) -> tuple[float, float]:

@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 COOKIE = "recsys_console"
 PAGES = (("overview", "/console"), ("models", "/console/models"), ("offers", "/console/offers"),
-         ("customer", "/console/customer"))
+         ("experiments", "/console/experiments"), ("customer", "/console/customer"))
 
 
 def esc(value: Any) -> str:
@@ -162,16 +162,53 @@ def models(versions: list[dict], manifests: Mapping[str, Mapping[str, Any]], mes
 # -- offers -------------------------------------------------------------------------------------
 
 def offers(catalog: Mapping[str, Any]) -> str:
+    budget = catalog.get("budget_left", {})
     rows = [(esc(o["id"]), esc(o["name"]), esc(o["value"]), esc(", ".join(o["channels"]) or "all"),
-             esc(o["caps"]), esc(o["eligibility"])) for o in catalog.get("offers", [])]
+             esc(o["caps"]), esc(budget.get(o["id"], "no budget")), esc(o["eligibility"]))
+            for o in catalog.get("offers", [])]
     experiments = [(esc(e["id"]), esc(", ".join(f"{a['name']} {a['share']:.0%} ({a['strategy']})" for a in e["arms"])))
                    for e in catalog.get("experiments", [])]
     body = (f"<p>Catalogue in force: version <code id=\"catalog-version\">{esc(catalog.get('version'))}</code> "
             f"(checksum {esc(catalog.get('checksum', ''))[:12]}), {len(rows)} offers.</p>"
-            + table(["offer", "name", "value", "channels", "caps", "eligibility"], rows, "offers")
+            + table(["offer", "name", "value", "channels", "caps", "global budget left", "eligibility"], rows, "offers")
+            + f"<p>Budget left summed over {esc(catalog.get('partitions_counted', '?'))} partitions.</p>"
             + "<h2>Experiments</h2>" + table(["experiment", "arms"], experiments, "experiments")
             + "<p>Outcomes with intervals: <code>recsys experiments report</code>.</p>")
     return page("offers", body, active="offers")
+
+
+# -- experiments --------------------------------------------------------------------------------
+
+def _interval_bar(low: float, high: float, value: float, scale: float) -> str:
+    """An inline SVG of a rate with its 95% interval, on 0..scale."""
+    width = 240
+
+    def x(v: float) -> float:
+        return 0.0 if v != v else max(0.0, min(width, width * v / scale))
+    return (f'<svg width="{width}" height="14" role="img" aria-label="{value:.3f} [{low:.3f}, {high:.3f}]">'
+            f'<rect x="0" y="5" width="{x(value):.1f}" height="4" fill="#4a7"/>'
+            f'<line x1="{x(low):.1f}" x2="{x(high):.1f}" y1="7" y2="7" stroke="#000"/>'
+            f'<line x1="{x(low):.1f}" x2="{x(low):.1f}" y1="2" y2="12" stroke="#000"/>'
+            f'<line x1="{x(high):.1f}" x2="{x(high):.1f}" y1="2" y2="12" stroke="#000"/></svg>')
+
+
+def experiments(rows: list[Mapping[str, Any]], window_days: float) -> str:
+    if not rows:
+        body = "<p id=\"message\">No experiment exposures stored yet.</p>"
+        return page("experiments", body, active="experiments")
+    scale = max([r["conversion_ci"][1] for r in rows if r["conversion_ci"][1] == r["conversion_ci"][1]] + [0.01])
+    table_rows = []
+    for r in rows:
+        low, high = r["conversion_ci"]
+        table_rows.append((esc(r["experiment_id"]), esc(r["arm"]) + (" (control)" if r["control"] else ""),
+                           r["customers"], r["conversions"], f"{r['conversion_rate']:.3f} [{low:.3f}, {high:.3f}]",
+                           _interval_bar(low, high, r["conversion_rate"], scale), f"{r['revenue']:.2f}"))
+    body = (f"<p>Each exposed customer converts by buying an offer's target within {window_days:g} days of their "
+            "first exposure; 95% Wilson intervals (engine.decisioning.experiment_report, as "
+            "<code>recsys experiments report</code>).</p>"
+            + table(["experiment", "arm", "customers", "conversions", "conversion rate [95%]", "", "revenue"],
+                    table_rows, "experiments"))
+    return page("experiments", body, active="experiments")
 
 
 # -- one customer -------------------------------------------------------------------------------
@@ -184,7 +221,7 @@ def customer_form(message: str = "", ok: bool = True) -> str:
 
 
 def customer(customer_id: str, export: Mapping[str, Any] | None, recommended: Mapping[str, Any] | None,
-             error: str = "") -> str:
+             error: str = "", offer: Mapping[str, Any] | None = None) -> str:
     parts = [f"<p>Customer <code id=\"customer\">{esc(customer_id)}</code></p>"]
     if error:
         parts.append(f'<p class="bad" id="message">{esc(error)}</p>')
@@ -194,6 +231,14 @@ def customer(customer_id: str, export: Mapping[str, Any] | None, recommended: Ma
         parts.append(f"<h2>Recommended now (web, model {esc(recommended['model_version'])}, "
                      f"personalized: {esc(recommended['personalized'])}; {esc(', '.join(recommended['reasons']))})</h2>"
                      + table(["#", "item", "name", "score", "reasons"], items, "recommended"))
+    if offer is not None:
+        offered = [(f"<code>{esc(o['offer_id'])}</code>", esc(o["name"]), f"{o['score']:.3f}", f"{o['propensity']:.3f}",
+                    esc(", ".join(o.get("passed_rules", [])))) for o in offer.get("offers", [])]
+        rejected = ", ".join(f"{k}: {v}" for k, v in sorted((offer.get("rejected") or {}).items()))
+        parts.append(f"<h2>Would be offered now (web; a preview: nothing recorded)</h2><p id=\"offer-reason\">"
+                     f"{esc(offer.get('reason', ''))}; segment {esc(offer.get('segment', ''))}, strategy "
+                     f"{esc(offer.get('strategy', ''))}{'; not eligible: ' + esc(rejected) if rejected else ''}</p>"
+                     + table(["offer", "name", "score", "propensity", "rules passed"], offered, "offer"))
     if export is not None:
         events = list(export.get("events", []))[-50:]
         rows = [(esc(e.get("timestamp_ms")), esc(e.get("channel")), esc(e.get("event_type")), esc(e.get("item_id", "")),

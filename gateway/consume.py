@@ -46,6 +46,8 @@ class Message:
 
     body: bytes
     tag: int
+    # when the producer sent it (the AMQP timestamp property), ms; 0: not given
+    sent_ms: int = 0
 
 
 class EventSource(Protocol):
@@ -76,11 +78,14 @@ class ConsumeStats:
 
 
 def decode(message: Message, now_ms: int) -> Event:
-    """The event in ``message``, validated as Track validates it; InvalidArgument says what is wrong."""
+    """The event in ``message``, validated as Track validates it; InvalidArgument says what is wrong.
+    An event without a timestamp takes the message's (when the producer sent it), else now."""
     try:
         raw = orjson.loads(message.body)
     except orjson.JSONDecodeError as exc:
         raise InvalidArgument(f"message: not JSON ({exc.msg})") from None
+    if isinstance(raw, dict) and not raw.get("timestamp_ms") and message.sent_ms:
+        raw = {**raw, "timestamp_ms": message.sent_ms}
     return parse_event(raw, now_ms, "message")
 
 
@@ -213,8 +218,9 @@ class RabbitMQSource:
         self._tag = None
         self.prefetch = prefetch
 
-    def _on_message(self, _channel, method, _properties, body) -> None:
-        self._pending.append(Message(body, method.delivery_tag))
+    def _on_message(self, _channel, method, properties, body) -> None:
+        sent = getattr(properties, "timestamp", None)  # AMQP: seconds
+        self._pending.append(Message(body, method.delivery_tag, int(sent) * 1000 if sent else 0))
 
     def fetch(self, max_messages: int, wait_s: float) -> list[Message]:
         if self._tag is None:

@@ -34,6 +34,7 @@ from gateway.metrics import Metrics
 from gateway.operations import IngressSettings, RemoteOwners
 from gateway.rpcs import RPCS, Answering, Rpc
 from gateway.status_map import statuses
+from engine.queries import parse_offer_query
 from recsys.v1 import recsys_pb2 as pb
 
 ACTIONS_PAGE = 100
@@ -417,8 +418,25 @@ class Ingress:
     @app.get("/console/offers")
     async def console_offers(self, request: Request) -> Response:
         async def render(_key):
-            catalog = await self.owners.any_owner(lambda owner: owner.offer_catalog.remote())
+            await self.routes.ensure()
+            answers = await asyncio.wait_for(asyncio.gather(*[o.offer_catalog.remote()
+                                                              for o in self.routes.owners().values()]), 10.0)
+            catalog = dict(answers[0])
+            # a global budget is split over the partitions: what is left is the sum over every owner's
+            catalog["budget_left"] = {}
+            for answer in answers:
+                for offer_id, left in answer["budget_left"].items():
+                    catalog["budget_left"][offer_id] = catalog["budget_left"].get(offer_id, 0) + left
+            catalog["partitions_counted"] = sum(len(a["partitions"]) for a in answers)
             return console.offers(catalog)
+        return await self._console(request, render)
+
+    @app.get("/console/experiments")
+    async def console_experiments(self, request: Request) -> Response:
+        async def render(_key):
+            window = self.settings.experiment_window_days
+            rows = await self.owners.any_owner(lambda owner: owner.experiment_report.remote(window))
+            return console.experiments(rows, window)
         return await self._console(request, render)
 
     @app.get("/console/customer")
@@ -434,8 +452,10 @@ class Ingress:
                 export = None
             recommended = (await self.answer.ops.recommend({"customer_id": customer_id, "k": 10}, key))["result"]
             reply = codec.recommendations_json(recommended, "")
+            query = parse_offer_query({"customer_id": customer_id, "channel": "web"})
+            offer = await self.owners._to_owner(customer_id, lambda owner: owner.offer_preview.remote(query, 0))
             return console.customer(customer_id, export, reply,
-                                    "" if export is not None else "nothing stored for this customer")
+                                    "" if export is not None else "nothing stored for this customer", offer)
         return await self._console(request, render)
 
     @app.get("/console/customer/export")

@@ -62,12 +62,15 @@ class IngressSettings:
     # defaults in ServeConfig
     shard_calls_in_flight: int = ServeConfig.shard_calls_in_flight
     shard_batch_max: int = ServeConfig.shard_batch_max
+    # the console's experiments page: a conversion counts within this many days of the first exposure
+    experiment_window_days: float = 14.0
 
     @classmethod
     def from_config(cls, config: ServeConfig, partitions: int) -> "IngressSettings":
         return cls(partitions=partitions, max_k=config.ranking.max_k, max_body_bytes=config.max_body_bytes,
                    max_events_per_request=config.max_events_per_request, auth=config.auth,
-                   shard_calls_in_flight=config.shard_calls_in_flight, shard_batch_max=config.shard_batch_max)
+                   shard_calls_in_flight=config.shard_calls_in_flight, shard_batch_max=config.shard_batch_max,
+                   experiment_window_days=config.offers.experiment_window_days)
 
 
 def group_by_partition(events: list[Event], partitions: int) -> dict[int, list[Event]]:

@@ -59,13 +59,15 @@ def find(browser, css: str):
 
 def text(browser, css: str) -> str:
     """The element's text, read again if the page reloaded meanwhile (the overview reloads itself)."""
-    from selenium.common.exceptions import StaleElementReferenceException
+    import time
 
-    for _ in range(5):
+    from selenium.common.exceptions import WebDriverException
+
+    for _ in range(10):
         try:
             return find(browser, css).text
-        except StaleElementReferenceException:
-            continue
+        except WebDriverException:  # stale, or the node left the document as the page reloaded
+            time.sleep(0.2)
     raise AssertionError(f"{css} kept going stale")
 
 
@@ -75,12 +77,19 @@ def rows(browser, css: str) -> int:
 
 def submit(browser, css: str) -> None:
     """Click a form's button and wait for the page it leads to."""
-    from selenium.webdriver.support import expected_conditions
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
     page = find(browser, "html")
     find(browser, css).click()
-    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(page))
+
+    def gone(_driver) -> bool:
+        try:
+            page.is_enabled()
+            return False
+        except WebDriverException:  # stale, or no longer in the document: the next page is here
+            return True
+    WebDriverWait(browser, 30).until(gone)
 
 
 def test_the_console_logs_in_shows_every_page_promotes_and_erases(browser, service, synthetic_bundle,
@@ -127,6 +136,9 @@ def test_the_console_logs_in_shows_every_page_promotes_and_erases(browser, servi
     assert text(browser, "#catalog-version") and rows(browser, "#offers") > 1
     shot(browser, "offers")
 
+    browser.get(base + "/console/experiments")
+    assert "No experiment exposures" in text(browser, "#message")  # the test catalogue runs none
+
     # the customer: their events across channels, what they would get now with the reasons
     browser.get(base + "/console/customer")
     find(browser, "#customer-id").send_keys(customer)
@@ -134,7 +146,11 @@ def test_the_console_logs_in_shows_every_page_promotes_and_erases(browser, servi
     events = text(browser, "#events")
     assert "web" in events and "app" in events and "add_to_cart" in events
     assert rows(browser, "#recommended") == 1 + 10 and "i0004" not in text(browser, "#recommended")  # cart item out
+    assert text(browser, "#offer-reason")  # what NextBestOffer would decide, with why
     shot(browser, "customer")
+    with Client(service.grpc_target, api_key=KEYS["admin"], timeout=10) as client:
+        kinds = {e["event_type"] for e in client.export(customer)["events"]}
+    assert kinds == {"view", "add_to_cart"}, kinds  # the preview recorded no show
     find(browser, "#confirm").send_keys("not-the-id")
     submit(browser, "#erase")
     assert "not erased" in text(browser, "#message")

@@ -110,6 +110,14 @@ def test_events_commit_once_and_bad_messages_go_to_the_dead_letter_queue_with_th
     consumer = drain(broker, queue, client, prefetch=100, batch_max=50)
     for customer in customers:
         assert sorted(stored(client, customer)) == sorted(f"{customer}-{n}" for n in range(40))
+    # an event without a timestamp takes its message's: a backlog keeps the times events happened
+    late = f"mq-{uuid.uuid4().hex[:8]}"
+    sent_s = int(time.time()) - 3600
+    connection = pika.BlockingConnection(pika.URLParameters(broker.url))
+    connection.channel().basic_publish("", queue, view(late, 1), pika.BasicProperties(delivery_mode=2, timestamp=sent_s))
+    connection.close()
+    drain(broker, queue, client, prefetch=10, batch_max=10)
+    assert [e["timestamp_ms"] for e in client.export(late)["events"]] == [sent_s * 1000]
     assert consumer.stats.accepted == len(good) and consumer.stats.duplicates == len(repeats)
     dead = drain_dead_letters(broker, f"{queue}.dead-letter")
     assert [body for body, _ in dead] == bad
