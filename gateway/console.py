@@ -236,7 +236,7 @@ def customer(customer_id: str, export: Mapping[str, Any] | None, recommended: Ma
                     esc(", ".join(o.get("passed_rules", [])))) for o in offer.get("offers", [])]
         rejected = ", ".join(f"{k}: {v}" for k, v in sorted((offer.get("rejected") or {}).items()))
         parts.append(f"<h2>Would be offered now (web; a preview: nothing recorded)</h2><p id=\"offer-reason\">"
-                     f"{esc(offer.get('reason', ''))}; segment {esc(offer.get('segment', ''))}, strategy "
+                     f"{esc(offer.get('reason') or str(len(offered)) + ' offer(s)')}; segment {esc(offer.get('segment', ''))}, strategy "
                      f"{esc(offer.get('strategy', ''))}{'; not eligible: ' + esc(rejected) if rejected else ''}</p>"
                      + table(["offer", "name", "score", "propensity", "rules passed"], offered, "offer"))
     if export is not None:
