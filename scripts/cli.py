@@ -427,6 +427,27 @@ def cmd_consume(args) -> int:
     return 0
 
 
+def cmd_publish_actions(args) -> int:
+    """The outbox's actions to a RabbitMQ queue until interrupted (gateway/publish_actions.py)."""
+    import httpx
+
+    from gateway.publish_actions import ActionPublisher
+
+    key = os.environ.get("RECSYS_API_KEY") or (DEMO_KEY_FILE.read_text().strip() if DEMO_KEY_FILE.exists() else "")
+    stopping = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.append(True))
+    with httpx.Client(base_url=args.http, timeout=30, headers={"authorization": f"Bearer {key}"}) as http:
+        publisher = ActionPublisher(http, args.url, args.queue, Path(args.cursor_file), kinds=tuple(args.kind or ()))
+        print(f"publishing actions after {publisher.after} from {args.http} to {args.queue}", flush=True)
+        try:
+            publisher.run(lambda: bool(stopping))
+        finally:
+            publisher.close()
+        print(json.dumps({"published": publisher.published, "cursor": publisher.after}), flush=True)
+    return 0
+
+
 def cmd_batch_recommend(args) -> int:
     """A campaign's recommendations from the running service's owners, to CSV or Parquet."""
     from actors import batch_recommend as batch
@@ -550,6 +571,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-cert", help="PEM certificate: HTTPS, and gRPC over TLS")
     serve.add_argument("--tls-key", help="PEM private key for --tls-cert")
     serve.set_defaults(func=cmd_serve)
+
+    publish = sub.add_parser("publish-actions", help="publish triggered actions from the outbox to a RabbitMQ queue")
+    publish.add_argument("--url", default="amqp://guest:guest@127.0.0.1:5672/%2F", help="AMQP URL")
+    publish.add_argument("--queue", default="recsys.actions")
+    publish.add_argument("--http", default="http://127.0.0.1:8000", help="the service's HTTP address")
+    publish.add_argument("--cursor-file", default="var/publish-actions.cursor",
+                         help="where the last published outbox sequence is kept")
+    publish.add_argument("--kind", action="append", help="only these kinds (repeatable; default all)")
+    publish.set_defaults(func=cmd_publish_actions)
 
     batch = sub.add_parser("batch-recommend", help="recommendations for a list or a segment of customers (a campaign)")
     batch.add_argument("--customers", help="file: one customer id per line, or a CSV with a customer_id column")

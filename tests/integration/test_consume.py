@@ -187,3 +187,54 @@ def test_a_consumer_killed_mid_stream_loses_nothing_and_applies_nothing_twice(br
     # the second consumer got the rest, and back what the first had committed but not acknowledged:
     # those are repeats, applied once
     assert consumer.stats.accepted <= 2000 - 300 and consumer.stats.accepted + consumer.stats.duplicates <= 2000
+
+
+def test_actions_are_published_to_the_broker_once_each_in_outbox_order(broker, service, client, tmp_path):
+    """Issue 19, item 3: a triggered action reaches a broker queue, with its action id as message id,
+    after the broker confirmed it; a restarted publisher goes on from its cursor."""
+    import httpx
+
+    from gateway.publish_actions import ActionPublisher
+    from tests.integration.conftest import CART_ABANDON_MINUTES
+
+    customer = f"pa-{uuid.uuid4().hex[:8]}"
+    client.track([Event(uuid.uuid4().hex, customer, "consent", channel="web", attributes={"marketing": "granted"}),
+                  Event(uuid.uuid4().hex, customer, "add_to_cart", item_id="i0011", channel="web")])
+    queue, cursor = f"actions-{uuid.uuid4().hex[:6]}", tmp_path / "cursor"
+    with httpx.Client(base_url=service.http, timeout=30, headers={"authorization": f"Bearer {KEYS['admin']}"}) as http:
+        publisher = ActionPublisher(http, broker.url, queue, cursor)
+        deadline = time.monotonic() + CART_ABANDON_MINUTES * 60 + 30
+        mine = []
+        while time.monotonic() < deadline and not mine:
+            publisher.step()
+            connection = pika.BlockingConnection(pika.URLParameters(broker.url))
+            channel = connection.channel()
+            while True:
+                method, properties, body = channel.basic_get(queue, auto_ack=False)
+                if method is None:
+                    break
+                action = orjson.loads(body)
+                if action["customer_id"] == customer:
+                    mine.append((properties.message_id, properties.type, action))
+            connection.close()  # unacknowledged: back in the queue
+            time.sleep(0.3)
+        publisher.close()
+        assert len(mine) == 1, mine
+        message_id, kind, action = mine[0]
+        assert message_id == action["action_id"] and kind == "cart_abandonment" and action["item_ids"] == ["i0011"]
+        assert int(cursor.read_text()) == publisher.after > 0
+        again = ActionPublisher(http, broker.url, queue, cursor)  # a restart: from the cursor on
+        again.step()
+        again.close()
+        assert again.after >= publisher.after
+    # the restart did not publish this customer's action again
+    connection = pika.BlockingConnection(pika.URLParameters(broker.url))
+    channel = connection.channel()
+    copies = 0
+    while True:
+        method, _properties, body = channel.basic_get(queue, auto_ack=True)
+        if method is None:
+            break
+        copies += orjson.loads(body)["customer_id"] == customer
+    connection.close()
+    assert copies == 1
