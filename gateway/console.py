@@ -200,14 +200,20 @@ def experiments(rows: list[Mapping[str, Any]], window_days: float) -> str:
     table_rows = []
     for r in rows:
         low, high = r["conversion_ci"]
+        if r["baseline"]:
+            d_low, d_high = r["conversion_diff_ci"]
+            diff = f"{r['conversion_diff']:+.3f} [{d_low:+.3f}, {d_high:+.3f}] vs {esc(r['baseline'])}"
+        else:
+            diff = "baseline"
         table_rows.append((esc(r["experiment_id"]), esc(r["arm"]) + (" (control)" if r["control"] else ""),
-                           r["customers"], r["conversions"], f"{r['conversion_rate']:.3f} [{low:.3f}, {high:.3f}]",
-                           _interval_bar(low, high, r["conversion_rate"], scale), f"{r['revenue']:.2f}"))
+                           r["exposures"], r["customers"], r["conversions"],
+                           f"{r['conversion_rate']:.3f} [{low:.3f}, {high:.3f}]",
+                           _interval_bar(low, high, r["conversion_rate"], scale), diff, f"{r['revenue']:.2f}"))
     body = (f"<p>Each exposed customer converts by buying an offer's target within {window_days:g} days of their "
             "first exposure; 95% Wilson intervals (engine.decisioning.experiment_report, as "
             "<code>recsys experiments report</code>).</p>"
-            + table(["experiment", "arm", "customers", "conversions", "conversion rate [95%]", "", "revenue"],
-                    table_rows, "experiments"))
+            + table(["experiment", "arm", "exposures", "customers", "conversions", "conversion rate [95%]", "",
+                     "difference [95%]", "revenue"], table_rows, "experiments"))
     return page("experiments", body, active="experiments")
 
 

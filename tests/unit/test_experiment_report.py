@@ -286,3 +286,21 @@ has_bought_items = ["{bought[0]}"]
     reply, _ = shard.offer_decision(parse_offer_query({"customer_id": "c0", "channel": "pos"}), now,
                                     np.random.default_rng(0))
     assert [o["offer_id"] for o in reply["offers"]] == ["again"] and reply["segment"] == "regular"
+
+
+def test_the_consoles_experiments_page_shows_each_arm_with_its_interval_and_difference():
+    from dataclasses import asdict
+
+    from gateway import console
+
+    outcomes = simulate([("treated", "bandit"), ("control", "control")], {"treated": 0.13, "control": 0.10})
+    rows = [asdict(r) for r in experiment_report(outcomes)]
+    page = console.experiments(rows, 14)
+    control, treated = rows
+    assert page.count("<svg") == 2 and "(control)" in page
+    low, high = treated["conversion_ci"]
+    assert f"{treated['conversion_rate']:.3f} [{low:.3f}, {high:.3f}]" in page
+    d_low, d_high = treated["conversion_diff_ci"]
+    assert f"{treated['conversion_diff']:+.3f} [{d_low:+.3f}, {d_high:+.3f}] vs control" in page
+    assert str(treated["exposures"]) in page
+    assert "No experiment exposures" in console.experiments([], 14)
