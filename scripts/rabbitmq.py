@@ -90,11 +90,12 @@ class LocalRabbitMQ:
 
     def stop(self) -> None:
         """End the node and its epmd: the process groups we started, nothing else."""
-        for process in (self._server, self._epmd):
+        # epmd ignores SIGTERM and holds nothing: it is killed outright, after the node
+        for process, stop_signal in ((self._server, signal.SIGTERM), (self._epmd, signal.SIGKILL)):
             if process is None or process.poll() is not None:
                 continue
             try:
-                os.killpg(process.pid, signal.SIGTERM)
+                os.killpg(process.pid, stop_signal)
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
