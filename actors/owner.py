@@ -17,6 +17,7 @@ loop. Each partition has its own writer (actors/shard_writer.py: group commit, c
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -30,15 +31,15 @@ import ray
 from actors.group_commit import GroupCommit
 from actors.names import OFFER_CATALOG_META, find_learner, find_registry
 from actors.serving import Serving
-from actors.shard import CustomerShardLogic
+from actors.shard import CustomerShardLogic, copies_for_profile
 from actors.shard_offers import catalog_from_toml
 from actors.shard_writer import ShardWriter
 from actors.store import open_store
 from engine.catalog import CatalogUpdate
 from engine.config import OffersConfig, RankingConfig
 from engine.decisioning import counts_from_rows, counts_to_rows
-from engine.errors import PartitionMoved, RecsysError, Unavailable
-from engine.events import Event
+from engine.errors import Conflict, Linked, PartitionMoved, RecsysError, Unavailable
+from engine.events import LINK_DONE_RECORD, LINK_DONE_RECORD_ID, LINK_RECORD, LINK_RECORD_ID, Event
 from engine.queries import OfferQuery, RecommendQuery, SimilarQuery
 from engine.sharding import partition_for
 from engine.state import segment as state_segment
@@ -52,6 +53,10 @@ DRAIN_TIMEOUT_S = 10.0
 # how often an owner looks for catalogue updates it has not applied (one that started while an
 # update was being pushed to every owner gets it this way)
 CATALOG_POLL_S = 1.0
+# how often an owner finishes the links of its partitions left half done (their driver crashed
+# between storing the link and copying the id's history), and how old such a link must be first
+LINK_REPAIR_S = 2.0
+LINK_REPAIR_AFTER_MS = 5_000
 
 
 def _now_ms() -> int:
@@ -202,6 +207,7 @@ class OwnerCore:
         for query, now_ms in requests:
             try:
                 held = self._held(self.partition_of(query.customer_id))
+                _answers_for_itself(held.logic, query.customer_id)
                 out.append(held.logic.recommend(query, now_ms or _now_ms()))
             except RecsysError as exc:
                 out.append(exc)
@@ -219,7 +225,7 @@ class OwnerCore:
         members = {p: dict(h.logic.customers.items()) for p, h in self.held.items() if h.active}
         for customer in list(model.user_index):
             states = members.get(self.partition_of(customer))
-            if states is not None:
+            if states is not None and customer not in self.held[self.partition_of(customer)].logic.links:
                 states.setdefault(customer, None)
         return sorted(members), [customer for states in members.values() for customer, state in sorted(states.items())
                                  if segment is None
@@ -231,6 +237,7 @@ class OwnerCore:
         for customer in customer_ids:
             try:
                 logic = self._held(self.partition_of(customer)).logic
+                _answers_for_itself(logic, customer)
                 out.append(logic.offers.marketing_allowed(logic.customers.get(customer)))
             except RecsysError as exc:
                 out.append(exc)
@@ -243,7 +250,9 @@ class OwnerCore:
         self.requests += 1
         if not query.customer_id:  # item to item: no customer state, any owner answers
             return similar_items(self.serving.model, query, None, view=self.serving.view)
-        return self._held(self.partition_of(query.customer_id)).logic.similar(query)
+        logic = self._held(self.partition_of(query.customer_id)).logic
+        _answers_for_itself(logic, query.customer_id)
+        return logic.similar(query)
 
     async def track(self, groups: Mapping[int, list[Event]]) -> dict[int, Any]:
         """Events grouped by partition: per partition (accepted, duplicates, ignored), or the
@@ -253,19 +262,36 @@ class OwnerCore:
         results = await asyncio.gather(*[self._track_one(p, groups[p]) for p in partitions], return_exceptions=True)
         return dict(zip(partitions, results))
 
-    async def _track_one(self, partition: int, events: list[Event]) -> tuple[int, int, int]:
+    async def _track_one(self, partition: int, events: list[Event]) -> tuple:
+        """(accepted, duplicates, ignored), and when some of the events name ids linked to a
+        profile, those events as the profile's (not stored here: the caller sends them on)."""
         held = self._held(partition)
+        links = held.logic.links
+        elsewhere = []
+        if links:
+            mine = []
+            for event in events:
+                entry = links.get(event.customer_id)
+                if entry is None:
+                    mine.append(event)
+                else:
+                    elsewhere.append(dataclasses.replace(event, customer_id=entry[0]))
+            events = mine
         held.inflight += 1
         try:
-            return await held.writer.submit(events)
+            # no await between the look-up above and the queueing: a link stored after it finds these
+            # events committed when it reads the id's history (link_begin)
+            result = await held.writer.submit(events) if events else (0, 0, 0)
         finally:
             held.inflight -= 1
+        return (*result, elsewhere) if elsewhere else result
 
     async def next_best_offer(self, query: OfferQuery, now_ms: int | None = None) -> dict[str, Any]:
         """Decide and store the shows before replying, one decision per customer at a time, so
         concurrent requests from several channels see each other's shows (caps hold exactly)."""
         self.requests += 1
         held = self._held(self.partition_of(query.customer_id))
+        _answers_for_itself(held.logic, query.customer_id)
         held.inflight += 1
         entry = self._offer_locks.setdefault(query.customer_id, [asyncio.Lock(), 0])
         entry[1] += 1  # users of this lock; the last one out removes it
@@ -283,9 +309,14 @@ class OwnerCore:
             if entry[1] == 0:
                 del self._offer_locks[query.customer_id]
 
-    async def forget(self, customer_id: str, principal: str) -> dict[str, Any]:
+    async def forget(self, customer_id: str, principal: str, profile: str = "") -> dict[str, Any]:
+        """Erase the customer; an id linked to a profile only as part of erasing that ``profile``
+        (else Linked: the profile is what is erased)."""
         self.requests += 1
         held = self._held(self.partition_of(customer_id))
+        linked_to = held.logic.profile_of(customer_id)
+        if linked_to is not None and linked_to != profile:
+            raise Linked(customer_id, linked_to)
         held.inflight += 1
         try:
             return {**await held.writer.forget(customer_id, principal), "partition": held.logic.partition}
@@ -295,8 +326,58 @@ class OwnerCore:
     async def export(self, customer_id: str, principal: str) -> dict[str, Any]:
         self.requests += 1
         held = self._held(self.partition_of(customer_id))
+        _answers_for_itself(held.logic, customer_id)
         state = held.logic.live_state(customer_id)
         return await self._io(held.logic.export_with, customer_id, principal, state)
+
+    # -- linked ids: this partition's steps of an identify (driven by gateway/operations.py) ------
+    def resolve(self, customer_id: str) -> str:
+        """The profile that answers for ``customer_id``: the one it is linked to, else itself."""
+        return self._held(self.partition_of(customer_id)).logic.profile_of(customer_id) or customer_id
+
+    def linked_ids(self, customer_id: str) -> list[str]:
+        """The ids linked to the customer (Linked if it is itself linked to a profile)."""
+        logic = self._held(self.partition_of(customer_id)).logic
+        _answers_for_itself(logic, customer_id)
+        state = logic.customers.get(customer_id)
+        return sorted(state.linked) if state is not None and state.linked else []
+
+    async def link_begin(self, alias: str, profile: str, kind: str, now_ms: int) -> tuple[list[Event], int]:
+        """Link ``alias`` to ``profile``: store where the id points (from then on every request and
+        event under it goes to the profile), then return what the id did, as the profile's events,
+        and when the link was stored. Idempotent: a link to the same profile returns the same.
+        Conflict if the id is linked to another profile, or has linked ids of its own."""
+        held = self._held(self.partition_of(alias))
+        logic = held.logic
+        held.inflight += 1
+        try:
+            _claimable(logic, alias, profile)
+            if alias not in logic.links:
+                record = Event(LINK_RECORD_ID, alias, LINK_RECORD, "", "", now_ms,
+                               attributes=tuple(sorted({"profile": profile, "alias_kind": kind}.items())))
+                await held.writer.submit([record])
+                _claimable(logic, alias, profile)  # another profile's claim stored first wins
+            # an empty batch queued behind every batch queued before the link took effect: once it
+            # is answered, all the id's events are in the store, and none can come after
+            await held.writer.submit([])
+            events = await self._io(self.store.customer_events, alias)
+            return copies_for_profile(events, alias, profile), logic.links[alias][3]
+        finally:
+            held.inflight -= 1
+
+    async def link_done(self, alias: str, profile: str, now_ms: int) -> bool:
+        """Record that the id's history is in the profile. False: the link is gone (erased meanwhile)."""
+        held = self._held(self.partition_of(alias))
+        entry = held.logic.links.get(alias)
+        if entry is None or entry[0] != profile:
+            return False
+        if not entry[1]:
+            await held.writer.submit([Event(LINK_DONE_RECORD_ID, alias, LINK_DONE_RECORD, "", "", now_ms)])
+        return True
+
+    def pending_links(self) -> list[tuple[str, str, str, int]]:
+        """The links of the partitions held here whose copy is not known done (a crash mid-link)."""
+        return [link for held in self.held.values() if held.active for link in held.logic.pending_links()]
 
     # -- what spans partitions -------------------------------------------------------------------
     async def fire_triggers(self, now_ms: int) -> int:
@@ -315,6 +396,7 @@ class OwnerCore:
         """What NextBestOffer would decide now, with its reasons, recording nothing (no show, no cap
         used, no bandit trial): the console's view of a customer. A sample of the same posterior draw."""
         held = self._held(self.partition_of(query.customer_id))
+        _answers_for_itself(held.logic, query.customer_id)
         reply, _events = held.logic.offer_decision(query, now_ms, self._rng)
         return reply
 
@@ -375,6 +457,25 @@ class OwnerCore:
                                                                 for h in self.held.values())}
 
 
+def _answers_for_itself(logic: CustomerShardLogic, customer_id: str) -> None:
+    """Linked if ``customer_id`` is linked to a profile: the caller asks again for the profile."""
+    profile = logic.profile_of(customer_id)
+    if profile is not None:
+        raise Linked(customer_id, profile)
+
+
+def _claimable(logic: CustomerShardLogic, alias: str, profile: str) -> None:
+    """Conflict unless ``alias`` may be linked to ``profile``. The message names neither the other
+    customer nor what is held about them."""
+    entry = logic.links.get(alias)
+    if entry is not None and entry[0] != profile:
+        raise Conflict(f"identify: {alias!r} is linked to another customer already; one id belongs to one "
+                       "customer (erase that customer, or send the events under the customer it is linked to)")
+    state = logic.customers.get(alias)
+    if entry is None and state is not None and state.linked:
+        raise Conflict(f"identify: {alias!r} has linked ids of its own; two customers' profiles are not merged")
+
+
 @ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)
 class PartitionOwner:
     """The Ray actor around OwnerCore, with the owner's timers (triggers, bandit exchange,
@@ -406,7 +507,8 @@ class PartitionOwner:
                                                             lambda: self.core.fire_triggers(_now_ms()))),
                             asyncio.create_task(self._every(self.core.settings.offers.bandit_sync_seconds,
                                                             self._exchange_bandit)),
-                            asyncio.create_task(self._every(CATALOG_POLL_S, self.core.sync_catalog))]
+                            asyncio.create_task(self._every(CATALOG_POLL_S, self.core.sync_catalog)),
+                            asyncio.create_task(self._every(LINK_REPAIR_S, self._finish_links))]
 
     @staticmethod
     async def _every(seconds: float, step) -> None:
@@ -416,6 +518,20 @@ class PartitionOwner:
                 await step()
             except Exception:  # noqa: BLE001 - a timer step that fails is tried at the next tick
                 log.warning("owner timer step failed", exc_info=True)
+
+    async def _finish_links(self) -> None:
+        """Links stored here whose copy into the profile was not recorded done: finished by the same
+        steps as an identify (idempotent: what was copied already is a duplicate)."""
+        old = _now_ms() - LINK_REPAIR_AFTER_MS
+        pending = [link for link in self.core.pending_links() if link[3] <= old]
+        if not pending or self.core.settings.edge is None:
+            return
+        ops = self._answering()[0].ops
+        for alias, profile, kind, _at in pending:
+            try:
+                await ops.finish_link(alias, profile, kind)
+            except Exception:  # noqa: BLE001 - the next tick tries again
+                log.warning("finishing the link of an id failed; will retry", exc_info=True)
 
     async def _exchange_bandit(self) -> None:
         bandit = self.core.serving.bandit
@@ -496,9 +612,25 @@ class PartitionOwner:
         self._start_timers()
         return await self.core.next_best_offer(query, now_ms)
 
-    async def forget(self, customer_id: str, principal: str) -> dict[str, Any]:
+    async def forget(self, customer_id: str, principal: str, profile: str = "") -> dict[str, Any]:
         # a model being promoted meanwhile unmaps the customer when it is switched to (commit_model)
-        return await self.core.forget(customer_id, principal)
+        return await self.core.forget(customer_id, principal, profile)
+
+    async def resolve(self, customer_id: str) -> str:
+        return self.core.resolve(customer_id)
+
+    async def linked_ids(self, customer_id: str) -> list[str]:
+        return self.core.linked_ids(customer_id)
+
+    async def link_begin(self, alias: str, profile: str, kind: str, now_ms: int) -> tuple:
+        self._start_timers()
+        return await self.core.link_begin(alias, profile, kind, now_ms)
+
+    async def link_done(self, alias: str, profile: str, now_ms: int) -> bool:
+        return await self.core.link_done(alias, profile, now_ms)
+
+    async def erased_since(self, customer_id: str, since_ms: int) -> bool:
+        return await self._io(self.core.store.forgotten_since, customer_id, since_ms)
 
     async def export(self, customer_id: str, principal: str) -> dict[str, Any]:
         return await self.core.export(customer_id, principal)

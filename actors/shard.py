@@ -23,7 +23,8 @@ import orjson
 from engine.catalog import CatalogUpdate
 from engine.config import OffersConfig, RankingConfig, fitted_ranking
 from engine.errors import NotFound
-from engine.events import Event, event_to_dict
+from engine.events import (COPIED_FROM, IDENTIFY, LINK_DONE_RECORD, LINK_RECORD, RESERVED_EVENT_ID_PREFIX, Event,
+                           event_to_dict)
 from engine.offers import OfferCatalog
 from engine.queries import Filters, OfferQuery, RecommendQuery, SimilarQuery
 from engine.state import CustomerState, apply_event, state_from_dict, state_to_dict
@@ -44,6 +45,25 @@ OFFER_CATALOG_META = "offer_catalog_toml"
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def is_copy(event: Event) -> bool:
+    """An event of a linked id, copied into its profile (engine/events.py COPIED_FROM)."""
+    return bool(event.attributes) and any(key == COPIED_FROM for key, _ in event.attributes)
+
+
+def copies_for_profile(events: Sequence[Event], alias: str, profile: str) -> list[Event]:
+    """What ``alias`` did (its stored events), as the profile's: same event ids (a late re-delivery
+    under the alias is a duplicate in the profile), marked with where they came from. The link's
+    own records and the engine-made ids stay behind."""
+    out = []
+    for e in events:
+        if e.event_type in (LINK_RECORD, LINK_DONE_RECORD, IDENTIFY) or e.event_id.startswith(RESERVED_EVENT_ID_PREFIX):
+            continue
+        attributes = tuple(sorted(dict(e.attributes, **{COPIED_FROM: alias}).items()))
+        out.append(Event(e.event_id, profile, e.event_type, e.item_id, e.channel, e.timestamp_ms, e.session_id,
+                         e.store_id, e.quantity, e.price, attributes))
+    return out
 
 
 class CustomerShardLogic:
@@ -73,6 +93,9 @@ class CustomerShardLogic:
         # triggers: customer -> (when the cart counts as abandoned, the add_to_cart event id)
         self.abandon_due: dict[str, tuple[int, str]] = {}
         self.new_actions: list[dict[str, Any]] = []
+        # ids of this partition linked to a customer's profile (identify events): id -> [profile,
+        # copied (its history is in the profile), alias kind, when the link was stored (ms)]
+        self.links: dict[str, list] = {}
 
     # -- durability -------------------------------------------------------------------------------
     def read_stored(self) -> dict[str, Any]:
@@ -90,6 +113,7 @@ class CustomerShardLogic:
         self.customers.clear()
         self.last_seq = 0
         self.abandon_due = {}
+        self.links = {}
         # the catalogue first: events replayed below may name items it added
         applied = self.serving.apply_catalog_rows(stored["catalog"])
         self.serving.forget(stored["forgotten"])
@@ -102,6 +126,7 @@ class CustomerShardLogic:
                 self.customers[state.customer_id] = state
             self.offers.restore(body.get("offers"))
             self.abandon_due = {c: (due, e) for c, (due, e) in body.get("abandon_due", {}).items()}
+            self.links = {alias: list(entry) for alias, entry in body.get("links", {}).items()}
         for seq, event in stored["events"]:
             self._apply(event)
             self.last_seq = seq
@@ -129,7 +154,7 @@ class CustomerShardLogic:
 
     def snapshot_payload(self) -> tuple[int, bytes]:
         body = {"customers": self.customers.snapshot_entries(), "offers": self.offers.snapshot(),
-                "abandon_due": self.abandon_due}
+                "abandon_due": self.abandon_due, "links": self.links}
         return self.last_seq, zlib.compress(orjson.dumps(body), 1)
 
     def write_snapshot(self) -> None:
@@ -153,8 +178,14 @@ class CustomerShardLogic:
         """Serve ``model`` from now on (Serving.switch: the customers erased here are unmapped in it)."""
         self.serving.switch(model)
 
-    def _apply(self, event: Event) -> CustomerState:
-        """Apply one stored event (a replay or a new one) to its customer; returns the customer."""
+    def _apply(self, event: Event) -> CustomerState | None:
+        """Apply one stored event (a replay or a new one) to its customer; returns the customer
+        (None: a link record, or an event stored under an id being linked, which the link copies)."""
+        if event.event_type in (LINK_RECORD, LINK_DONE_RECORD):
+            self._apply_link_record(event)
+            return None
+        if event.customer_id in self.links:
+            return None
         state = self.customers.get(event.customer_id)
         if state is None:
             state = self.customers[event.customer_id] = CustomerState(event.customer_id)
@@ -162,9 +193,31 @@ class CustomerShardLogic:
             self.view.observe(event.item_id, [item for item, _kind, _ts in state.recent])
         apply_event(state, event)
         self.offers.trim_history(state, event)
-        self.offers.count(event)
+        if not is_copy(event):  # a copied show was counted against the budget where it was made
+            self.offers.count(event)
         self._arm_triggers(state, event)
         return state
+
+    # -- linked ids (identify events; the protocol is gateway/operations.py Operations.identify) ---------
+    def _apply_link_record(self, event: Event) -> None:
+        alias, attributes = event.customer_id, dict(event.attributes)
+        if event.event_type == LINK_RECORD:
+            self.links[alias] = [attributes["profile"], False, attributes.get("alias_kind", ""), event.timestamp_ms]
+            # from here on the profile answers for the id: what it held is copied there
+            self.customers.pop(alias, None)
+            self.abandon_due.pop(alias, None)
+            self.new_actions = [a for a in self.new_actions if a["customer_id"] != alias]
+        elif alias in self.links:
+            self.links[alias][1] = True
+
+    def profile_of(self, customer_id: str) -> str | None:
+        """The profile that answers for ``customer_id`` (None: it answers for itself)."""
+        entry = self.links.get(customer_id)
+        return entry[0] if entry is not None else None
+
+    def pending_links(self) -> list[tuple[str, str, str, int]]:
+        """(id, profile, kind, linked at) of the links whose copy into the profile is not known done."""
+        return [(alias, entry[0], entry[2], entry[3]) for alias, entry in self.links.items() if not entry[1]]
 
     # -- triggers: cart abandonment, POS cross-sell -> the outbox ------------------------------------
     def _arm_triggers(self, state: CustomerState, event: Event) -> None:
@@ -224,6 +277,8 @@ class CustomerShardLogic:
             self.last_seq = max(self.last_seq, seq)
             self.since_snapshot += 1
             applied.append(True)
+            if state is None or is_copy(event):  # learnt from (or followed up) where it first came in
+                continue
             try:
                 if event.event_type in LEARNED_KINDS:
                     self.offers.learn(event, state, self.model.customer_summary(event.customer_id))
@@ -238,7 +293,13 @@ class CustomerShardLogic:
         answers a show the engine made to that customer, and only its first answer (also within
         this batch); see ShardOffers.screen. Ignored responses are neither stored nor learnt from.
         Run before the store append, against the state the applied events left."""
-        return self.offers.screen(events, self.customers.get, _now_ms())
+        copies = [e for e in events if is_copy(e)]
+        if not copies:
+            return self.offers.screen(events, self.customers.get, _now_ms())
+        # a linked id's history copied into its profile was screened when it first came in
+        kept, ignored = self.offers.screen([e for e in events if not is_copy(e)], self.customers.get, _now_ms())
+        keep = {id(e) for e in kept} | {id(e) for e in copies}
+        return [e for e in events if id(e) in keep], ignored
 
     def acknowledge(self, chunks: Sequence[Sequence[Event]], kept: Sequence[Event],
                     seqs: Sequence[int | None]) -> list[tuple[int, int, int]]:
@@ -292,6 +353,7 @@ class CustomerShardLogic:
         self.new_actions = [a for a in self.new_actions if a["customer_id"] != customer_id]
         self.serving.forget([customer_id])
         self.serving.erased.add(customer_id)
+        self.links.pop(customer_id, None)
         return self.customers.pop(customer_id, None) is not None
 
     def erase_stored(self, customer_id: str, principal: str) -> dict[str, Any]:

@@ -375,6 +375,11 @@ class SqlEventStore:
     def is_forgotten(self, customer_id: str) -> bool:
         return self._read(self._sql("SELECT 1 FROM forgotten WHERE customer_id = ?"), (customer_id,), one=True) is not None
 
+    def forgotten_since(self, customer_id: str, since_ms: int) -> bool:
+        """Whether the customer was erased at ``since_ms`` or later."""
+        return self._read(self._sql("SELECT 1 FROM forgotten WHERE customer_id = ? AND forgotten_ms >= ?"),
+                          (customer_id, since_ms), one=True) is not None
+
     def forgotten_customers(self) -> set[str]:
         rows = self._read("SELECT customer_id FROM forgotten")
         return {r[0] for r in rows}

@@ -33,6 +33,28 @@ class NotFound(RecsysError):
     kind = "not_found"
 
 
+class Conflict(RecsysError):
+    """The request contradicts what is stored (an identify that would merge two customers'
+    profiles). Nothing of it was applied; sending it again is refused again."""
+
+    kind = "failed_precondition"
+
+
+class Linked(RecsysError):
+    """Internal, never a client's answer: the customer id is linked to another customer's profile
+    (an identify event), which answers for it. The gateway's operations ask again with
+    ``profile_id`` (gateway/operations.py)."""
+
+    kind = "linked"
+
+    def __init__(self, customer_id: str, profile_id: str):
+        super().__init__(f"customer {customer_id!r} is linked to the profile {profile_id!r}")
+        self.customer_id, self.profile_id = customer_id, profile_id
+
+    def __reduce__(self):  # crosses Ray's process boundary with its ids
+        return (Linked, (self.customer_id, self.profile_id))
+
+
 class Unavailable(RecsysError):
     """A dependency (a shard, the model) is not ready; the caller may retry."""
 

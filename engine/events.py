@@ -26,7 +26,25 @@ OFFER_EVENT_TYPES = frozenset({"offer_shown", "offer_accepted", "offer_declined"
 # Exposures are the engine's record of its own decisions (caps, budgets, bandit trials,
 # experiments): a client that could send them could reset or forge all four.
 ENGINE_ONLY_EVENT_TYPES = frozenset({"offer_shown", "offer_control"})
-EVENT_TYPES = ITEM_EVENT_TYPES | {"consent"} | OFFER_EVENT_TYPES
+# An identify event links another id of the same person (a web cookie, an app device, a loyalty card,
+# a hashed e-mail address, a chat handle) to the customer it names: attributes {"alias_id": the other
+# id, "alias_kind": what it is (optional, a name like a channel's)}, no item. From then on that id's
+# history, session, cart and offers are the customer's profile's, and every event and request under
+# it applies to the profile (gateway/operations.py: Operations.identify). An id that is linked to a
+# profile cannot be claimed by another one (Conflict), and a profile is never linked into another.
+IDENTIFY = "identify"
+EVENT_TYPES = ITEM_EVENT_TYPES | {"consent"} | OFFER_EVENT_TYPES | {IDENTIFY}
+# What a partition writes itself, under the linked id, when it links it (actors/shard.py): where the
+# id points ("profile" attribute) and, once its history was copied into the profile, that the copy is
+# done. Never accepted from a client (not in EVENT_TYPES); fixed event ids, so each is stored once.
+LINK_RECORD = "alias_of"
+LINK_DONE_RECORD = "alias_done"
+RESERVED_EVENT_ID_PREFIX = "recsys:"
+LINK_RECORD_ID = RESERVED_EVENT_ID_PREFIX + "alias_of"
+LINK_DONE_RECORD_ID = RESERVED_EVENT_ID_PREFIX + "alias_done"
+# the attribute that marks an event copied from a linked id into its profile (the id it came from):
+# copies are applied to the profile's state but not counted again against budgets or learnt from again
+COPIED_FROM = "linked_from"
 CONSENT_PURPOSES = frozenset({"personalization", "marketing"})
 CONSENT_VALUES = frozenset({"granted", "denied"})
 # what the triggers put in the outbox (actors/shard.py), for SubscribeActions, /v1/actions and webhooks
@@ -74,6 +92,7 @@ EVENT_WEIGHTS: Mapping[str, float] = {
     "offer_accepted": 0.0,
     "offer_declined": 0.0,
     "offer_control": 0.0,
+    IDENTIFY: 0.0,
 }
 
 MAX_QUANTITY = 1_000_000.0
@@ -144,12 +163,22 @@ def parse_event(raw: Any, now_ms: int, where: str = "event") -> Event:
     is_offer = event_type in OFFER_EVENT_TYPES
     if is_offer:
         _check_offer(event_type, attributes, where)
+    customer_id = require_id(raw.get("customer_id"), f"{where}.customer_id")
+    is_identify = event_type == IDENTIFY
+    if is_identify:
+        _check_identify(customer_id, attributes, raw.get("item_id"), where)
+    elif COPIED_FROM in dict(attributes):
+        raise InvalidArgument(f"{where}.attributes.{COPIED_FROM}: is the engine's own mark of a linked id's copied "
+                              "history; clients do not send it")
+    event_id = require_id(raw.get("event_id"), f"{where}.event_id")
+    if event_id.startswith(RESERVED_EVENT_ID_PREFIX):
+        raise InvalidArgument(f"{where}.event_id: ids starting with {RESERVED_EVENT_ID_PREFIX!r} are the engine's own")
     return Event(
-        event_id=require_id(raw.get("event_id"), f"{where}.event_id"),
-        customer_id=require_id(raw.get("customer_id"), f"{where}.customer_id"),
+        event_id=event_id,
+        customer_id=customer_id,
         session_id=require_id(raw.get("session_id"), f"{where}.session_id", required=False),
         event_type=event_type,
-        item_id=require_id(raw.get("item_id"), f"{where}.item_id", required=not (is_consent or is_offer)),
+        item_id=require_id(raw.get("item_id"), f"{where}.item_id", required=not (is_consent or is_offer or is_identify)),
         channel=require_choice(raw.get("channel"), f"{where}.channel", CHANNELS),
         store_id=require_id(raw.get("store_id"), f"{where}.store_id", required=False),
         quantity=quantity,
@@ -169,6 +198,22 @@ def _check_consent(attributes: tuple[tuple[str, str], ...], item_id: Any, where:
     for purpose, value in given.items():
         if value not in CONSENT_VALUES:
             raise InvalidArgument(f"{where}.attributes.{purpose}: must be 'granted' or 'denied'")
+
+
+def _check_identify(customer_id: str, attributes: tuple[tuple[str, str], ...], item_id: Any, where: str) -> None:
+    if item_id not in (None, ""):
+        raise InvalidArgument(f"{where}.item_id: an identify event carries no item")
+    given = dict(attributes)
+    if set(given) - {"alias_id", "alias_kind"}:
+        raise InvalidArgument(f"{where}.attributes: an identify event takes alias_id (the other id of this customer) "
+                              "and, optionally, alias_kind, and nothing else")
+    alias = require_id(given.get("alias_id"), f"{where}.attributes.alias_id")
+    if alias == customer_id:
+        raise InvalidArgument(f"{where}.attributes.alias_id: is the customer's own id; name the other id to link")
+    kind = given.get("alias_kind", "")
+    if kind and not CHANNEL_PATTERN.match(kind):
+        raise InvalidArgument(f"{where}.attributes.alias_kind: {kind[:40]!r} is not a kind name "
+                              "(a-z, 0-9, _; up to 32, a letter first: cookie, device, card, email, ...)")
 
 
 def _check_offer(event_type: str, attributes: tuple[tuple[str, str], ...], where: str) -> None:

@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass, field
 
 from engine.decisioning import OfferHistory, segment_of
-from engine.events import EVENT_WEIGHTS, Event
+from engine.events import EVENT_WEIGHTS, IDENTIFY, Event
 from engine.rules import DAY_MS
 
 # Live session signals kept per customer: enough for co-visitation, small enough that a
@@ -59,7 +59,8 @@ class CustomerState:
     # offers shown and declined, and the shows a response may answer: the contact policy's and
     # the response screening's memory (None until the first), trimmed by the shard to the caps
     offers: OfferHistory | None = None
-
+    # the other ids linked to this customer by identify events: id -> its kind ("" if not given)
+    linked: dict[str, str] | None = None
 
 
 def apply_event(state: CustomerState, event: Event) -> None:
@@ -67,7 +68,12 @@ def apply_event(state: CustomerState, event: Event) -> None:
     (unique customer + event id), so the state keeps no event ids."""
     # one string object per item and kind, shared by every customer who touches it
     item, kind, ts = sys.intern(event.item_id), sys.intern(event.event_type), event.timestamp_ms
-    if kind == "consent":
+    if kind == IDENTIFY:
+        attributes = dict(event.attributes)
+        if state.linked is None:
+            state.linked = {}
+        state.linked[attributes["alias_id"]] = attributes.get("alias_kind", "")
+    elif kind == "consent":
         if state.consent is None:
             state.consent = {}
         for purpose, value in event.attributes:
@@ -159,6 +165,7 @@ def state_to_dict(state: CustomerState) -> dict:
         "spend": state.spend,
         "last_order": state.last_order,
         "offers": state.offers.to_list() if state.offers is not None else None,
+        "linked": state.linked,
     }
 
 
@@ -178,4 +185,6 @@ def state_from_dict(data: dict) -> CustomerState:
     state.last_order = data.get("last_order", "")
     if data.get("offers") is not None:
         state.offers = OfferHistory.from_list(data["offers"])
+    if data.get("linked"):
+        state.linked = dict(data["linked"])
     return state

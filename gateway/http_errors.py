@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 log = logging.getLogger("ray.serve")
 
 _CODES = {400: "invalid_argument", 401: "unauthenticated", 403: "permission_denied", 404: "not_found",
+          409: "failed_precondition",
           405: "method_not_allowed", 413: "payload_too_large", 429: "rate_limited", 503: "unavailable"}
 
 

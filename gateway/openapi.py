@@ -89,7 +89,7 @@ class Event(_Doc):
     event_id: str = Field(min_length=1, max_length=256, description="unique per customer: a repeat is a duplicate")
     customer_id: str = ID
     event_type: Literal["view", "add_to_cart", "remove_from_cart", "purchase", "return", "rate", "consent",
-                        "offer_accepted", "offer_declined"]
+                        "offer_accepted", "offer_declined", "identify"]
     item_id: str | None = Field(None, description="required for item events; none for consent and offer events")
     channel: str = "web"
     session_id: str | None = None
@@ -98,7 +98,9 @@ class Event(_Doc):
     price: float | None = Field(None, ge=0)
     timestamp_ms: int | None = Field(None, description="epoch ms; absent or 0: now")
     attributes: dict[str, str] | None = Field(None, description="consent: personalization / marketing -> granted | "
-                                                                "denied; offer responses: decision_id, offer_id")
+                                                                "denied; offer responses: decision_id, offer_id; "
+                                                                "identify: alias_id (another id of this customer), "
+                                                                "alias_kind (cookie, device, card, ...)")
 
 
 class TrackEventsRequest(_Doc):
@@ -176,10 +178,12 @@ class ForgetResponse(BaseModel):
     customer_id: str
     events_deleted: int
     live_state_erased: bool
+    linked_ids_erased: list[str] = []
 
 
 class ErrorBody(BaseModel):
-    code: Literal["invalid_argument", "unauthenticated", "permission_denied", "not_found", "rate_limited",
+    code: Literal["invalid_argument", "unauthenticated", "permission_denied", "not_found", "failed_precondition",
+                  "rate_limited",
                   "payload_too_large", "unavailable", "internal"]
     message: str
 
@@ -214,7 +218,8 @@ ROUTES: dict[str, tuple[type[BaseModel] | None, type[BaseModel] | None, dict | N
 
 SECURITY = [{"bearer": []}]
 ERRORS = {"400": "invalid argument (the message names the field)", "401": "no or unknown API key",
-          "403": "the key lacks the scope", "404": "no such customer or route", "413": "body over the key's limit",
+          "403": "the key lacks the scope", "404": "no such customer or route",
+          "409": "refused: it contradicts what is stored (an identify linking an id another customer holds)", "413": "body over the key's limit",
           "429": "over the key's rate", "503": "unavailable: retry"}
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import logging
 import sys
 import time
@@ -30,8 +31,8 @@ import ray
 from engine.auth import ApiKey, AuthConfig
 from engine.catalog import parse_updates
 from engine.config import ServeConfig
-from engine.errors import PartitionMoved, RecsysError, Unavailable
-from engine.events import Event, parse_batch
+from engine.errors import Conflict, Linked, PartitionMoved, RecsysError, Unavailable
+from engine.events import IDENTIFY, RESERVED_EVENT_ID_PREFIX, Event, parse_batch
 from engine.queries import OfferQuery, RecommendQuery, SimilarQuery, parse_offer_query, parse_recommend, parse_similar
 from engine.sharding import partition_for
 from engine.validation import require_id
@@ -45,6 +46,11 @@ log = logging.getLogger("ray.serve")
 SHARD_TIMEOUT_S = 10.0
 # health turns NOT_SERVING when a partition has had no owner this long (a move takes milliseconds)
 UNOWNED_UNHEALTHY_S = 5.0
+# how many links a request follows from the id it names to the profile that answers (an id points
+# at its profile directly; a second step only while a link is being made to an id just linked)
+MAX_LINK_HOPS = 3
+# an erasure this close before a link was stored is taken as during it (owners' clocks differ a little)
+CLOCK_MARGIN_MS = 5_000
 
 # the request id a protocol front found for the call being answered (metadata, header)
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("recsys_request_id", default="")
@@ -204,11 +210,26 @@ class RemoteOwners:
             self.routes.forget_handle(name)
             return {p: None for p in groups}
 
-    async def forget(self, customer_id: str, who: str) -> dict[str, Any]:
-        return await self._to_owner(customer_id, lambda owner: owner.forget.remote(customer_id, who))
+    async def forget(self, customer_id: str, who: str, profile: str = "") -> dict[str, Any]:
+        return await self._to_owner(customer_id, lambda owner: owner.forget.remote(customer_id, who, profile))
 
     async def export(self, customer_id: str, who: str) -> dict[str, Any]:
         return await self._to_owner(customer_id, lambda owner: owner.export.remote(customer_id, who))
+
+    async def resolve(self, customer_id: str) -> str:
+        return await self._to_owner(customer_id, lambda owner: owner.resolve.remote(customer_id))
+
+    async def linked_ids(self, customer_id: str) -> list[str]:
+        return await self._to_owner(customer_id, lambda owner: owner.linked_ids.remote(customer_id))
+
+    async def link_begin(self, alias: str, profile: str, kind: str, now_ms: int) -> tuple[list[Event], int]:
+        return await self._to_owner(alias, lambda owner: owner.link_begin.remote(alias, profile, kind, now_ms))
+
+    async def link_done(self, alias: str, profile: str, now_ms: int) -> bool:
+        return await self._to_owner(alias, lambda owner: owner.link_done.remote(alias, profile, now_ms))
+
+    async def erased_since(self, customer_id: str, since_ms: int) -> bool:
+        return await self.any_owner(lambda owner: owner.erased_since.remote(customer_id, since_ms))
 
     async def next_best_offer(self, query: OfferQuery, now_ms: int) -> dict[str, Any]:
         return await self._to_owner(query.customer_id, lambda owner: owner.next_best_offer.remote(query, now_ms))
@@ -336,9 +357,32 @@ class LocalFirst:
         done.extend(await forward(moved))
         return done
 
-    async def forget(self, customer_id: str, who: str) -> dict[str, Any]:
-        return await self._local_or_forward("ForgetCustomer", customer_id, lambda: self.core.forget(customer_id, who),
-                                            lambda: self.remote.forget(customer_id, who))
+    async def forget(self, customer_id: str, who: str, profile: str = "") -> dict[str, Any]:
+        return await self._local_or_forward("ForgetCustomer", customer_id,
+                                            lambda: self.core.forget(customer_id, who, profile),
+                                            lambda: self.remote.forget(customer_id, who, profile))
+
+    async def resolve(self, customer_id: str) -> str:
+        async def local():
+            return self.core.resolve(customer_id)
+        return await self._local_or_forward("Identify", customer_id, local, lambda: self.remote.resolve(customer_id))
+
+    async def linked_ids(self, customer_id: str) -> list[str]:
+        async def local():
+            return self.core.linked_ids(customer_id)
+        return await self._local_or_forward("Identify", customer_id, local,
+                                            lambda: self.remote.linked_ids(customer_id))
+
+    async def link_begin(self, alias: str, profile: str, kind: str, now_ms: int) -> tuple[list[Event], int]:
+        return await self._local_or_forward("Identify", alias, lambda: self.core.link_begin(alias, profile, kind, now_ms),
+                                            lambda: self.remote.link_begin(alias, profile, kind, now_ms))
+
+    async def link_done(self, alias: str, profile: str, now_ms: int) -> bool:
+        return await self._local_or_forward("Identify", alias, lambda: self.core.link_done(alias, profile, now_ms),
+                                            lambda: self.remote.link_done(alias, profile, now_ms))
+
+    async def erased_since(self, customer_id: str, since_ms: int) -> bool:
+        return await self.core._io(self.core.store.forgotten_since, customer_id, since_ms)
 
     async def export(self, customer_id: str, who: str) -> dict[str, Any]:
         return await self._local_or_forward("ExportCustomer", customer_id, lambda: self.core.export(customer_id, who),
@@ -360,26 +404,55 @@ class LocalFirst:
 
 
 class Operations:
-    """The RPCs' work on request bodies (the JSON shape), with ``owners`` doing the partition's part."""
+    """The RPCs' work on request bodies (the JSON shape), with ``owners`` doing the partition's part.
+
+    A customer id linked to a profile (an identify event) is answered for that profile: the
+    partition of the id says Linked, and the request is asked again for the profile (``_follow``).
+    Only linked ids pay that second hop."""
 
     def __init__(self, settings: IngressSettings, owners, metrics: Metrics):
         self.settings, self.owners, self.metrics = settings, owners, metrics
 
+    async def _follow(self, customer_id: str, ask) -> Any:
+        """``ask(customer id)``, again for the profile while the id answers Linked."""
+        for _ in range(MAX_LINK_HOPS):
+            try:
+                return await ask(customer_id)
+            except Linked as linked:
+                customer_id = linked.profile_id
+        raise Unavailable("the customer's linked ids are changing; retry")
+
     async def recommend(self, raw: Any, key: ApiKey | None) -> dict[str, Any]:
         query = parse_recommend(raw, self.settings.max_k)
-        result = await self.owners.recommend(query, _now_ms())
+        now = _now_ms()
+        result = await self._follow(query.customer_id, lambda c: self.owners.recommend(
+            query if c == query.customer_id else dataclasses.replace(query, customer_id=c), now))
         return {"result": result, "request_id": request_id(query.request_id)}
 
     async def similar(self, raw: Any, key: ApiKey | None) -> dict[str, Any]:
         query = parse_similar(raw, self.settings.max_k)
-        return {"result": await self.owners.similar(query), "request_id": request_id(query.request_id)}
+        if query.customer_id:
+            result = await self._follow(query.customer_id, lambda c: self.owners.similar(
+                query if c == query.customer_id else dataclasses.replace(query, customer_id=c)))
+        else:
+            result = await self.owners.similar(query)
+        return {"result": result, "request_id": request_id(query.request_id)}
 
     async def track(self, raw: Any, key: ApiKey | None) -> dict[str, Any]:
         """{accepted, duplicates, ignored, request_id}. The whole batch is validated before any
         owner sees it: a bad event rejects all. Events go to their partitions' owners, one call
-        per owner; a partition that moved meanwhile is sent again to its new owner."""
+        per owner; a partition that moved meanwhile is sent again to its new owner. Identify
+        events are applied first, in order (``identify``); one that is refused (Conflict) fails
+        the request before any other event of it is applied."""
         rid, events = parse_track(raw, self.settings)
-        results = await self.owners.track(group_by_partition(events, self.settings.partitions))
+        results = []
+        identifies = [e for e in events if e.event_type == IDENTIFY]
+        if identifies:
+            for event in identifies:
+                results.append(await self.identify(event))
+            events = [e for e in events if e.event_type != IDENTIFY]
+        if events:
+            results += await self._track_events(events)
         out = {}
         for i, (name, label) in enumerate((("accepted", "accepted"), ("duplicates", "duplicate"),
                                            ("ignored", "ignored"))):
@@ -387,17 +460,89 @@ class Operations:
             self.metrics.events.labels(label).inc(out[name])
         return {**out, "request_id": request_id(rid)}
 
+    async def _track_events(self, events: list[Event]) -> list[tuple[int, int, int]]:
+        """Store and apply the events; those whose id is linked come back from its partition as the
+        profile's and are sent on to the profile's."""
+        results: list[tuple[int, int, int]] = []
+        for _ in range(MAX_LINK_HOPS):
+            answers = await self.owners.track(group_by_partition(events, self.settings.partitions))
+            events = []
+            for answer in answers:
+                results.append(tuple(answer[:3]))
+                if len(answer) > 3:
+                    events += answer[3]
+            if not events:
+                return results
+        raise Unavailable("the customer's linked ids are changing; retry")
+
+    # -- identify: one customer under many ids ------------------------------------------------------
+    async def identify(self, event: Event) -> tuple[int, int, int]:
+        """Link the event's ``alias_id`` to the customer it names (to that customer's profile, if
+        the customer is itself a linked id). The steps, each idempotent, so a retry after a crash
+        at any point finishes the link and applies everything once:
+
+        1. the alias's partition stores the link (from then on everything under the alias goes to
+           the profile) and returns what the alias did (``link_begin``; Conflict, with nothing
+           stored, if the alias belongs to another profile or has linked ids of its own);
+        2. that history, with an engine-made identify event (the profile's list of linked ids,
+           which erasure follows), is stored as the profile's, event ids kept (duplicates are
+           dropped); then the client's identify event itself (its counts are the answer);
+        3. the alias's partition records the copy done (``link_done``). A link left undone by a
+           crash is finished by its partition's owner (PartitionOwner._finish_links), with 1-3.
+
+        An erasure of the profile that ran while the link was being made is run again after it, so
+        nothing of either id survives it."""
+        attributes = dict(event.attributes)
+        alias, kind = attributes["alias_id"], attributes.get("alias_kind", "")
+        profile = await self._follow(event.customer_id, self._resolve_once)
+        if profile == alias:  # the customer is linked to this very id already: nothing to do
+            return (0, 1, 0)
+        await self.finish_link(alias, profile, kind, event.timestamp_ms)
+        return (await self._track_events([dataclasses.replace(event, customer_id=profile)]))[0]
+
+    async def _resolve_once(self, customer_id: str) -> str:
+        profile = await self.owners.resolve(customer_id)
+        if profile != customer_id:
+            raise Linked(customer_id, profile)
+        return profile
+
+    async def finish_link(self, alias: str, profile: str, kind: str, at_ms: int | None = None) -> None:
+        """Steps 1-3 of ``identify`` for a link to ``profile``."""
+        now = _now_ms()
+        copies, linked_ms = await self.owners.link_begin(alias, profile, kind, now)
+        marker = Event(f"{RESERVED_EVENT_ID_PREFIX}identify:{alias}", profile, IDENTIFY, "", "web",
+                       min(at_ms or linked_ms, now),
+                       attributes=tuple(sorted({"alias_id": alias, "alias_kind": kind}.items())))
+        await self._track_events(copies + [marker])
+        if await self.owners.erased_since(profile, linked_ms - CLOCK_MARGIN_MS):
+            # the profile was erased while this link was made: erase what the link brought in too
+            await self._erase(profile, "identify-after-erasure")
+            raise Conflict(f"identify: the customer was erased while {alias!r} was being linked; nothing of "
+                           "either is kept")
+        await self.owners.link_done(alias, profile, _now_ms())
+
     async def forget(self, raw: Any, key: ApiKey | None) -> dict[str, Any]:
         rid = require_id(raw.get("request_id", ""), "request_id", required=False)
         customer_id = require_id(raw.get("customer_id"), "customer_id")
-        report = await self.owners.forget(customer_id, principal(key))
+        report = await self._follow(customer_id, lambda c: self._erase(c, principal(key)))
         report.pop("partition", None)
         return {**report, "request_id": request_id(rid)}
+
+    async def _erase(self, customer_id: str, who: str) -> dict[str, Any]:
+        """Erase the customer and every id linked to it: the linked ids first, so that an erasure
+        interrupted part way still knows, when sent again, which ids are left."""
+        linked = await self.owners.linked_ids(customer_id)
+        deleted = 0
+        for alias in linked:
+            deleted += (await self.owners.forget(alias, who, customer_id))["events_deleted"]
+        report = await self.owners.forget(customer_id, who)
+        return {**report, "events_deleted": report["events_deleted"] + deleted, "linked_ids_erased": linked}
 
     async def export(self, raw: Any, key: ApiKey | None) -> dict[str, Any]:
         rid = require_id(raw.get("request_id", ""), "request_id", required=False)
         customer_id = require_id(raw.get("customer_id"), "customer_id")
-        return {"export": await self.owners.export(customer_id, principal(key)), "request_id": request_id(rid)}
+        export = await self._follow(customer_id, lambda c: self.owners.export(c, principal(key)))
+        return {"export": export, "request_id": request_id(rid)}
 
     async def update_catalog(self, raw: Any, key: ApiKey | None) -> dict[str, Any]:
         rid = require_id(raw.get("request_id", ""), "request_id", required=False)
@@ -406,7 +551,9 @@ class Operations:
 
     async def next_best_offer(self, raw: Any, key: ApiKey | None) -> dict[str, Any]:
         query = parse_offer_query(raw)
-        reply = await self.owners.next_best_offer(query, _now_ms())
+        now = _now_ms()
+        reply = await self._follow(query.customer_id, lambda c: self.owners.next_best_offer(
+            query if c == query.customer_id else dataclasses.replace(query, customer_id=c), now))
         for offer in reply["offers"]:
             self.metrics.decisions.labels(offer["offer_id"]).inc()
         if not reply["offers"]:

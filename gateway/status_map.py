@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import grpc
 
-from engine.errors import (InvalidArgument, NotFound, PayloadTooLarge, PermissionDenied, RateLimited,
+from engine.errors import (Conflict, InvalidArgument, NotFound, PayloadTooLarge, PermissionDenied, RateLimited,
                            RecsysError, Unauthenticated, Unavailable)
 
 _TABLE: dict[type, tuple[grpc.StatusCode, int]] = {
     PayloadTooLarge: (grpc.StatusCode.INVALID_ARGUMENT, 413),
     InvalidArgument: (grpc.StatusCode.INVALID_ARGUMENT, 400),
     NotFound: (grpc.StatusCode.NOT_FOUND, 404),
+    Conflict: (grpc.StatusCode.FAILED_PRECONDITION, 409),
     Unavailable: (grpc.StatusCode.UNAVAILABLE, 503),
     Unauthenticated: (grpc.StatusCode.UNAUTHENTICATED, 401),
     PermissionDenied: (grpc.StatusCode.PERMISSION_DENIED, 403),

@@ -174,16 +174,18 @@ class ForgetCustomerRequest(_message.Message):
     def __init__(self, customer_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class ForgetCustomerResponse(_message.Message):
-    __slots__ = ("customer_id", "events_deleted", "live_state_erased", "request_id")
+    __slots__ = ("customer_id", "events_deleted", "live_state_erased", "request_id", "linked_ids_erased")
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     EVENTS_DELETED_FIELD_NUMBER: _ClassVar[int]
     LIVE_STATE_ERASED_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    LINKED_IDS_ERASED_FIELD_NUMBER: _ClassVar[int]
     customer_id: str
     events_deleted: int
     live_state_erased: bool
     request_id: str
-    def __init__(self, customer_id: _Optional[str] = ..., events_deleted: _Optional[int] = ..., live_state_erased: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+    linked_ids_erased: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, customer_id: _Optional[str] = ..., events_deleted: _Optional[int] = ..., live_state_erased: _Optional[bool] = ..., request_id: _Optional[str] = ..., linked_ids_erased: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ExportCustomerRequest(_message.Message):
     __slots__ = ("customer_id", "request_id")
