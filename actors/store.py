@@ -26,7 +26,7 @@ import orjson
 
 from engine.catalog import CatalogUpdate, update_from_dict, update_to_dict
 from engine.errors import InvalidArgument, PartitionMoved, Unavailable
-from engine.events import Event, event_from_dict, event_to_dict
+from engine.events import LINK_RECORD_ID, Event, event_from_dict, event_to_dict
 
 
 def _now_ms() -> int:
@@ -300,12 +300,15 @@ class SqlEventStore:
         return [event_from_dict(orjson.loads(bytes(p))) for (p,) in rows]
 
     def export_events(self, batch: int = 10_000) -> Iterator[Event]:
-        """Every stored event of customers who were not forgotten, in commit order."""
+        """Every stored event of customers who were not forgotten, in commit order. The events of an
+        id linked to a profile are left out: their copies are the profile's (actors/shard.py)."""
         last = 0
         while True:
             rows = self._read(self._sql(
                     "SELECT seq, payload FROM events WHERE seq > ? AND customer_id NOT IN "
-                    "(SELECT customer_id FROM forgotten) ORDER BY seq LIMIT ?"), (last, batch))
+                    "(SELECT customer_id FROM forgotten) AND customer_id NOT IN "
+                    "(SELECT customer_id FROM events WHERE event_id = ?) ORDER BY seq LIMIT ?"),
+                (last, LINK_RECORD_ID, batch))
             if not rows:
                 return
             for seq, payload in rows:

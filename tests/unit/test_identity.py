@@ -195,6 +195,11 @@ def test_a_visitor_who_logs_in_and_pays_with_a_card_is_one_profile(service, synt
         again = await track(ops, raw("w2", cookie, "add_to_cart", "i0004", session_id="s1"))
         assert (again["accepted"], again["duplicates"]) == (0, 1)
         assert state_of(ops, customer)["cart"] == {}
+
+        # training exports and experiment read-outs see each event once, as the profile's
+        exported = [(e.customer_id, e.event_id) for e in ops.owners.cores[0].store.export_events()]
+        assert not [c for c, _ in exported if c in (cookie, card)]
+        assert sorted(e for c, e in exported if e in ("w1", "w2")) == ["w1", "w2"]
     run(scenario())
 
 
