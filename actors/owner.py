@@ -301,7 +301,14 @@ class OwnerCore:
                     raise PartitionMoved(held.logic.partition)
                 reply, events = held.logic.offer_decision(query, now_ms or _now_ms(), self._rng)
                 if events:
-                    await held.writer.submit(events)
+                    # the shows are contacts from the decision on (the contact cap), not only once stored
+                    offers = held.logic.offers
+                    contacts = offers.contact_count(events)
+                    offers.hold_contacts(query.customer_id, query.channel, contacts)
+                    try:
+                        await held.writer.submit(events)
+                    finally:
+                        offers.release_contacts(query.customer_id, query.channel, contacts)
                 return reply
         finally:
             held.inflight -= 1

@@ -93,6 +93,10 @@ class CustomerShardLogic:
         # triggers: customer -> (when the cart counts as abandoned, the add_to_cart event id)
         self.abandon_due: dict[str, tuple[int, str]] = {}
         self.new_actions: list[dict[str, Any]] = []
+        # actions the contact-frequency cap stopped (a metric), and those whose contact is stored
+        # but which are not in the outbox yet (the store failed in between: sent at the next tick)
+        self.capped_actions = 0
+        self.contacted: set[str] = set()
         # ids of this partition linked to a customer's profile (identify events): id -> [profile,
         # copied (its history is in the profile), alias kind, when the link was stored (ms)]
         self.links: dict[str, list] = {}
@@ -259,7 +263,30 @@ class CustomerShardLogic:
             actions.append({"action_id": f"cart_abandonment:{customer}:{add_event}", "kind": "cart_abandonment",
                             "customer_id": customer, "channel": "", "store_id": "", "created_ms": now_ms,
                             "item_ids": list(state.cart)})
-        return actions
+        return self._within_contact_cap(actions, now_ms)
+
+    def _within_contact_cap(self, actions: list[dict[str, Any]], now_ms: int) -> list[dict[str, Any]]:
+        """The actions the contact-frequency cap allows now, each held as a pending contact until
+        ``release_action_contacts`` (the others are dropped and counted: a marketing contact that
+        is not sent is not sent later either)."""
+        kept = []
+        for action in actions:
+            customer, channel = action["customer_id"], self.offers.action_channel(action)
+            left = self.offers.contacts_left(customer, self.customers.get(customer), channel, now_ms)
+            if action["action_id"] in self.contacted:  # its contact is stored already (a retry)
+                left = None
+            if left is not None:
+                if left <= 0:
+                    self.capped_actions += 1
+                    continue
+                self.offers.hold_contacts(customer, channel, 1)
+            kept.append(action)
+        return kept
+
+    def release_action_contacts(self, actions: Sequence[dict[str, Any]]) -> None:
+        if self.offers.config.contact_cap_per_channel:
+            for action in actions:
+                self.offers.release_contacts(action["customer_id"], self.offers.action_channel(action), 1)
 
     def apply_catalog(self, updates: Sequence[CatalogUpdate]) -> int:
         """Apply committed catalogue updates to the view; returns how many changed it."""

@@ -16,11 +16,11 @@ import uuid
 from typing import Any, Callable, Mapping, Sequence
 
 from engine.config import OffersConfig
-from engine.decisioning import BanditState, DecisionContext, OfferHistory, decide
-from engine.events import OFFER_EVENT_TYPES, Event
+from engine.decisioning import BanditState, DecisionContext, OfferHistory, decide, is_marketing
+from engine.events import ACTION_CONTACT, OFFER_EVENT_TYPES, RESERVED_EVENT_ID_PREFIX, Event
 from engine.offers import DAY_MS, OfferCatalog, parse_catalog
 from engine.queries import OfferQuery
-from engine.state import CustomerState, consents, segment
+from engine.state import CustomerState, consents, contacts_since, segment
 from recommenders.catalog_view import CatalogView
 from recommenders.offer_affinity import offer_affinity, offer_targets
 
@@ -92,6 +92,49 @@ class ShardOffers:
         self.ignored_responses = 0
         self._targets: tuple[Any, dict] | None = None
         self._outcome_targets: tuple[Any, dict] | None = None
+        # (customer, channel) -> contacts decided but not applied yet (shows being stored, actions
+        # being sent): counted by the contact cap, so two decisions at once cannot both take the last
+        self.pending_contacts: dict[tuple[str, str], int] = {}
+
+    # -- the contact-frequency cap (OffersConfig.contact_cap_per_channel) ------------------------------
+    def contacts_left(self, customer_id: str, state: CustomerState | None, channel: str, now_ms: int) -> int | None:
+        """Marketing contacts the customer may still get in ``channel`` now; None: no cap."""
+        cap = self.config.contact_cap_per_channel
+        if cap == 0:
+            return None
+        since = now_ms - int(self.config.contact_cap_period_days * DAY_MS)
+        used = contacts_since(state, channel, since) + self.pending_contacts.get((customer_id, channel), 0)
+        return max(0, cap - used)
+
+    def hold_contacts(self, customer_id: str, channel: str, count: int) -> None:
+        if count:
+            key = (customer_id, channel)
+            self.pending_contacts[key] = self.pending_contacts.get(key, 0) + count
+
+    def release_contacts(self, customer_id: str, channel: str, count: int) -> None:
+        key = (customer_id, channel)
+        left = self.pending_contacts.get(key, 0) - count
+        if left > 0:
+            self.pending_contacts[key] = left
+        else:
+            self.pending_contacts.pop(key, None)
+
+    def action_channel(self, action: Mapping[str, Any]) -> str:
+        return action.get("channel") or self.config.action_channel
+
+    def action_contacts(self, actions: Sequence[Mapping[str, Any]], now_ms: int) -> list[Event]:
+        """The contact records of actions going out (when a cap is on): stored and applied before
+        the actions, so the cap counts them from then on, also after a restart."""
+        if self.config.contact_cap_per_channel == 0:
+            return []
+        return [Event(f"{RESERVED_EVENT_ID_PREFIX}contact:{a['action_id']}", a["customer_id"], ACTION_CONTACT, "",
+                      self.action_channel(a), now_ms, attributes=(("action_id", a["action_id"]), ("kind", a["kind"])))
+                for a in actions]
+
+    @staticmethod
+    def contact_count(events: Sequence[Event]) -> int:
+        """How many of a decision's exposure events are marketing contacts."""
+        return sum(1 for e in events if ("contact", "1") in e.attributes)
 
     def set_catalog(self, catalog: OfferCatalog) -> None:
         """A new catalogue version; what the bandit learnt (counts) is kept, under the new prior."""
@@ -215,7 +258,8 @@ class ShardOffers:
             | view.model.purchased_item_ids(query.customer_id),
             item_categories={item: view.category[i] for item, _, _ in priced
                              if (i := view.index_of(item)) is not None and view.category[i]},
-            marketing_consent=self.marketing_allowed(state))
+            marketing_consent=self.marketing_allowed(state),
+            contacts_left=self.contacts_left(query.customer_id, state, query.channel, now_ms))
         history = state.offers if state is not None and state.offers is not None else OfferHistory()
         affinity = offer_affinity(view, self._offer_targets(view), query.customer_id, state) if self.catalog.offers else {}
         decision = decide(self.catalog, ctx, history, self.bandit, affinity, self.budget_left(), query.n, rng)
@@ -227,7 +271,9 @@ class ShardOffers:
         targets = self._exposure_targets(view) if decision.experiment_id else {}
 
         def exposure(kind: str, event_id: str, offer: Any) -> Event:
-            extra = (("offer_id", offer.offer_id), ("value", repr(offer.value)))
+            known = self.catalog.by_id.get(offer.offer_id)
+            contact = "0" if known is not None and not is_marketing(known, query.channel) else "1"
+            extra = (("contact", contact), ("offer_id", offer.offer_id), ("value", repr(offer.value)))
             if offer.offer_id in targets:
                 extra += (("targets", targets[offer.offer_id]),)
             return Event(event_id=event_id, customer_id=query.customer_id, event_type=kind, item_id="",

@@ -220,7 +220,30 @@ class ShardWriter:
             actions = self.logic.due_actions(now_ms)
             if not actions:
                 return 0
-            return await self._store_actions(actions)
+            try:
+                # with a contact cap, the actions' contacts are stored and applied first: a crash
+                # between the two counts a contact that was not sent, never the other way round
+                contacts = self.logic.offers.action_contacts(actions, now_ms)
+                if contacts:
+                    try:
+                        seqs = await self._store(self.logic.store_append, contacts)
+                    except PartitionMoved:
+                        self._fenced()
+                        return 0
+                    except Exception as exc:  # noqa: BLE001 - the store is away: the actions wait
+                        describe(exc)
+                        self._behind = True  # the outcome may be unknown: catch up before the next batch
+                        self.logic.new_actions.extend(actions)
+                        return 0
+                    self.logic.apply_committed(contacts, seqs)
+                    self.logic.contacted.update(a["action_id"] for a in actions)
+                stored = await self._store_actions(actions)
+                if contacts:
+                    waiting = {a["action_id"] for a in self.logic.new_actions}
+                    self.logic.contacted.intersection_update(waiting)
+                return stored
+            finally:
+                self.logic.release_action_contacts(actions)
 
     async def _store_actions(self, actions: list) -> int:
         try:

@@ -184,8 +184,19 @@ class OffersConfig:
     # Experiments: a customer converts by buying an exposure's target item within this many days
     # of their first exposure (`recsys experiments report --window-days` overrides it).
     experiment_window_days: float = 14.0
+    # The contact-frequency cap: at most this many marketing contacts per customer per channel in
+    # `contact_cap_period_days`, across every offer (those that need marketing consent, or shown in a
+    # direct-marketing channel) and every triggered action (0: no cap). An action with no channel of
+    # its own (cart abandonment) counts in `action_channel`, the channel the receivers send it by.
+    contact_cap_per_channel: int = 0
+    contact_cap_period_days: float = 7.0
+    action_channel: str = "email"
 
     def __post_init__(self) -> None:
+        if not 0 <= self.contact_cap_per_channel <= 64:
+            raise InvalidArgument("offers.contact_cap_per_channel: must be between 0 (no cap) and 64")
+        if not 0 < self.contact_cap_period_days <= 366:
+            raise InvalidArgument("offers.contact_cap_period_days: must be > 0 and at most 366")
         if not 1 <= self.answerable_shows <= 1000:
             raise InvalidArgument("offers.answerable_shows: must be between 1 and 1000")
         if not 0 < self.response_window_days <= 3650 or not 0 < self.experiment_window_days <= 3650:

@@ -44,7 +44,7 @@ TRIM_SLACK_MS = DAY_MS
 # answerable_shows, response_window_days); these are the defaults for OfferHistory.trim.
 DEFAULT_ANSWERABLE_SHOWS = 32
 DEFAULT_RESPONSE_WINDOW_MS = 30 * DAY_MS
-_CAP_RULES = frozenset({"cap_per_channel", "cooldown_after_decline", "global_budget"})
+_CAP_RULES = frozenset({"cap_per_channel", "cooldown_after_decline", "global_budget", "contact_cap"})
 _Z95 = 1.959963984540054
 
 # Segment thresholds, read off UCI Online Retail (4,339 known customers, Dec 2010 - Dec 2011):
@@ -228,6 +228,15 @@ class DecisionContext:
     purchased_items: frozenset[str] = frozenset()
     item_categories: Mapping[str, str] = field(default_factory=dict)
     marketing_consent: bool = False
+    # marketing contacts the customer may still get in this channel now (the contact-frequency cap,
+    # OffersConfig.contact_cap_per_channel); None: no cap
+    contacts_left: int | None = None
+
+
+def is_marketing(offer: Offer, channel: str) -> bool:
+    """Whether showing ``offer`` in ``channel`` is a marketing contact: it needs marketing consent,
+    or the channel is direct marketing. A service offer at the till is not."""
+    return offer.eligibility.consent_required or channel in DIRECT_MARKETING_CHANNELS
 
 
 def segment_of(purchase_count: int, total_spend: float, days_since_last_purchase: float | None) -> str:
@@ -272,7 +281,8 @@ def _rules(offer: Offer, ctx: DecisionContext, history: OfferHistory,
         yield "channel", ctx.channel in offer.channels
     # consent_required = false declares a service offer, not marketing (a treat at the till for a
     # customer who is there); where the channel itself is direct marketing, consent still applies
-    if rules.consent_required or ctx.channel in DIRECT_MARKETING_CHANNELS:
+    marketing = is_marketing(offer, ctx.channel)
+    if marketing:
         yield "marketing_consent", ctx.marketing_consent
     if rules.segments:
         yield "segment", ctx.segment in rules.segments
@@ -299,6 +309,8 @@ def _rules(offer: Offer, ctx: DecisionContext, history: OfferHistory,
     left = _budget(offer, budget_left)
     if left is not None:
         yield "global_budget", left > 0
+    if marketing and ctx.contacts_left is not None:
+        yield "contact_cap", ctx.contacts_left > 0
 
 
 def check_eligibility(offer: Offer, ctx: DecisionContext, history: OfferHistory,
@@ -591,6 +603,16 @@ def _rank(catalog: OfferCatalog, ctx: DecisionContext, history: OfferHistory, ba
             score = offer.weight * offer.value
         scored.append((score, offer, passed, aff, sample))
     scored.sort(key=lambda s: (-s[0], s[1].id))
+    if ctx.contacts_left is not None:
+        # each marketing offer shown is a contact: no more of them than the cap still allows
+        room, kept = ctx.contacts_left, []
+        for entry in scored:
+            if is_marketing(entry[1], ctx.channel):
+                if room <= 0:
+                    continue
+                room -= 1
+            kept.append(entry)
+        scored = kept
     return tuple(
         ScoredOffer(offer_id=offer.id, name=offer.name, score=score,
                     propensity=bandit.mean(offer.id, ctx.segment), sample=sample, value=offer.value,

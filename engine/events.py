@@ -42,6 +42,9 @@ LINK_DONE_RECORD = "alias_done"
 RESERVED_EVENT_ID_PREFIX = "recsys:"
 LINK_RECORD_ID = RESERVED_EVENT_ID_PREFIX + "alias_of"
 LINK_DONE_RECORD_ID = RESERVED_EVENT_ID_PREFIX + "alias_done"
+# What a partition writes when a triggered action (cart abandonment, cross-sell) goes out: a marketing
+# contact in the action's channel, counted by the contact-frequency cap with the offers shown.
+ACTION_CONTACT = "action_contact"
 # the attribute that marks an event copied from a linked id into its profile (the id it came from):
 # copies are applied to the profile's state but not counted again against budgets or learnt from again
 COPIED_FROM = "linked_from"
@@ -93,6 +96,7 @@ EVENT_WEIGHTS: Mapping[str, float] = {
     "offer_declined": 0.0,
     "offer_control": 0.0,
     IDENTIFY: 0.0,
+    ACTION_CONTACT: 0.0,
 }
 
 MAX_QUANTITY = 1_000_000.0

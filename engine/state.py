@@ -10,12 +10,14 @@ import sys
 from dataclasses import dataclass, field
 
 from engine.decisioning import OfferHistory, segment_of
-from engine.events import EVENT_WEIGHTS, IDENTIFY, Event
+from engine.events import ACTION_CONTACT, EVENT_WEIGHTS, IDENTIFY, Event
 from engine.rules import DAY_MS
 
 # Live session signals kept per customer: enough for co-visitation, small enough that a
 # shard holds many customers.
 MAX_RECENT = 30
+# the contact-frequency cap counts at most this many contacts per channel (OffersConfig allows no more)
+MAX_CONTACTS = 64
 # offer event type -> what the contact history calls it. A control exposure (an offer withheld
 # from a control-arm customer) counts as a contact for the caps and cool-downs, so both arms move
 # through the catalogue the same way (else treated customers are capped off offer A onto B while
@@ -59,6 +61,9 @@ class CustomerState:
     # offers shown and declined, and the shows a response may answer: the contact policy's and
     # the response screening's memory (None until the first), trimmed by the shard to the caps
     offers: OfferHistory | None = None
+    # marketing contacts per channel (offers shown that need marketing consent, actions sent), their
+    # times, the newest MAX_CONTACTS: what the contact-frequency cap counts
+    contacts: dict[str, list[int]] | None = None
     # the other ids linked to this customer by identify events: id -> its kind ("" if not given)
     linked: dict[str, str] | None = None
 
@@ -108,8 +113,14 @@ def apply_event(state: CustomerState, event: Event) -> None:
             state.returned = set()
         state.returned.add(item)
         state.interactions.pop(item, None)
+    elif kind == ACTION_CONTACT:
+        _record_contact(state, event.channel, ts)
     elif kind in OFFER_HISTORY_KIND:
         attributes = dict(event.attributes)
+        # a show (or a control exposure, so that both arms meet the same cap) of an offer that is
+        # marketing; "contact" is "0" for a service offer (no consent needed, not a direct channel)
+        if kind in ("offer_shown", "offer_control") and attributes.get("contact") != "0":
+            _record_contact(state, event.channel, ts)
         if state.offers is None:
             state.offers = OfferHistory()
         # the decision id makes a show answerable, and marks a response as its show's answer
@@ -128,6 +139,23 @@ def apply_event(state: CustomerState, event: Event) -> None:
     state.channels[channel] = state.channels.get(channel, 0) + 1
     state.last_event_ms = max(state.last_event_ms, ts)
     state.event_count += 1
+
+
+def _record_contact(state: CustomerState, channel: str, ts: int) -> None:
+    if state.contacts is None:
+        state.contacts = {}
+    times = state.contacts.setdefault(sys.intern(channel), [])
+    times.append(ts)
+    if len(times) > MAX_CONTACTS:
+        times.sort()
+        del times[0]
+
+
+def contacts_since(state: CustomerState | None, channel: str, since_ms: int) -> int:
+    """The customer's marketing contacts in ``channel`` at or after ``since_ms``."""
+    if state is None or state.contacts is None:
+        return 0
+    return sum(1 for t in state.contacts.get(channel, ()) if t >= since_ms)
 
 
 def segment(state: CustomerState | None, now_ms: int, trained: tuple[int, float, int] | None = None) -> str:
@@ -166,6 +194,7 @@ def state_to_dict(state: CustomerState) -> dict:
         "last_order": state.last_order,
         "offers": state.offers.to_list() if state.offers is not None else None,
         "linked": state.linked,
+        "contacts": state.contacts,
     }
 
 
@@ -185,6 +214,8 @@ def state_from_dict(data: dict) -> CustomerState:
     state.last_order = data.get("last_order", "")
     if data.get("offers") is not None:
         state.offers = OfferHistory.from_list(data["offers"])
+    if data.get("contacts"):
+        state.contacts = {channel: list(times) for channel, times in data["contacts"].items()}
     if data.get("linked"):
         state.linked = dict(data["linked"])
     return state
