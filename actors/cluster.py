@@ -31,7 +31,8 @@ def placement_settings(config: ServeConfig, partitions: int, owner_options: dict
                        edge: object | None = None) -> PlacementSettings:
     owner = OwnerSettings(store_url=config.store_url, partitions=partitions, ranking=config.ranking,
                           offers=config.offers, snapshot_every=config.snapshot_every_events,
-                          hot_customers=config.hot_customers_per_partition, edge=edge)
+                          hot_customers=config.hot_customers_per_partition, attribution=config.attribution,
+                          recommend_experiment=config.recommend_experiment, edge=edge)
     return PlacementSettings(owner=owner, scaling=config.owners, control_interval_s=config.owner_control_interval_s,
                              autoscale=config.autoscale_owners, owner_actor_options=dict(owner_options or {}))
 

@@ -35,8 +35,9 @@ from actors.shard import CustomerShardLogic, copies_for_profile
 from actors.shard_offers import catalog_from_toml
 from actors.shard_writer import ShardWriter
 from actors.store import open_store
+from engine.attribution import new_recommendation_id
 from engine.catalog import CatalogUpdate
-from engine.config import OffersConfig, RankingConfig
+from engine.config import AttributionConfig, OffersConfig, RankingConfig, RecExperiment
 from engine.decisioning import counts_from_rows, counts_to_rows
 from engine.errors import Conflict, Linked, PartitionMoved, RecsysError, Unavailable
 from engine.events import LINK_DONE_RECORD, LINK_DONE_RECORD_ID, LINK_RECORD, LINK_RECORD_ID, Event
@@ -72,6 +73,8 @@ class OwnerSettings:
     offers: OffersConfig = OffersConfig()
     snapshot_every: int = 10_000
     hot_customers: int = 50_000
+    attribution: AttributionConfig = AttributionConfig()
+    recommend_experiment: RecExperiment | None = None
     # what answers the RPCs sent straight to this owner (the gRPC front's calls that name a
     # customer): made by the gateway (gateway/rpcs.py OwnerEdge), so actors/ does not import it
     edge: Any = None
@@ -118,7 +121,7 @@ class OwnerCore:
         self.settings = settings
         self.store = store
         self._io = io
-        self.serving = Serving(model)
+        self.serving = Serving(model, settings.attribution.placements)
         self.held: dict[int, Held] = {}
         self.appends = OwnerAppends(io, store)
         self._offer_catalog = catalog_from_toml(store.get_meta(OFFER_CATALOG_META), "offer catalogue")
@@ -155,7 +158,8 @@ class OwnerCore:
         logic = CustomerShardLogic(partition, self.serving, self.settings.ranking, self.store,
                                    self.settings.snapshot_every, partitions=self.settings.partitions, epoch=epoch,
                                    offers_config=self.settings.offers, offer_catalog=self._offer_catalog,
-                                   hot_customers=self.settings.hot_customers)
+                                   hot_customers=self.settings.hot_customers, attribution=self.settings.attribution,
+                                   experiment=self.settings.recommend_experiment)
         stored = await self._io(logic.read_stored)
         recovery = logic.rebuild(stored)
         writer = ShardWriter(logic, self._io, on_fenced=self._fenced, append=self.appends.append)
@@ -208,7 +212,10 @@ class OwnerCore:
             try:
                 held = self._held(self.partition_of(query.customer_id))
                 _answers_for_itself(held.logic, query.customer_id)
-                out.append(held.logic.recommend(query, now_ms or _now_ms()))
+                now = now_ms or _now_ms()
+                result = held.logic.recommend(query, now)
+                out.append(held.logic.remember("recommend", query.customer_id, query.channel, query.placement, result,
+                                               now))
             except RecsysError as exc:
                 out.append(exc)
             except Exception as exc:  # noqa: BLE001 - a bug: logged here, where its traceback is
@@ -249,10 +256,13 @@ class OwnerCore:
     def similar(self, query: SimilarQuery) -> Recommendations:
         self.requests += 1
         if not query.customer_id:  # item to item: no customer state, any owner answers
-            return similar_items(self.serving.model, query, None, view=self.serving.view)
+            # an id, but no list remembered: there is no customer whose events could be credited to it
+            return dataclasses.replace(similar_items(self.serving.model, query, None, view=self.serving.view),
+                                       recommendation_id=new_recommendation_id())
         logic = self._held(self.partition_of(query.customer_id)).logic
         _answers_for_itself(logic, query.customer_id)
-        return logic.similar(query)
+        return logic.remember("similar", query.customer_id, query.channel, query.placement, logic.similar(query),
+                              _now_ms())
 
     async def track(self, groups: Mapping[int, list[Event]]) -> dict[int, Any]:
         """Events grouped by partition: per partition (accepted, duplicates, ignored), or the
@@ -299,7 +309,8 @@ class OwnerCore:
             async with entry[0]:
                 if not held.active:  # it started moving while this waited for the lock
                     raise PartitionMoved(held.logic.partition)
-                reply, events = held.logic.offer_decision(query, now_ms or _now_ms(), self._rng)
+                now = now_ms or _now_ms()
+                reply, events = held.logic.offer_decision(query, now, self._rng)
                 if events:
                     # the shows are contacts from the decision on (the contact cap), not only once stored
                     offers = held.logic.offers
@@ -309,7 +320,7 @@ class OwnerCore:
                         await held.writer.submit(events)
                     finally:
                         offers.release_contacts(query.customer_id, query.channel, contacts)
-                return reply
+                return held.logic.remember_offers(query, reply, now)
         finally:
             held.inflight -= 1
             entry[1] -= 1
@@ -591,7 +602,11 @@ class PartitionOwner:
 
     async def metrics_samples(self) -> dict:
         """The counters of the RPCs this owner answered (the ingress's /metrics adds them in)."""
-        return self._edge[1].samples() if self._edge is not None else {}
+        samples = self.core.serving.outcomes.samples()
+        if self._edge is not None:
+            for key, value in self._edge[1].samples().items():
+                samples[key] = samples.get(key, 0.0) + value
+        return samples
 
     # -- requests from other processes (for this owner's partitions only) ------------------------
     async def recommend_many(self, requests: list) -> list:

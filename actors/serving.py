@@ -10,14 +10,18 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 from engine.catalog import CatalogUpdate, LiveCatalog
+from actors.metric_samples import OutcomeMetrics
+from engine.config import DEFAULT_PLACEMENTS
 from engine.decisioning import BanditState
 from recommenders.catalog_view import CatalogView
 from recommenders.runtime import ModelRuntime
 
 
 class Serving:
-    def __init__(self, model: ModelRuntime):
+    def __init__(self, model: ModelRuntime, placements: Sequence[str] = DEFAULT_PLACEMENTS):
         self.catalog = LiveCatalog()
+        # what the recommendations of this process's partitions earn (Prometheus counters)
+        self.outcomes = OutcomeMetrics(placements)
         self.view = CatalogView(model, self.catalog)
         # the last catalogue update applied (store seq): updates are applied once each, in order
         self.catalog_seq = 0

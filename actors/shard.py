@@ -13,6 +13,7 @@ the one implementation of the partition's behaviour: the owner actor runs it, th
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import zlib
@@ -20,8 +21,11 @@ from typing import Any, Sequence
 
 import orjson
 
+from engine.attribution import REC_VIA, Made, MadeLog, annotate, credited_outcome, new_recommendation_id, record_credit
 from engine.catalog import CatalogUpdate
-from engine.config import OffersConfig, RankingConfig, fitted_ranking
+from engine.config import (AttributionConfig, OffersConfig, RankingConfig, RecArm, RecExperiment, fitted_ranking,
+                           ranking_over)
+from engine.decisioning import assign_arm
 from engine.errors import NotFound
 from engine.events import (COPIED_FROM, IDENTIFY, LINK_DONE_RECORD, LINK_RECORD, RESERVED_EVENT_ID_PREFIX, Event,
                            event_to_dict)
@@ -33,7 +37,7 @@ from actors.serving import Serving
 from actors.shard_offers import LEARNED_KINDS, ShardOffers, catalog_from_toml
 from actors.store import SqlEventStore
 from recommenders.catalog_view import CatalogView
-from recommenders.recommend import Recommendations, recommend, similar_items
+from recommenders.recommend import Recommendations, popular_answer, recommend, similar_items
 from recommenders.runtime import ModelRuntime
 
 log = logging.getLogger(__name__)
@@ -72,7 +76,8 @@ class CustomerShardLogic:
     def __init__(self, partition: int, serving: Serving | ModelRuntime, ranking: RankingConfig,
                  store: SqlEventStore, snapshot_every: int = 10_000, *, partitions: int = 1,
                  epoch: int | None = None, offers_config: OffersConfig = OffersConfig(),
-                 offer_catalog: OfferCatalog | None = None, hot_customers: int = 50_000):
+                 offer_catalog: OfferCatalog | None = None, hot_customers: int = 50_000,
+                 attribution: AttributionConfig = AttributionConfig(), experiment: RecExperiment | None = None):
         self.partition = partition
         # what the owner's partitions share (model, catalogue, bandit); a partition alone gets its own
         self.serving = serving if isinstance(serving, Serving) else Serving(serving)
@@ -100,6 +105,12 @@ class CustomerShardLogic:
         # ids of this partition linked to a customer's profile (identify events): id -> [profile,
         # copied (its history is in the profile), alias kind, when the link was stored (ms)]
         self.links: dict[str, list] = {}
+        # the lists this partition answered with lately, for what impressions, clicks and purchases
+        # are credited to (engine/attribution.py); the tier's budget shared by the partitions
+        self.attribution = attribution
+        self.made = MadeLog(max(100, attribution.lists_kept // partitions), int(attribution.window_minutes * 60_000))
+        self.experiment = experiment
+        self._arm_rankings: dict[str, tuple[RankingConfig, RankingConfig]] = {}
 
     # -- durability -------------------------------------------------------------------------------
     def read_stored(self) -> dict[str, Any]:
@@ -118,6 +129,7 @@ class CustomerShardLogic:
         self.last_seq = 0
         self.abandon_due = {}
         self.links = {}
+        self.made.restore(None)
         # the catalogue first: events replayed below may name items it added
         applied = self.serving.apply_catalog_rows(stored["catalog"])
         self.serving.forget(stored["forgotten"])
@@ -131,6 +143,7 @@ class CustomerShardLogic:
             self.offers.restore(body.get("offers"))
             self.abandon_due = {c: (due, e) for c, (due, e) in body.get("abandon_due", {}).items()}
             self.links = {alias: list(entry) for alias, entry in body.get("links", {}).items()}
+            self.made.restore(body.get("made"))
         for seq, event in stored["events"]:
             self._apply(event)
             self.last_seq = seq
@@ -158,7 +171,7 @@ class CustomerShardLogic:
 
     def snapshot_payload(self) -> tuple[int, bytes]:
         body = {"customers": self.customers.snapshot_entries(), "offers": self.offers.snapshot(),
-                "abandon_due": self.abandon_due, "links": self.links}
+                "abandon_due": self.abandon_due, "links": self.links, "made": self.made.snapshot(_now_ms())}
         return self.last_seq, zlib.compress(orjson.dumps(body), 1)
 
     def write_snapshot(self) -> None:
@@ -196,6 +209,9 @@ class CustomerShardLogic:
         if self.view.new_index and event.item_id:
             self.view.observe(event.item_id, [item for item, _kind, _ts in state.recent])
         apply_event(state, event)
+        credit = credited_outcome(event)
+        if credit is not None:  # replayed too: the items it credited are not credited again
+            state.rec_clicks = record_credit(state.rec_clicks or {}, self.made, event, *credit)
         self.offers.trim_history(state, event)
         if not is_copy(event):  # a copied show was counted against the budget where it was made
             self.offers.count(event)
@@ -306,6 +322,7 @@ class CustomerShardLogic:
             applied.append(True)
             if state is None or is_copy(event):  # learnt from (or followed up) where it first came in
                 continue
+            self._count_outcome(event)
             try:
                 if event.event_type in LEARNED_KINDS:
                     self.offers.learn(event, state, self.model.customer_summary(event.customer_id))
@@ -315,11 +332,38 @@ class CustomerShardLogic:
                 log.exception("partition %d: a follow-up of event %s failed", self.partition, event.event_id)
         return applied
 
+    def _count_outcome(self, event: Event) -> None:
+        """The online metrics of a newly stored event that a recommendation earned (or named in vain)."""
+        credit = credited_outcome(event)
+        if credit is not None:
+            revenue = (event.price or 0.0) * event.quantity if event.event_type == "purchase" else 0.0
+            self.serving.outcomes.credit(event.event_type, credit[1], revenue)
+        else:
+            why = dict(event.attributes).get(REC_VIA)
+            if why:
+                self.serving.outcomes.not_credited(event.event_type, why)
+
+    def _annotated(self, events: list[Event]) -> list[Event]:
+        """The events with what recommendation each is credited to written on them (annotate)."""
+        now, taken, out = _now_ms(), set(), []
+        window = int(self.attribution.purchase_window_hours * 3_600_000)
+        for event in events:
+            if event.event_type in ("impression", "click", "add_to_cart", "purchase") and not is_copy(event):
+                state = self.customers.get(event.customer_id)
+                event, why = annotate(event, self.made, state.rec_clicks if state is not None else None, taken,
+                                      now, window)
+                if why in ("unknown", "repeat"):
+                    event = dataclasses.replace(event, attributes=tuple(sorted(
+                        dict(event.attributes, **{REC_VIA: why}).items())))
+            out.append(event)
+        return out
+
     def screen_events(self, events: list[Event]) -> tuple[list[Event], int]:
         """The events to store, and how many were ignored: an offer response counts only if it
         answers a show the engine made to that customer, and only its first answer (also within
         this batch); see ShardOffers.screen. Ignored responses are neither stored nor learnt from.
         Run before the store append, against the state the applied events left."""
+        events = self._annotated(events)
         copies = [e for e in events if is_copy(e)]
         if not copies:
             return self.offers.screen(events, self.customers.get, _now_ms())
@@ -352,9 +396,54 @@ class CustomerShardLogic:
 
     # -- reads ----------------------------------------------------------------------------------------
     def recommend(self, query: RecommendQuery, now_ms: int) -> Recommendations:
+        """The customer's list, ranked as their experiment arm says (none: the served ranking)."""
         model = self.model
-        return recommend(model, self.customers.get(query.customer_id), query, self.ranking_for_model(model), now_ms,
-                         self.view)
+        state = self.customers.get(query.customer_id)
+        ranking = self.ranking_for_model(model)
+        arm = self.arm_of(query.customer_id, query.channel, query.placement)
+        if arm is None:
+            return recommend(model, state, query, ranking, now_ms, self.view)
+        if arm.strategy == "popularity":
+            result = popular_answer(self.view, state, query, ranking, "holdout")
+        else:
+            result = recommend(model, state, query, self._arm_ranking(arm, ranking), now_ms, self.view)
+        return dataclasses.replace(result, strategy=arm.strategy, experiment_id=self.experiment.id, arm=arm.name)
+
+    def arm_of(self, customer_id: str, channel: str, placement: str) -> RecArm | None:
+        """The customer's arm of the recommendation experiment on this surface (None: not in one)."""
+        experiment = self.experiment
+        if experiment is None or not experiment.applies(channel, placement):
+            return None
+        return assign_arm(customer_id, experiment)
+
+    def _arm_ranking(self, arm: RecArm, base: RankingConfig) -> RankingConfig:
+        cached = self._arm_rankings.get(arm.name)
+        if cached is None or cached[0] is not base:
+            cached = self._arm_rankings[arm.name] = (base, ranking_over(base, arm.ranking))
+        return cached[1]
+
+    def remember(self, kind: str, customer_id: str, channel: str, placement: str, result: Recommendations,
+                 now_ms: int) -> Recommendations:
+        """``result`` with its recommendation id, the list remembered for what it earns."""
+        rec_id = new_recommendation_id()
+        items = tuple(i.item_id for i in result.items)
+        if items:
+            self.made.add(Made(rec_id, customer_id, now_ms, kind, channel, placement, result.strategy,
+                               result.experiment_id, result.arm, result.model_version, items))
+        self.serving.outcomes.served(kind, channel, placement, result.strategy, result.experiment_id, result.arm)
+        return dataclasses.replace(result, recommendation_id=rec_id)
+
+    def remember_offers(self, query: OfferQuery, reply: dict[str, Any], now_ms: int) -> dict[str, Any]:
+        """A NextBestOffer reply with its recommendation id (its decision id); the offers made are
+        remembered as a list, so impressions and clicks of them are credited like any list's."""
+        offers = tuple(o["offer_id"] for o in reply["offers"])
+        if offers:
+            self.made.add(Made(reply["decision_id"], query.customer_id, now_ms, "offer", query.channel, query.placement,
+                               reply["strategy"], reply["experiment_id"], reply["arm"], reply["catalog_version"],
+                               offers))
+            self.serving.outcomes.served("offer", query.channel, query.placement, reply["strategy"],
+                                         reply["experiment_id"], reply["arm"])
+        return {**reply, "recommendation_id": reply["decision_id"]}
 
     def ranking_for_model(self, model: ModelRuntime) -> RankingConfig:
         """The serve config's ranking with what ``model``'s training fitted to its data over it."""
@@ -381,6 +470,7 @@ class CustomerShardLogic:
         self.serving.forget([customer_id])
         self.serving.erased.add(customer_id)
         self.links.pop(customer_id, None)
+        self.made.forget(customer_id)
         return self.customers.pop(customer_id, None) is not None
 
     def erase_stored(self, customer_id: str, principal: str) -> dict[str, Any]:
@@ -400,8 +490,13 @@ class CustomerShardLogic:
         return report
 
     def live_state(self, customer_id: str) -> dict[str, Any] | None:
+        """What memory holds of the customer: their state and the lists they were recommended lately."""
         state = self.customers.get(customer_id)
-        return None if state is None else state_to_dict(state)
+        lists = self.made.of_customer(customer_id)
+        if state is None and not lists:
+            return None
+        return {**(state_to_dict(state) if state is not None else {"customer_id": customer_id}),
+                "recommendations": lists}
 
     def export(self, customer_id: str, principal: str) -> dict[str, Any]:
         """Everything held about the customer, as JSON-able data."""

@@ -282,6 +282,130 @@ class ConsumeConfig:
             raise InvalidArgument("consume.prefetch, consume.batch_max: 1 <= batch_max <= prefetch")
 
 
+# Placements (where on a channel a list is shown) the online metrics keep as their own label; any
+# other placement a request names is counted as "other", so the label set stays small and fixed.
+DEFAULT_PLACEMENTS = ("home", "product", "category", "search", "cart", "checkout", "email", "till", "app_feed")
+ARM_STRATEGIES = ("blend", "popularity")
+BLEND_KEYS = ("weights", "cart_weights", "anonymous_weights")
+
+
+@dataclass(frozen=True)
+class AttributionConfig:
+    """What recommendation ids answer for (engine/attribution.py) and what the metrics label."""
+
+    # an impression, click (or add-to-cart, purchase) naming a recommendation_id counts for that
+    # list if the list was made at most this long before it reaches the engine
+    window_minutes: float = 60.0
+    # an add-to-cart or purchase without an id is credited to the customer's last click on that item
+    # from a recommendation, if the click was at most this long before
+    purchase_window_hours: float = 24.0
+    # lists remembered for attribution across the whole customer tier (each partition keeps its
+    # share, the oldest forgotten first; about 300 bytes each with 10 items)
+    lists_kept: int = 200_000
+    placements: tuple[str, ...] = DEFAULT_PLACEMENTS
+
+    def __post_init__(self) -> None:
+        from engine.events import CHANNEL_PATTERN
+
+        object.__setattr__(self, "placements", tuple(self.placements))
+        if not 0 < self.window_minutes <= 7 * 24 * 60:
+            raise InvalidArgument("attribution.window_minutes: must be > 0 and at most a week")
+        if not 0 <= self.purchase_window_hours <= 90 * 24:
+            raise InvalidArgument("attribution.purchase_window_hours: must be between 0 and 2160")
+        if not 1_000 <= self.lists_kept <= 100_000_000:
+            raise InvalidArgument("attribution.lists_kept: must be between 1000 and 100000000")
+        bad = [p for p in self.placements if not isinstance(p, str) or not CHANNEL_PATTERN.match(p) or p == "other"]
+        if bad or len(self.placements) > 32:
+            raise InvalidArgument("attribution.placements: at most 32 names (a-z, 0-9, _; a letter first; not 'other')")
+
+
+@dataclass(frozen=True)
+class RecArm:
+    """One arm of a recommendation experiment: its share of customers and how it ranks."""
+
+    name: str
+    share: float
+    # "blend": the served ranking with ``ranking`` set over it; "popularity": popular items only
+    # (with the same rules, consent and caps), the holdout that measures personalisation itself
+    strategy: str = "blend"
+    # RankingConfig keys set over the served ranking for this arm's customers; [..ranking.weights],
+    # cart_weights and anonymous_weights set keys of that one blend only
+    ranking: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecExperiment:
+    """An A/B test of ranking strategies: each customer is in one arm (a stable hash of the
+    experiment id and the customer id), on the surfaces it names (none named: every Recommend)."""
+
+    id: str
+    arms: tuple[RecArm, ...]
+    channels: tuple[str, ...] = ()
+    placements: tuple[str, ...] = ()
+
+    def applies(self, channel: str, placement: str) -> bool:
+        return ((not self.channels or channel in self.channels)
+                and (not self.placements or placement in self.placements))
+
+
+def _rec_experiment(data: Any, where: str) -> RecExperiment:
+    from engine.events import CHANNEL_PATTERN
+    from engine.validation import require_id, require_number
+
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"{where}: must be a table")
+    unknown = set(data) - {"id", "arms", "channels", "placements"}
+    if unknown:
+        raise InvalidArgument(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    raw_arms = data.get("arms")
+    if not isinstance(raw_arms, list) or not 2 <= len(raw_arms) <= 8:
+        raise InvalidArgument(f"{where}.arms: 2 to 8 [[{where}.arms]] tables")
+    arms = []
+    for i, arm in enumerate(raw_arms):
+        at = f"{where}.arms[{i}]"
+        if not isinstance(arm, dict):
+            raise InvalidArgument(f"{at}: must be a table")
+        unknown = set(arm) - {"name", "share", "strategy", "ranking"}
+        if unknown:
+            raise InvalidArgument(f"{at}: unknown key(s) {', '.join(sorted(unknown))}")
+        name = arm.get("name")
+        if not isinstance(name, str) or not CHANNEL_PATTERN.match(name):
+            raise InvalidArgument(f"{at}.name: a name (a-z, 0-9, _; up to 32, a letter first)")
+        strategy = arm.get("strategy", "blend")
+        if strategy not in ARM_STRATEGIES:
+            raise InvalidArgument(f"{at}.strategy: one of {list(ARM_STRATEGIES)}")
+        ranking = arm.get("ranking", {})
+        if not isinstance(ranking, dict):
+            raise InvalidArgument(f"{at}.ranking: must be a table")
+        _build(RankingConfig, ranking, f"{at}.ranking")  # the keys and values a [ranking] table takes
+        if strategy == "popularity" and ranking:
+            raise InvalidArgument(f"{at}.ranking: a popularity arm ranks by popularity alone")
+        arms.append(RecArm(name, require_number(arm.get("share"), f"{at}.share", low=0.0, high=1.0), strategy,
+                           ranking))
+    if len({a.name for a in arms}) != len(arms):
+        raise InvalidArgument(f"{where}.arms: names must differ")
+    if abs(sum(a.share for a in arms) - 1.0) > 1e-9:
+        raise InvalidArgument(f"{where}.arms: shares must sum to 1")
+    scope = {}
+    for key in ("channels", "placements"):
+        names = data.get(key, [])
+        if not isinstance(names, list) or not all(isinstance(n, str) and CHANNEL_PATTERN.match(n) for n in names):
+            raise InvalidArgument(f"{where}.{key}: a list of names")
+        scope[key] = tuple(names)
+    return RecExperiment(require_id(data.get("id"), f"{where}.id"), tuple(arms), **scope)
+
+
+def ranking_over(base: RankingConfig, overrides: Mapping[str, Any]) -> RankingConfig:
+    """``base`` with an experiment arm's ranking keys set over it (a blend's keys over that blend)."""
+    if not overrides:
+        return base
+    changes: dict[str, Any] = {k: v for k, v in overrides.items() if k not in BLEND_KEYS}
+    for blend in BLEND_KEYS:
+        if blend in overrides:
+            changes[blend] = replace(getattr(base, blend), **overrides[blend])
+    return replace(base, **changes)
+
+
 @dataclass(frozen=True)
 class ServeConfig:
     """Everything `recsys serve` needs. Defaults are the embedded single-machine setup."""
@@ -334,6 +458,10 @@ class ServeConfig:
     # social) that events, requests and offers may name: no contract change needed
     channels: tuple[str, ...] = ()
     consume: ConsumeConfig = field(default_factory=ConsumeConfig)
+    # recommendation ids: what an impression, click, add-to-cart or purchase is credited to
+    attribution: AttributionConfig = field(default_factory=AttributionConfig)
+    # an A/B test of ranking strategies ([recommend_experiment] with [[recommend_experiment.arms]])
+    recommend_experiment: RecExperiment | None = None
 
     def __post_init__(self) -> None:
         from engine.events import _channels
@@ -378,6 +506,10 @@ def _build(cls, data: dict[str, Any], where: str):
             value = _build(OffersConfig, value, f"{where}.offers")
         elif name == "consume":
             value = _build(ConsumeConfig, value, f"{where}.consume")
+        elif name == "attribution":
+            value = _build(AttributionConfig, value, f"{where}.attribution")
+        elif name == "recommend_experiment":
+            value = _rec_experiment(value, f"{where}.recommend_experiment")
         elif name == "owners":
             value = _build(ScalingConfig, value, f"{where}.owners")
         elif name == "webhooks":

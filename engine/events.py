@@ -15,7 +15,14 @@ from engine.errors import InvalidArgument
 from engine.validation import (parse_whole_batch, reject_unknown, require_choice, require_id, require_int,
                                require_number)
 
-ITEM_EVENT_TYPES = frozenset({"view", "add_to_cart", "remove_from_cart", "purchase", "return", "rate"})
+# impression and click: a recommended list (or an item of it) was shown, an item of it picked; with
+# attribute recommendation_id (from the answer) they are credited to that list (engine/attribution.py),
+# as add_to_cart and purchase may be. They say nothing of taste (weight 0): a click's page is a view.
+ITEM_EVENT_TYPES = frozenset({"view", "add_to_cart", "remove_from_cart", "purchase", "return", "rate", "impression",
+                              "click"})
+# what a client may not write on an event: the engine's record of what a recommendation earned
+CREDIT_ATTRIBUTES = frozenset({"attributed_to", "rec_via", "rec_list", "rec_position", "rec_strategy",
+                               "rec_experiment", "rec_arm", "rec_model", "rec_channel", "rec_placement"})
 # A consent event carries no item: attributes {"personalization": "granted"|"denied",
 # "marketing": "granted"|"denied"} (either or both).
 # Offer events carry no item: attributes {"offer_id", "decision_id"} (from the NextBestOffer reply)
@@ -90,6 +97,8 @@ EVENT_WEIGHTS: Mapping[str, float] = {
     "purchase": 1.0,
     "return": 0.0,
     "rate": 1.0,
+    "impression": 0.0,
+    "click": 0.0,
     "consent": 0.0,
     "offer_shown": 0.0,
     "offer_accepted": 0.0,
@@ -174,6 +183,12 @@ def parse_event(raw: Any, now_ms: int, where: str = "event") -> Event:
     elif COPIED_FROM in dict(attributes):
         raise InvalidArgument(f"{where}.attributes.{COPIED_FROM}: is the engine's own mark of a linked id's copied "
                               "history; clients do not send it")
+    forged = CREDIT_ATTRIBUTES.intersection(dict(attributes))
+    if forged:
+        raise InvalidArgument(f"{where}.attributes.{min(forged)}: is the engine's own record of what a recommendation "
+                              "earned; send recommendation_id (from the answer) only")
+    if "recommendation_id" in dict(attributes):
+        require_id(dict(attributes)["recommendation_id"], f"{where}.attributes.recommendation_id")
     event_id = require_id(raw.get("event_id"), f"{where}.event_id")
     if event_id.startswith(RESERVED_EVENT_ID_PREFIX):
         raise InvalidArgument(f"{where}.event_id: ids starting with {RESERVED_EVENT_ID_PREFIX!r} are the engine's own")

@@ -42,6 +42,9 @@ class RecommendQuery:
     country: str = ""
     filters: Filters = Filters()
     request_id: str = ""
+    # where on the channel the list is shown (home, product, cart, email, ...): the online metrics'
+    # surface, and what an experiment may be scoped to
+    placement: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,7 @@ class SimilarQuery:
     customer_id: str = ""
     filters: Filters = Filters()
     request_id: str = ""
+    placement: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,7 @@ class OfferQuery:
     # (item_id, quantity, unit price or None); empty: the customer's live cart
     basket: tuple[tuple[str, float, float | None], ...] = ()
     request_id: str = ""
+    placement: str = ""
 
 
 MAX_OFFERS = 10
@@ -84,10 +89,11 @@ def _mapping(raw: Any, where: str) -> Mapping[str, Any]:
 FILTER_FIELDS = frozenset({"exclude_item_ids", "include_item_ids", "min_price", "max_price", "repurchase_policy",
                            "repurchase_window_days", "include_categories", "exclude_categories", "boost_item_ids",
                            "max_per_category"})
-RECOMMEND_FIELDS = frozenset({"customer_id", "channel", "store_id", "context", "k", "filters", "request_id"})
+RECOMMEND_FIELDS = frozenset({"customer_id", "channel", "store_id", "context", "k", "filters", "request_id",
+                              "placement"})
 CONTEXT_FIELDS = frozenset({"current_item_id", "cart_item_ids", "session_id", "country"})
-SIMILAR_FIELDS = frozenset({"item_id", "k", "filters", "channel", "customer_id", "request_id"})
-OFFER_FIELDS = frozenset({"customer_id", "channel", "store_id", "country", "basket", "n", "request_id"})
+SIMILAR_FIELDS = frozenset({"item_id", "k", "filters", "channel", "customer_id", "request_id", "placement"})
+OFFER_FIELDS = frozenset({"customer_id", "channel", "store_id", "country", "basket", "n", "request_id", "placement"})
 BASKET_LINE_FIELDS = frozenset({"item_id", "quantity", "unit_price"})
 
 
@@ -123,6 +129,13 @@ def parse_filters(raw: Any, where: str = "filters") -> Filters:
 DEFAULT_K = 10
 
 
+def _placement(raw: Mapping[str, Any]) -> str:
+    value = raw.get("placement") or ""
+    if not isinstance(value, str) or (value and not _events.CHANNEL_PATTERN.match(value)):
+        raise InvalidArgument("placement: a name (a-z, 0-9, _; up to 32, a letter first), e.g. home, product, cart")
+    return value
+
+
 def _k(raw: Mapping[str, Any], max_k: int) -> int:
     # Absent means the default. (gRPC cannot tell k=0 from unset, so its mapping leaves k
     # out when it is 0; JSON that says k=0 is rejected.)
@@ -150,6 +163,7 @@ def parse_recommend(raw: Any, max_k: int) -> RecommendQuery:
         country=require_id(context.get("country"), "context.country", required=False),
         filters=filters,
         request_id=require_id(raw.get("request_id"), "request_id", required=False),
+        placement=_placement(raw),
     )
 
 
@@ -163,6 +177,7 @@ def parse_similar(raw: Any, max_k: int) -> SimilarQuery:
         customer_id=require_id(raw.get("customer_id"), "customer_id", required=False),
         filters=parse_filters(raw.get("filters")),
         request_id=require_id(raw.get("request_id"), "request_id", required=False),
+        placement=_placement(raw),
     )
 
 
@@ -194,4 +209,5 @@ def parse_offer_query(raw: Any) -> OfferQuery:
         country=require_id(raw.get("country"), "country", required=False),
         basket=tuple(basket),
         request_id=require_id(raw.get("request_id"), "request_id", required=False),
+        placement=_placement(raw),
     )

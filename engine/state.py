@@ -66,6 +66,9 @@ class CustomerState:
     contacts: dict[str, list[int]] | None = None
     # the other ids linked to this customer by identify events: id -> its kind ("" if not given)
     linked: dict[str, str] | None = None
+    # the customer's last clicks on recommended items: item -> [list id, click ms, outcomes credited
+    # (engine.attribution.BIT), the list's labels]; what a later add-to-cart or purchase is credited to
+    rec_clicks: dict[str, list] | None = None
 
 
 def apply_event(state: CustomerState, event: Event) -> None:
@@ -195,6 +198,7 @@ def state_to_dict(state: CustomerState) -> dict:
         "offers": state.offers.to_list() if state.offers is not None else None,
         "linked": state.linked,
         "contacts": state.contacts,
+        "rec_clicks": state.rec_clicks,
     }
 
 
@@ -218,4 +222,6 @@ def state_from_dict(data: dict) -> CustomerState:
         state.contacts = {channel: list(times) for channel, times in data["contacts"].items()}
     if data.get("linked"):
         state.linked = dict(data["linked"])
+    if data.get("rec_clicks"):
+        state.rec_clicks = {item: list(entry) for item, entry in data["rec_clicks"].items()}
     return state

@@ -31,7 +31,7 @@ def _filters(msg: pb.Filters) -> dict[str, Any]:
 
 def recommend_request(msg: pb.RecommendRequest) -> dict[str, Any]:
     out: dict[str, Any] = {"customer_id": msg.customer_id, "channel": msg.channel,
-                           "store_id": msg.store_id, "request_id": msg.request_id}
+                           "store_id": msg.store_id, "request_id": msg.request_id, "placement": msg.placement}
     if msg.k != 0:  # proto3 cannot tell 0 from unset: 0 means "the default"
         out["k"] = msg.k
     if msg.HasField("context"):
@@ -45,7 +45,7 @@ def recommend_request(msg: pb.RecommendRequest) -> dict[str, Any]:
 
 def similar_request(msg: pb.SimilarItemsRequest) -> dict[str, Any]:
     out: dict[str, Any] = {"item_id": msg.item_id, "channel": msg.channel, "customer_id": msg.customer_id,
-                           "request_id": msg.request_id}
+                           "request_id": msg.request_id, "placement": msg.placement}
     if msg.k != 0:
         out["k"] = msg.k
     if msg.HasField("filters"):
@@ -77,7 +77,7 @@ def catalog_update(msg: pb.CatalogUpdate) -> dict[str, Any]:
 
 def offer_request(msg: pb.NextBestOfferRequest) -> dict[str, Any]:
     out: dict[str, Any] = {"customer_id": msg.customer_id, "channel": msg.channel, "store_id": msg.store_id,
-                           "country": msg.country, "request_id": msg.request_id}
+                           "country": msg.country, "request_id": msg.request_id, "placement": msg.placement}
     if msg.n != 0:
         out["n"] = msg.n
     basket = []
@@ -98,6 +98,7 @@ def offer_proto(reply: dict[str, Any], request_id: str) -> pb.NextBestOfferRespo
         decision_id=reply["decision_id"], reason=reply["reason"], strategy=reply["strategy"],
         experiment_id=reply["experiment_id"], arm=reply["arm"], segment=reply["segment"],
         catalog_version=reply["catalog_version"], request_id=request_id, rejected=reply["rejected"],
+        recommendation_id=reply.get("recommendation_id", ""),
         offers=[pb.Offer(offer_id=o["offer_id"], name=o["name"], score=o["score"], propensity=o["propensity"],
                          value=o["value"], affinity=o["affinity"], passed_rules=o["passed_rules"],
                          caps_left={k: int(v) for k, v in o["caps_left"].items()})
@@ -116,14 +117,15 @@ def recommendations_proto(result: Recommendations, request_id: str) -> pb.Recomm
         items=[pb.ScoredItem(item_id=i.item_id, score=i.score, reasons=list(i.reasons), name=i.name)
                for i in result.items],
         model_version=result.model_version, personalized=result.personalized,
-        reasons=list(result.reasons), request_id=request_id)
+        reasons=list(result.reasons), request_id=request_id, recommendation_id=result.recommendation_id,
+        strategy=result.strategy, experiment_id=result.experiment_id, arm=result.arm)
 
 
 def similar_proto(result: Recommendations, request_id: str) -> pb.SimilarItemsResponse:
     return pb.SimilarItemsResponse(
         items=[pb.ScoredItem(item_id=i.item_id, score=i.score, reasons=list(i.reasons), name=i.name)
                for i in result.items],
-        model_version=result.model_version, request_id=request_id)
+        model_version=result.model_version, request_id=request_id, recommendation_id=result.recommendation_id)
 
 
 def recommendations_json(result: Recommendations, request_id: str, *, similar: bool = False) -> dict[str, Any]:
@@ -132,8 +134,12 @@ def recommendations_json(result: Recommendations, request_id: str, *, similar: b
                   for i in result.items],
         "model_version": result.model_version,
         "request_id": request_id,
+        "recommendation_id": result.recommendation_id,
     }
     if not similar:
         body["personalized"] = result.personalized
         body["reasons"] = list(result.reasons)
+        body["strategy"] = result.strategy
+        body["experiment_id"] = result.experiment_id
+        body["arm"] = result.arm
     return body

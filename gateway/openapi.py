@@ -53,6 +53,8 @@ class RecommendRequest(_Doc):
     k: int | None = Field(None, ge=1, description="default 10; at most [ranking] max_k")
     filters: Filters | None = None
     request_id: str | None = None
+    placement: str | None = Field(None, description="where the list is shown (home, product, cart, email, ...): "
+                                                    "the online metrics' surface")
 
 
 class Item(BaseModel):
@@ -68,6 +70,10 @@ class RecommendResponse(BaseModel):
     request_id: str
     personalized: bool
     reasons: list[str]
+    recommendation_id: str = Field(description="send with impression / click events (attribute recommendation_id)")
+    strategy: str
+    experiment_id: str
+    arm: str
 
 
 class SimilarItemsRequest(_Doc):
@@ -77,19 +83,22 @@ class SimilarItemsRequest(_Doc):
     channel: str = "web"
     customer_id: str | None = Field(None, description="leaves their cart out, and routes to their owner")
     request_id: str | None = None
+    placement: str | None = Field(None, description="where the list is shown (home, product, cart, email, ...): "
+                                                    "the online metrics' surface")
 
 
 class SimilarItemsResponse(BaseModel):
     items: list[Item]
     model_version: str
     request_id: str
+    recommendation_id: str
 
 
 class Event(_Doc):
     event_id: str = Field(min_length=1, max_length=256, description="unique per customer: a repeat is a duplicate")
     customer_id: str = ID
-    event_type: Literal["view", "add_to_cart", "remove_from_cart", "purchase", "return", "rate", "consent",
-                        "offer_accepted", "offer_declined", "identify"]
+    event_type: Literal["view", "add_to_cart", "remove_from_cart", "purchase", "return", "rate", "impression",
+                        "click", "consent", "offer_accepted", "offer_declined", "identify"]
     item_id: str | None = Field(None, description="required for item events; none for consent and offer events")
     channel: str = "web"
     session_id: str | None = None
@@ -100,7 +109,8 @@ class Event(_Doc):
     attributes: dict[str, str] | None = Field(None, description="consent: personalization / marketing -> granted | "
                                                                 "denied; offer responses: decision_id, offer_id; "
                                                                 "identify: alias_id (another id of this customer), "
-                                                                "alias_kind (cookie, device, card, ...)")
+                                                                "alias_kind (cookie, device, card, ...); impression, "
+                                                                "click, add_to_cart, purchase: recommendation_id")
 
 
 class TrackEventsRequest(_Doc):
@@ -129,6 +139,8 @@ class NextBestOfferRequest(_Doc):
     basket: list[BasketLine] = Field(default_factory=list, description="empty: the customer's live cart")
     n: int | None = Field(None, ge=1, le=10)
     request_id: str | None = None
+    placement: str | None = Field(None, description="where the list is shown (home, product, cart, email, ...): "
+                                                    "the online metrics' surface")
 
 
 class Offer(BaseModel):
@@ -153,6 +165,7 @@ class NextBestOfferResponse(BaseModel):
     offers: list[Offer]
     rejected: dict[str, Any]
     request_id: str
+    recommendation_id: str
 
 
 class CatalogUpdate(_Doc):

@@ -41,6 +41,13 @@ class Recommendations:
     personalized: bool
     reasons: tuple[str, ...]
     model_version: str
+    # how the list was made: "blend" (the served ranking, or an experiment arm's), "popularity"
+    # (a holdout arm), "similar_items"; and the experiment and arm (engine/config.py RecExperiment)
+    strategy: str = "blend"
+    experiment_id: str = ""
+    arm: str = ""
+    # what impressions, clicks and purchases name to be credited to this list (engine/attribution.py)
+    recommendation_id: str = ""
 
 
 @dataclass(slots=True)
@@ -220,7 +227,7 @@ def recommend(model: ModelRuntime, state: CustomerState | None, query: Recommend
     """Top-k for one customer now. ``view`` is the shard's live catalogue over ``model``."""
     view = view if view is not None else model.plain_view()
     if not consents(state, "personalization", config.default_personalization_consent):
-        return _without_personalisation(view, state, query, config)
+        return popular_answer(view, state, query, config, "no_personalization_consent")
     profile = _profile(model, query.customer_id, state)
     # a list to re-rank brings its own items: the sources need no more candidates for it
     n = config.candidates_per_source if query.filters.include_item_ids else max(config.candidates_per_source, query.k * 3)
@@ -375,9 +382,10 @@ def _popular(view: CatalogView, n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([popular, new_idx]), np.concatenate([model.popularity[popular], new_pop])
 
 
-def _without_personalisation(view: CatalogView, state: CustomerState | None, query: RecommendQuery,
-                             config: RankingConfig) -> Recommendations:
-    """The customer said no to personalisation: popular items, nothing learnt about them.
+def popular_answer(view: CatalogView, state: CustomerState | None, query: RecommendQuery,
+                   config: RankingConfig, reason: str) -> Recommendations:
+    """Popular items, nothing learnt about the customer: what a customer who said no to
+    personalisation gets ("no_personalization_consent"), and a holdout arm ("holdout").
 
     The cart is still excluded (showing what is in the basket helps no one); nothing from the
     customer's history, live session or the trained model's view of them is used.
@@ -388,11 +396,11 @@ def _without_personalisation(view: CatalogView, state: CustomerState | None, que
     if query.filters.include_item_ids:
         nobody = _Profile(None, {}, {}, {}, known=False)
         ranked = _rerank(view, nobody, {"popular": popular}, {"popular": 1.0}, query, _resolve(view, cart))
-        return Recommendations(_to_items(view, ranked), False, ("no_personalization_consent",), view.model.version)
+        return Recommendations(_to_items(view, ranked), False, (reason,), view.model.version)
     blended = blend({"popular": popular}, {"popular": 1.0})
     ranked = _top(view, blended, _rules_mask(view, blended.idx, query.filters, _resolve(view, cart)), query, config)
     ranked = [(i, s, ("popular",)) for i, s, _r in ranked]
-    return Recommendations(_to_items(view, ranked), False, ("no_personalization_consent",), view.model.version)
+    return Recommendations(_to_items(view, ranked), False, (reason,), view.model.version)
 
 
 def similar_items(model: ModelRuntime, query: SimilarQuery, state: CustomerState | None,
@@ -402,7 +410,7 @@ def similar_items(model: ModelRuntime, query: SimilarQuery, state: CustomerState
     view = view if view is not None else model.plain_view()
     i = model.item_index.get(query.item_id)
     if i is None:
-        return Recommendations((), False, ("unknown_item",), model.version)
+        return Recommendations((), False, ("unknown_item",), model.version, strategy="similar_items")
     neighbours = model.covis_idx[i]
     valid = neighbours >= 0
     vector = model.item_factors[i] / model.item_norms[i]
@@ -415,4 +423,4 @@ def similar_items(model: ModelRuntime, query: SimilarQuery, state: CustomerState
     if state is not None:
         excluded |= _resolve(view, state.cart)
     ranked = _top(view, blended, _rules_mask(view, blended.idx, query.filters, excluded), query)
-    return Recommendations(_to_items(view, ranked), False, (), model.version)
+    return Recommendations(_to_items(view, ranked), False, (), model.version, strategy="similar_items")

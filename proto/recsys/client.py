@@ -58,6 +58,11 @@ class Recommendations:
     personalized: bool = False
     reasons: tuple[str, ...] = ()
     request_id: str = ""
+    # send it with impression / click events (attributes={"recommendation_id": ...}) to credit this list
+    recommendation_id: str = ""
+    strategy: str = ""
+    experiment_id: str = ""
+    arm: str = ""
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,7 @@ class OfferDecision:
     segment: str
     experiment_id: str = ""
     arm: str = ""
+    recommendation_id: str = ""
 
 
 def _items(items) -> tuple[Item, ...]:
@@ -133,19 +139,21 @@ class _Call:
     result: Callable[[Any], Any]
 
 
-def _recommend(customer_id, k, channel, cart, current_item_id, country, filters, store_id) -> _Call:
+def _recommend(customer_id, k, channel, cart, current_item_id, country, filters, store_id, placement) -> _Call:
     context = pb.Context(cart_item_ids=list(cart), current_item_id=current_item_id, country=country)
     request = pb.RecommendRequest(customer_id=customer_id, k=k, channel=channel, store_id=store_id, context=context,
-                                  filters=_filters(filters))
+                                  filters=_filters(filters), placement=placement)
     return _Call("Recommend", request, customer_id, True, lambda r: Recommendations(
-        _items(r.items), r.model_version, r.personalized, tuple(r.reasons), r.request_id))
+        _items(r.items), r.model_version, r.personalized, tuple(r.reasons), r.request_id, r.recommendation_id,
+        r.strategy, r.experiment_id, r.arm))
 
 
-def _similar(item_id, k, customer_id, channel, filters) -> _Call:
+def _similar(item_id, k, customer_id, channel, filters, placement) -> _Call:
     request = pb.SimilarItemsRequest(item_id=item_id, k=k, customer_id=customer_id, channel=channel,
-                                     filters=_filters(filters))
+                                     filters=_filters(filters), placement=placement)
     return _Call("SimilarItems", request, customer_id or None, True,
-                 lambda r: Recommendations(_items(r.items), r.model_version, request_id=r.request_id))
+                 lambda r: Recommendations(_items(r.items), r.model_version, request_id=r.request_id,
+                                           recommendation_id=r.recommendation_id, strategy="similar_items"))
 
 
 def _track(events: Sequence[Event]) -> _Call:
@@ -155,16 +163,17 @@ def _track(events: Sequence[Event]) -> _Call:
                  lambda r: TrackResult(r.accepted, r.duplicates, r.ignored))
 
 
-def _next_best_offer(customer_id, channel, basket, n, country, store_id) -> _Call:
+def _next_best_offer(customer_id, channel, basket, n, country, store_id, placement) -> _Call:
     lines = [pb.BasketLine(item_id=line[0], quantity=line[1] if len(line) > 1 else None,
                            unit_price=line[2] if len(line) > 2 else None) for line in basket]
     request = pb.NextBestOfferRequest(customer_id=customer_id, channel=channel, basket=lines, n=n, country=country,
-                                      store_id=store_id)
+                                      store_id=store_id, placement=placement)
 
     def decision(r) -> OfferDecision:
         offers = tuple(Offer(o.offer_id, o.name, o.score, o.propensity, o.value, o.affinity, tuple(o.passed_rules),
                              dict(o.caps_left)) for o in r.offers)
-        return OfferDecision(r.decision_id, offers, r.reason, r.strategy, r.segment, r.experiment_id, r.arm)
+        return OfferDecision(r.decision_id, offers, r.reason, r.strategy, r.segment, r.experiment_id, r.arm,
+                             r.recommendation_id)
 
     # not idempotent: a repeat would be a second decision (and a second show counted against the caps)
     return _Call("NextBestOffer", request, customer_id, False, decision)
@@ -206,24 +215,24 @@ class _Base:
 
     def recommend(self, customer_id: str, k: int = 10, *, channel: str = "web", cart: Iterable[str] = (),
                   current_item_id: str = "", country: str = "", filters: Mapping[str, Any] | None = None,
-                  store_id: str = "", timeout: float | None = None):
+                  store_id: str = "", placement: str = "", timeout: float | None = None):
         """Top k for the customer now -> Recommendations (awaitable on AsyncClient)."""
-        return self._do(_recommend(customer_id, k, channel, cart, current_item_id, country, filters, store_id),
-                        timeout)
+        return self._do(_recommend(customer_id, k, channel, cart, current_item_id, country, filters, store_id,
+                                   placement), timeout)
 
     def similar_items(self, item_id: str, k: int = 10, *, customer_id: str = "", channel: str = "web",
-                      filters: Mapping[str, Any] | None = None, timeout: float | None = None):
+                      filters: Mapping[str, Any] | None = None, placement: str = "", timeout: float | None = None):
         """Items like ``item_id`` (the customer's cart left out when given) -> Recommendations."""
-        return self._do(_similar(item_id, k, customer_id, channel, filters), timeout)
+        return self._do(_similar(item_id, k, customer_id, channel, filters, placement), timeout)
 
     def track(self, events: Sequence[Event], *, timeout: float | None = None):
         """Store and apply events, all or none -> TrackResult."""
         return self._do(_track(events), timeout)
 
     def next_best_offer(self, customer_id: str, *, channel: str = "web", basket: Iterable[tuple] = (), n: int = 1,
-                        country: str = "", store_id: str = "", timeout: float | None = None):
+                        country: str = "", store_id: str = "", placement: str = "", timeout: float | None = None):
         """Which offer(s) now -> OfferDecision. ``basket``: (item_id[, quantity[, unit_price]]) lines."""
-        return self._do(_next_best_offer(customer_id, channel, basket, n, country, store_id), timeout)
+        return self._do(_next_best_offer(customer_id, channel, basket, n, country, store_id, placement), timeout)
 
     def forget(self, customer_id: str, *, timeout: float | None = None):
         """Erase the customer everywhere -> the number of stored events deleted."""

@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from actors.names import OFFER_CATALOG_META
-from actors.owner import OwnerCore, OwnerSettings
-from actors.store import open_store
+from actors.owner import OwnerSettings
 from engine.config import OffersConfig
 from engine.events import parse_event
 from engine.queries import OfferQuery
 from engine.sharding import partition_for
-from recommenders.runtime import ModelRuntime
 
 PARTITIONS = 4
 CATALOG = """
@@ -41,33 +38,23 @@ consent_required = false
 
 
 @pytest.fixture
-def owner(tmp_path, synthetic_bundle):
+def owner(tmp_path, new_owner_core):
     """owner(): an OwnerCore holding every partition, cap 3 contacts a week per channel. Called
     again: a new owner over the same store (a restart), every partition rebuilt from it."""
     url = f"sqlite:///{tmp_path / 'cap.db'}"
-    pools, stores = [], []
     config = OffersConfig(catalog_path=None, default_marketing_consent=True, contact_cap_per_channel=3,
                           cart_abandon_minutes=0.001)
+    made = []
 
     async def make():
-        pool = ThreadPoolExecutor(max_workers=1)
-
-        async def io(fn, *args):
-            return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
-        store = open_store(url, PARTITIONS)
-        store.set_meta(OFFER_CATALOG_META, CATALOG)
-        pools.append(pool)
-        stores.append(store)
-        core = OwnerCore(f"recsys-owner-{len(pools)}", OwnerSettings(store_url=url, partitions=PARTITIONS, offers=config),
-                         ModelRuntime(synthetic_bundle.arrays, synthetic_bundle.manifest), io, store)
+        made.append(1)
+        core = new_owner_core(f"recsys-owner-{len(made)}", OwnerSettings(store_url=url, partitions=PARTITIONS,
+                                                                         offers=config),
+                              {OFFER_CATALOG_META: CATALOG})
         for p in range(PARTITIONS):
             await core.acquire(p)
         return core
-    yield make
-    for pool in pools:
-        pool.shutdown(wait=True)
-    for store in stores:
-        store.close()
+    return make
 
 
 def run(scenario):

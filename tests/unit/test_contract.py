@@ -17,7 +17,7 @@ def test_staleness_is_detected(tmp_path, monkeypatch):
     fake = tmp_path / "recsys" / "v1"
     fake.mkdir(parents=True)
     proto = (gen.PACKAGE_DIR / "recsys.proto").read_text()
-    (fake / "recsys.proto").write_text(proto.replace("string request_id = 7;", "string request_id = 7;\n  string added = 8;"))
+    (fake / "recsys.proto").write_text(proto.replace("string request_id = 7;", "string request_id = 7;\n  string added = 99;"))
     for path in gen.PACKAGE_DIR.glob("*_pb2*.py*"):
         (fake / path.name).write_text(path.read_text())
     monkeypatch.setattr(gen, "PROTO_ROOT", tmp_path)

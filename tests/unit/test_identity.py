@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from actors.owner import OwnerCore, OwnerSettings
-from actors.store import open_store
+from actors.owner import OwnerSettings
 from engine.errors import Conflict, Linked, NotFound
 from engine.events import parse_event
 from engine.sharding import partition_for
 from gateway.metrics import Metrics
 from gateway.operations import IngressSettings, Operations
-from recommenders.runtime import ModelRuntime
 
 PARTITIONS = 8
 NOW = int(time.time() * 1000)  # Operations holds timestamps to its own clock
@@ -107,23 +104,14 @@ class Cores:
 
 
 @pytest.fixture
-def service(tmp_path, synthetic_bundle):
+def service(tmp_path, new_owner_core):
     """service(): (Operations, [OwnerCore, OwnerCore]) over one store; the first owner holds the even
     partitions, the second the odd ones. Called again: new owners (a crash of both), which take
     every partition under a new epoch and rebuild it from the store."""
     url = f"sqlite:///{tmp_path / 'identity.db'}"
-    pools, stores = [], []
 
     def owner(name):
-        pool = ThreadPoolExecutor(max_workers=1)
-
-        async def io(fn, *args):
-            return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
-        store = open_store(url, PARTITIONS)
-        pools.append(pool)
-        stores.append(store)
-        return OwnerCore(name, OwnerSettings(store_url=url, partitions=PARTITIONS),
-                         ModelRuntime(synthetic_bundle.arrays, synthetic_bundle.manifest), io, store)
+        return new_owner_core(name, OwnerSettings(store_url=url, partitions=PARTITIONS))
 
     async def make():
         cores = [owner("recsys-owner-0"), owner("recsys-owner-1")]
@@ -132,11 +120,7 @@ def service(tmp_path, synthetic_bundle):
         settings = IngressSettings(partitions=PARTITIONS, max_k=50, max_body_bytes=1 << 20,
                                    max_events_per_request=1000)
         return Operations(settings, Cores(cores), Metrics()), cores
-    yield make
-    for pool in pools:
-        pool.shutdown(wait=True)
-    for store in stores:
-        store.close()
+    return make
 
 
 def run(scenario):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 import pytest
@@ -410,28 +409,15 @@ def test_no_owners_no_assignment():
 # --- e. an owner's moves (OwnerCore, no Ray) -----------------------------------------------------
 
 @pytest.fixture
-def owner_cores(tmp_path, synthetic_bundle):
+def owner_cores(tmp_path, new_owner_core):
     """owner_cores(name): an OwnerCore over its own store connection and its own store thread."""
-    from actors.owner import OwnerCore, OwnerSettings
+    from actors.owner import OwnerSettings
 
     url = f"sqlite:///{tmp_path / 'owners.db'}"
-    pools, stores = [], []
 
     def make(name, partitions=8):
-        pool = ThreadPoolExecutor(max_workers=1)
-
-        async def io(fn, *args):
-            return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
-        store = open_store(url, partitions)
-        pools.append(pool)
-        stores.append(store)
-        return OwnerCore(name, OwnerSettings(store_url=url, partitions=partitions),
-                         ModelRuntime(synthetic_bundle.arrays, synthetic_bundle.manifest), io, store)
-    yield make
-    for pool in pools:
-        pool.shutdown(wait=True)
-    for store in stores:
-        store.close()
+        return new_owner_core(name, OwnerSettings(store_url=url, partitions=partitions))
+    return make
 
 
 def test_a_partition_moves_between_owners_with_its_customers(owner_cores):

@@ -43,7 +43,7 @@ class Filters(_message.Message):
     def __init__(self, exclude_item_ids: _Optional[_Iterable[str]] = ..., include_item_ids: _Optional[_Iterable[str]] = ..., min_price: _Optional[float] = ..., max_price: _Optional[float] = ..., repurchase_policy: _Optional[str] = ..., repurchase_window_days: _Optional[int] = ..., include_categories: _Optional[_Iterable[str]] = ..., exclude_categories: _Optional[_Iterable[str]] = ..., boost_item_ids: _Optional[_Iterable[str]] = ..., max_per_category: _Optional[int] = ...) -> None: ...
 
 class RecommendRequest(_message.Message):
-    __slots__ = ("customer_id", "channel", "store_id", "context", "k", "filters", "request_id")
+    __slots__ = ("customer_id", "channel", "store_id", "context", "k", "filters", "request_id", "placement")
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     STORE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +51,7 @@ class RecommendRequest(_message.Message):
     K_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
     customer_id: str
     channel: str
     store_id: str
@@ -58,7 +59,8 @@ class RecommendRequest(_message.Message):
     k: int
     filters: Filters
     request_id: str
-    def __init__(self, customer_id: _Optional[str] = ..., channel: _Optional[str] = ..., store_id: _Optional[str] = ..., context: _Optional[_Union[Context, _Mapping]] = ..., k: _Optional[int] = ..., filters: _Optional[_Union[Filters, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    placement: str
+    def __init__(self, customer_id: _Optional[str] = ..., channel: _Optional[str] = ..., store_id: _Optional[str] = ..., context: _Optional[_Union[Context, _Mapping]] = ..., k: _Optional[int] = ..., filters: _Optional[_Union[Filters, _Mapping]] = ..., request_id: _Optional[str] = ..., placement: _Optional[str] = ...) -> None: ...
 
 class ScoredItem(_message.Message):
     __slots__ = ("item_id", "score", "reasons", "name")
@@ -73,44 +75,56 @@ class ScoredItem(_message.Message):
     def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., reasons: _Optional[_Iterable[str]] = ..., name: _Optional[str] = ...) -> None: ...
 
 class RecommendResponse(_message.Message):
-    __slots__ = ("items", "model_version", "personalized", "reasons", "request_id")
+    __slots__ = ("items", "model_version", "personalized", "reasons", "request_id", "recommendation_id", "strategy", "experiment_id", "arm")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     PERSONALIZED_FIELD_NUMBER: _ClassVar[int]
     REASONS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    RECOMMENDATION_ID_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ARM_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[ScoredItem]
     model_version: str
     personalized: bool
     reasons: _containers.RepeatedScalarFieldContainer[str]
     request_id: str
-    def __init__(self, items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., model_version: _Optional[str] = ..., personalized: _Optional[bool] = ..., reasons: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    recommendation_id: str
+    strategy: str
+    experiment_id: str
+    arm: str
+    def __init__(self, items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., model_version: _Optional[str] = ..., personalized: _Optional[bool] = ..., reasons: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ..., recommendation_id: _Optional[str] = ..., strategy: _Optional[str] = ..., experiment_id: _Optional[str] = ..., arm: _Optional[str] = ...) -> None: ...
 
 class SimilarItemsRequest(_message.Message):
-    __slots__ = ("item_id", "k", "filters", "channel", "customer_id", "request_id")
+    __slots__ = ("item_id", "k", "filters", "channel", "customer_id", "request_id", "placement")
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
     item_id: str
     k: int
     filters: Filters
     channel: str
     customer_id: str
     request_id: str
-    def __init__(self, item_id: _Optional[str] = ..., k: _Optional[int] = ..., filters: _Optional[_Union[Filters, _Mapping]] = ..., channel: _Optional[str] = ..., customer_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    placement: str
+    def __init__(self, item_id: _Optional[str] = ..., k: _Optional[int] = ..., filters: _Optional[_Union[Filters, _Mapping]] = ..., channel: _Optional[str] = ..., customer_id: _Optional[str] = ..., request_id: _Optional[str] = ..., placement: _Optional[str] = ...) -> None: ...
 
 class SimilarItemsResponse(_message.Message):
-    __slots__ = ("items", "model_version", "request_id")
+    __slots__ = ("items", "model_version", "request_id", "recommendation_id")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    RECOMMENDATION_ID_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[ScoredItem]
     model_version: str
     request_id: str
-    def __init__(self, items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., model_version: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    recommendation_id: str
+    def __init__(self, items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., model_version: _Optional[str] = ..., request_id: _Optional[str] = ..., recommendation_id: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
     __slots__ = ("event_id", "customer_id", "session_id", "event_type", "item_id", "quantity", "price", "channel", "store_id", "timestamp_ms", "attributes")
@@ -248,7 +262,7 @@ class BasketLine(_message.Message):
     def __init__(self, item_id: _Optional[str] = ..., quantity: _Optional[float] = ..., unit_price: _Optional[float] = ...) -> None: ...
 
 class NextBestOfferRequest(_message.Message):
-    __slots__ = ("customer_id", "channel", "store_id", "country", "basket", "n", "request_id")
+    __slots__ = ("customer_id", "channel", "store_id", "country", "basket", "n", "request_id", "placement")
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     STORE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -256,6 +270,7 @@ class NextBestOfferRequest(_message.Message):
     BASKET_FIELD_NUMBER: _ClassVar[int]
     N_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
     customer_id: str
     channel: str
     store_id: str
@@ -263,7 +278,8 @@ class NextBestOfferRequest(_message.Message):
     basket: _containers.RepeatedCompositeFieldContainer[BasketLine]
     n: int
     request_id: str
-    def __init__(self, customer_id: _Optional[str] = ..., channel: _Optional[str] = ..., store_id: _Optional[str] = ..., country: _Optional[str] = ..., basket: _Optional[_Iterable[_Union[BasketLine, _Mapping]]] = ..., n: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+    placement: str
+    def __init__(self, customer_id: _Optional[str] = ..., channel: _Optional[str] = ..., store_id: _Optional[str] = ..., country: _Optional[str] = ..., basket: _Optional[_Iterable[_Union[BasketLine, _Mapping]]] = ..., n: _Optional[int] = ..., request_id: _Optional[str] = ..., placement: _Optional[str] = ...) -> None: ...
 
 class Offer(_message.Message):
     __slots__ = ("offer_id", "name", "score", "propensity", "value", "affinity", "passed_rules", "caps_left")
@@ -293,7 +309,7 @@ class Offer(_message.Message):
     def __init__(self, offer_id: _Optional[str] = ..., name: _Optional[str] = ..., score: _Optional[float] = ..., propensity: _Optional[float] = ..., value: _Optional[float] = ..., affinity: _Optional[float] = ..., passed_rules: _Optional[_Iterable[str]] = ..., caps_left: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class NextBestOfferResponse(_message.Message):
-    __slots__ = ("decision_id", "offers", "reason", "strategy", "experiment_id", "arm", "segment", "catalog_version", "request_id", "rejected")
+    __slots__ = ("decision_id", "offers", "reason", "strategy", "experiment_id", "arm", "segment", "catalog_version", "request_id", "rejected", "recommendation_id")
     class RejectedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -311,6 +327,7 @@ class NextBestOfferResponse(_message.Message):
     CATALOG_VERSION_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     REJECTED_FIELD_NUMBER: _ClassVar[int]
+    RECOMMENDATION_ID_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     offers: _containers.RepeatedCompositeFieldContainer[Offer]
     reason: str
@@ -321,7 +338,8 @@ class NextBestOfferResponse(_message.Message):
     catalog_version: str
     request_id: str
     rejected: _containers.ScalarMap[str, str]
-    def __init__(self, decision_id: _Optional[str] = ..., offers: _Optional[_Iterable[_Union[Offer, _Mapping]]] = ..., reason: _Optional[str] = ..., strategy: _Optional[str] = ..., experiment_id: _Optional[str] = ..., arm: _Optional[str] = ..., segment: _Optional[str] = ..., catalog_version: _Optional[str] = ..., request_id: _Optional[str] = ..., rejected: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    recommendation_id: str
+    def __init__(self, decision_id: _Optional[str] = ..., offers: _Optional[_Iterable[_Union[Offer, _Mapping]]] = ..., reason: _Optional[str] = ..., strategy: _Optional[str] = ..., experiment_id: _Optional[str] = ..., arm: _Optional[str] = ..., segment: _Optional[str] = ..., catalog_version: _Optional[str] = ..., request_id: _Optional[str] = ..., rejected: _Optional[_Mapping[str, str]] = ..., recommendation_id: _Optional[str] = ...) -> None: ...
 
 class SubscribeActionsRequest(_message.Message):
     __slots__ = ("after_seq", "kinds", "max_actions", "request_id")
