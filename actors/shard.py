@@ -109,6 +109,7 @@ class CustomerShardLogic:
         # are credited to (engine/attribution.py); the tier's budget shared by the partitions
         self.attribution = attribution
         self.made = MadeLog(max(100, attribution.lists_kept // partitions), int(attribution.window_minutes * 60_000))
+        self.annotated_from: dict[int, Event] = {}
         self.experiment = experiment
         self._arm_rankings: dict[str, tuple[RankingConfig, RankingConfig]] = {}
 
@@ -344,17 +345,23 @@ class CustomerShardLogic:
                 self.serving.outcomes.not_credited(event.event_type, why)
 
     def _annotated(self, events: list[Event]) -> list[Event]:
-        """The events with what recommendation each is credited to written on them (annotate)."""
+        """The events with what recommendation each is credited to written on them (annotate). An
+        annotated event is a new value: ``self.annotated_from`` maps it back to the caller's, so the
+        acknowledgement counts it in its caller's chunk (until the next screening)."""
         now, taken, out = _now_ms(), set(), []
+        self.annotated_from = {}
         window = int(self.attribution.purchase_window_hours * 3_600_000)
         for event in events:
             if event.event_type in ("impression", "click", "add_to_cart", "purchase") and not is_copy(event):
                 state = self.customers.get(event.customer_id)
+                given = event
                 event, why = annotate(event, self.made, state.rec_clicks if state is not None else None, taken,
                                       now, window)
                 if why in ("unknown", "repeat"):
                     event = dataclasses.replace(event, attributes=tuple(sorted(
                         dict(event.attributes, **{REC_VIA: why}).items())))
+                if event is not given:
+                    self.annotated_from[id(event)] = given
             out.append(event)
         return out
 
@@ -378,7 +385,8 @@ class CustomerShardLogic:
         chunk (accepted, duplicates, ignored). The write path's last step, shared by the actor's
         group commit (actors/shard_writer.py) and ``track``."""
         applied = self.apply_committed(kept, seqs)
-        outcome = {id(event): ok for event, ok in zip(kept, applied)}
+        given = self.annotated_from
+        outcome = {id(given.get(id(event), event)): ok for event, ok in zip(kept, applied)}
         results = []
         for chunk in chunks:
             mine = [outcome[id(e)] for e in chunk if id(e) in outcome]

@@ -138,22 +138,80 @@ def cmd_webhooks(args) -> int:
 
 
 def cmd_experiments(args) -> int:
+    if args.action == "simulate":
+        return _simulate_shoppers(args)
     from actors.store import open_store
     from engine.config import absolute_store_url
     from engine.decisioning import experiment_report, format_report
     from engine.offer_log import experiment_outcomes
+    from engine import rec_report
 
     store = open_store(absolute_store_url(args.store))
     try:
+        if args.of in ("all", "recommendations"):
+            rows = rec_report.report(store.export_events(), by=args.by, baseline=args.baseline)
+            print("# recommendations: what the lists earned, by " + ("experiment arm" if args.by == "arm" else
+                                                                     "surface and strategy"))
+            print(rec_report.format_report(rows, by=args.by) if rows else
+                  "no impressions credited to a recommendation stored yet")
+            if args.of == "recommendations":
+                return 0
+            print()
         outcomes = experiment_outcomes(store.export_events(), window_days=args.window_days, as_of_ms=args.as_of_ms)
     finally:
         store.close()
+    if args.of == "all":
+        print("# offers: next-best-offer experiments")
     if args.complete_only:
         outcomes = [o for o in outcomes if not o.window_open]
     if not outcomes:
         print("no experiment exposures stored yet" + (" whose window is over" if args.complete_only else ""))
         return 0
     print(format_report(experiment_report(outcomes, baseline=args.baseline), window_days=args.window_days))
+    return 0
+
+
+def _simulate_shoppers(args) -> int:
+    """Simulated shoppers against a running service (recommenders/traffic_simulation.py): the
+    model's customers, each shown ``rounds`` lists, clicking what is to their taste (the items they
+    bought in the training data) more often than the rest; everything through the public gRPC API."""
+    import numpy as np
+
+    from recommenders.bundle import load_bundle, resolve_bundle_path
+    from recommenders.runtime import ModelRuntime
+    from recommenders.traffic_simulation import ClickModel, shopper_events
+    from recsys.client import Client, Event
+
+    path = resolve_bundle_path(args.model_dir)
+    if path is None:
+        print(f"no model in {args.model_dir}", file=sys.stderr)
+        return 2
+    bundle = load_bundle(path)
+    model = ModelRuntime(bundle.arrays, bundle.manifest)
+    rng = np.random.default_rng(args.seed)
+    customers = [str(c) for c in rng.permutation(bundle.arrays["user_ids"])[:args.customers]]
+    key = args.key or (DEMO_KEY_FILE.read_text().strip() if DEMO_KEY_FILE.exists() else None)
+    arms: dict[str, int] = {}
+    sent = 0
+    with Client(args.target, key, timeout=10.0) as client:
+        for n, customer in enumerate(customers):
+            taste = {h["item_id"] for h in model.customer_record(customer)["history"]}
+            for r in range(args.rounds):
+                answer = client.recommend(customer, k=10, channel=args.channel, placement=args.placement)
+                arms[f"{answer.experiment_id}/{answer.arm}"] = arms.get(f"{answer.experiment_id}/{answer.arm}", 0) + 1
+                items = [(i.item_id, float(model.item_price[model.item_index[i.item_id]])
+                          if i.item_id in model.item_index else 0.0) for i in answer.items]
+                events = shopper_events(customer, answer.recommendation_id, items, taste.__contains__, ClickModel(),
+                                        rng, f"sim-{args.seed}-{customer}-{r}", channel=args.channel)
+                if events:
+                    client.track([Event(e["event_id"], e["customer_id"], e["event_type"], e["item_id"],
+                                        e["channel"], e.get("quantity"), e.get("price"),
+                                        attributes=e["attributes"]) for e in events])
+                    sent += len(events)
+            if (n + 1) % 100 == 0:
+                print(f"{n + 1}/{len(customers)} customers", file=sys.stderr)
+    print(json.dumps({"customers": len(customers), "lists": len(customers) * args.rounds, "events": sent,
+                      "lists_per_arm": arms}))
     return 0
 
 
@@ -669,9 +727,23 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--chart", help="PNG latency chart")
     load.set_defaults(func=cmd_loadtest)
 
-    experiments = sub.add_parser("experiments", help="per-arm read-out of the offer experiments")
-    experiments.add_argument("action", choices=["report"])
+    experiments = sub.add_parser("experiments", help="read-out of the recommendation and offer experiments; "
+                                                     "simulated shoppers")
+    experiments.add_argument("action", choices=["report", "simulate"])
     experiments.add_argument("--store", default=defaults.store_url)
+    experiments.add_argument("--of", choices=["all", "recommendations", "offers"], default="all",
+                             help="report: which read-out")
+    experiments.add_argument("--by", choices=["arm", "surface"], default="arm",
+                             help="report: recommendations by experiment arm, or by list, channel, placement "
+                                  "and strategy")
+    experiments.add_argument("--target", default="127.0.0.1:9000", help="simulate: the service's gRPC address")
+    experiments.add_argument("--key", help=f"simulate: API key (default: {DEMO_KEY_FILE} when present)")
+    experiments.add_argument("--model-dir", default=defaults.model_dir, help="simulate: whose customers shop")
+    experiments.add_argument("--customers", type=int, default=300, help="simulate: how many shoppers")
+    experiments.add_argument("--rounds", type=int, default=2, help="simulate: lists shown to each")
+    experiments.add_argument("--channel", default="web")
+    experiments.add_argument("--placement", default="home")
+    experiments.add_argument("--seed", type=int, default=1)
     experiments.add_argument("--window-days", type=float, default=defaults.offers.experiment_window_days,
                              help="a customer converts by buying a target item within this many days "
                                   "of their first exposure")

@@ -11,6 +11,8 @@ from engine.auth import ApiKey, AuthConfig, generate_key, hash_key
 from tests.ports import free_port
 
 OFFERS_TEST_CATALOG = Path(__file__).with_name("offers_test.toml")
+# the placement the shared service's recommendation experiment runs on (test_experiments_live.py)
+EXPERIMENT_PLACEMENT = "exp_home"
 # a short cart-abandonment timer (2.4 s), so a test can wait for it
 CART_ABANDON_MINUTES = 0.04
 KEYS = {name: generate_key() for name in ("admin", "reader", "limited", "small")}
@@ -100,7 +102,7 @@ def ray_session():
 
 @pytest.fixture(scope="session")
 def service(ray_session, synthetic_bundle, tmp_path_factory):
-    from engine.config import OffersConfig, ServeConfig
+    from engine.config import OffersConfig, RecArm, RecExperiment, ServeConfig
     from engine.scaling import ScalingConfig
     from gateway.server import start_service
 
@@ -112,7 +114,11 @@ def service(ray_session, synthetic_bundle, tmp_path_factory):
                          owners=ScalingConfig(min_owners=2, max_owners=4), autoscale_owners=False,
                          model_dir=str(tmp_path_factory.mktemp("models")),
                          max_body_bytes=200_000, max_events_per_request=100,
-                         store_url=f"sqlite:///{tmp_path_factory.mktemp('store')}/recsys.db", auth=AUTH)
+                         store_url=f"sqlite:///{tmp_path_factory.mktemp('store')}/recsys.db", auth=AUTH,
+                         # only on its own placement: the other tests' lists are the served ranking's
+                         recommend_experiment=RecExperiment(
+                             "it-arms", (RecArm("control", 0.5, strategy="popularity"), RecArm("personal", 0.5)),
+                             placements=(EXPERIMENT_PLACEMENT,)))
     endpoints = Endpoints(f"http://127.0.0.1:{config.http_port}", f"127.0.0.1:{config.grpc_port}", config,
                           synthetic_bundle, start_service(config, synthetic_bundle))
     yield endpoints

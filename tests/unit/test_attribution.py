@@ -107,9 +107,9 @@ def test_impressions_clicks_and_purchases_are_credited_to_the_list_once_each(own
         assert answer.recommendation_id.startswith("r") and answer.strategy == "blend"
         items = [i.item_id for i in answer.items]
         rec = answer.recommendation_id
-        await track(core, *[ev("c1", "impression", item, rec) for item in items])
-        await track(core, ev("c1", "impression", items[0], rec),  # the same item of the same list again
-                    ev("c1", "click", items[2], rec))
+        assert await track(core, *[ev("c1", "impression", item, rec) for item in items]) == [(5, 0, 0)]
+        assert await track(core, ev("c1", "impression", items[0], rec),  # the same item of the same list again
+                           ev("c1", "click", items[2], rec)) == [(2, 0, 0)]
         # bought at the till later, without the id: credited to the web click, once
         await track(core, ev("c1", "add_to_cart", items[2], rec), ev("c1", "purchase", items[2], price=4.0,
                                                                       channel="pos"))
