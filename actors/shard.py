@@ -350,13 +350,22 @@ class CustomerShardLogic:
         acknowledgement counts it in its caller's chunk (until the next screening)."""
         now, taken, out = _now_ms(), set(), []
         self.annotated_from = {}
+        # the customers' last clicks as this batch leaves them: a click and the purchase after it may
+        # come in one batch (copies: the state is only changed when the batch is applied)
+        clicks: dict[str, dict] = {}
         window = int(self.attribution.purchase_window_hours * 3_600_000)
         for event in events:
             if event.event_type in ("impression", "click", "add_to_cart", "purchase") and not is_copy(event):
-                state = self.customers.get(event.customer_id)
+                mine = clicks.get(event.customer_id)
+                if mine is None:
+                    state = self.customers.get(event.customer_id)
+                    known = state.rec_clicks if state is not None else None
+                    mine = clicks[event.customer_id] = {item: list(entry) for item, entry in (known or {}).items()}
                 given = event
-                event, why = annotate(event, self.made, state.rec_clicks if state is not None else None, taken,
-                                      now, window)
+                event, why = annotate(event, self.made, mine, taken, now, window)
+                credit = credited_outcome(event)
+                if credit is not None:
+                    record_credit(mine, None, event, *credit)
                 if why in ("unknown", "repeat"):
                     event = dataclasses.replace(event, attributes=tuple(sorted(
                         dict(event.attributes, **{REC_VIA: why}).items())))

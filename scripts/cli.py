@@ -206,7 +206,7 @@ def _simulate_shoppers(args) -> int:
                 if events:
                     client.track([Event(e["event_id"], e["customer_id"], e["event_type"], e["item_id"],
                                         e["channel"], e.get("quantity"), e.get("price"),
-                                        attributes=e["attributes"]) for e in events])
+                                        attributes=e.get("attributes", {})) for e in events])
                     sent += len(events)
             if (n + 1) % 100 == 0:
                 print(f"{n + 1}/{len(customers)} customers", file=sys.stderr)

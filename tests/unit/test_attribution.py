@@ -110,6 +110,9 @@ def test_impressions_clicks_and_purchases_are_credited_to_the_list_once_each(own
         assert await track(core, *[ev("c1", "impression", item, rec) for item in items]) == [(5, 0, 0)]
         assert await track(core, ev("c1", "impression", items[0], rec),  # the same item of the same list again
                            ev("c1", "click", items[2], rec)) == [(2, 0, 0)]
+        # a click and the purchase after it in one batch (an app that sends its events in bulk)
+        await track(core, ev("c1", "click", items[3], rec), ev("c1", "purchase", items[3], price=1.5),
+                    ev("c1", "purchase", items[3], price=1.5))
         # bought at the till later, without the id: credited to the web click, once
         await track(core, ev("c1", "add_to_cart", items[2], rec), ev("c1", "purchase", items[2], price=4.0,
                                                                       channel="pos"))
@@ -119,19 +122,21 @@ def test_impressions_clicks_and_purchases_are_credited_to_the_list_once_each(own
         assert credits[:5] == [("impression", item, rec, str(n + 1), "id") for n, item in enumerate(items)]
         assert credits[5] == ("impression", items[0], None, None, "repeat")
         assert credits[6] == ("click", items[2], rec, "3", "id")
-        assert credits[7] == ("add_to_cart", items[2], rec, "3", "id")
-        assert credits[8] == ("purchase", items[2], rec, "3", "click")
-        assert credits[9] == ("purchase", items[2], None, None, None)  # a second purchase earns nothing more
-        labels = dict(got[8].attributes)
+        assert credits[7:10] == [("click", items[3], rec, "4", "id"), ("purchase", items[3], rec, "4", "click"),
+                                 ("purchase", items[3], None, None, None)]
+        assert credits[10] == ("add_to_cart", items[2], rec, "3", "id")
+        assert credits[11] == ("purchase", items[2], rec, "3", "click")
+        assert credits[12] == ("purchase", items[2], None, None, None)  # a second purchase earns nothing more
+        labels = dict(got[11].attributes)
         assert (labels["rec_list"], labels["rec_channel"], labels["rec_placement"], labels["rec_model"]) == (
             "recommend", "web", "home", answer.model_version)
         counts = outcome_counts(core)
         assert counts[("impression", "recommend", "home", "blend")] == 5
-        assert counts[("click", "recommend", "home", "blend")] == 1
-        assert counts[("purchase", "recommend", "home", "blend")] == 1
+        assert counts[("click", "recommend", "home", "blend")] == 2
+        assert counts[("purchase", "recommend", "home", "blend")] == 2
         revenue = sum(v for k, v in core.serving.outcomes.samples().items()
                       if k[3] == "recsys_recommendation_revenue_total")
-        assert revenue == 4.0
+        assert revenue == 5.5
     run(scenario())
 
 
@@ -237,4 +242,23 @@ def test_experiment_arms_are_stable_per_customer_and_rank_as_configured(owner):
         await track(core, ev(arms["holdout"][0][0], "impression", arms["holdout"][0][1].items[0].item_id,
                              arms["holdout"][0][1].recommendation_id))
         assert dict(stored(core, arms["holdout"][0][0])[0].attributes)["rec_arm"] == "holdout"
+    run(scenario())
+
+
+def test_after_a_crash_the_log_replay_marks_what_was_credited(owner):
+    """A list in the partition's snapshot, credited after it, then a crash (a new owner takes the
+    partition without a hand-over): the replay of the stored events marks the credit again."""
+    async def scenario():
+        core = await owner()
+        answer = recommend(core, "c8")
+        rec, first = answer.recommendation_id, answer.items[0].item_id
+        held = core.held[core.partition_of("c8")]
+        held.logic.write_snapshot()  # as every snapshot_every events, or at a move
+        await track(core, ev("c8", "impression", first, rec), ev("c8", "click", first, rec))
+        core = await owner()  # the old owner is gone without writing anything more
+        await track(core, ev("c8", "click", first, rec), ev("c8", "purchase", first, price=1.0),
+                    ev("c8", "purchase", first, price=1.0))
+        assert [credit_of(e) for e in stored(core, "c8")] == [(rec, "1", "id"), (rec, "1", "id"),
+                                                               (None, None, "repeat"), (rec, "1", "click"),
+                                                               (None, None, None)]
     run(scenario())
