@@ -27,8 +27,9 @@ from engine.queries import RecommendQuery
 from engine.validation import require_id
 from engine.sharding import partition_for
 
+# strategy, experiment_id, arm: how the customer's list was made (their recommendation experiment arm, as online)
 COLUMNS = ("customer_id", "rank", "item_id", "score", "reasons", "personalized", "marketing_consent",
-           "model_version", "error")
+           "model_version", "strategy", "experiment_id", "arm", "error")
 MOVE_RETRIES = 8
 
 
@@ -62,7 +63,8 @@ def _ask_owners(customers: Sequence[str], spec: BatchSpec, routes: list[str | No
             again.extend(ids)
             continue
         queries = [(RecommendQuery(customer_id=c, channel=spec.channel, k=spec.k), spec.now_ms) for c in ids]
-        calls.append((ids, handle.recommend_many.remote(queries), handle.marketing_consents.remote(ids)))
+        # not remembered for attribution: a campaign's lists would push the online ones out of the owners' memory
+        calls.append((ids, handle.recommend_many.remote(queries, False), handle.marketing_consents.remote(ids)))
     answered = {}
     for ids, ranked, consents in calls:
         try:
@@ -96,21 +98,22 @@ def rank_chunk(customers: list[str], spec: BatchSpec) -> list[tuple]:
     rows = []
     for customer in customers:
         if customer not in answered:
-            rows.append((customer, 0, "", None, "", None, None, "", "its partition is moving: try again"))
+            rows.append((customer, 0, "", None, "", None, None, "", "", "", "", "its partition is moving: try again"))
             continue
         result, consent = answered[customer]
         if isinstance(result, Exception) or isinstance(consent, Exception):
             failed = result if isinstance(result, Exception) else consent
             message = failed.message if isinstance(failed, InvalidArgument) else "internal error (see the owner's log)"
-            rows.append((customer, 0, "", None, "", None, None, "", message))
+            rows.append((customer, 0, "", None, "", None, None, "", "", "", "", message))
             continue
         consent = bool(consent)
         for rank, item in enumerate(result.items, 1):
             rows.append((customer, rank, item.item_id, round(float(item.score), 6), ";".join(item.reasons),
-                         result.personalized, consent, result.model_version, ""))
+                         result.personalized, consent, result.model_version, result.strategy, result.experiment_id,
+                         result.arm, ""))
         if not result.items:
             rows.append((customer, 0, "", None, ";".join(result.reasons), result.personalized, consent,
-                         result.model_version, ""))
+                         result.model_version, result.strategy, result.experiment_id, result.arm, ""))
     return rows
 
 
@@ -187,7 +190,8 @@ class RowWriter:
 
         schema = pa.schema([("customer_id", pa.string()), ("rank", pa.int32()), ("item_id", pa.string()),
                             ("score", pa.float64()), ("reasons", pa.string()), ("personalized", pa.bool_()),
-                            ("marketing_consent", pa.bool_()), ("model_version", pa.string()), ("error", pa.string())])
+                            ("marketing_consent", pa.bool_()), ("model_version", pa.string()), ("strategy", pa.string()),
+                            ("experiment_id", pa.string()), ("arm", pa.string()), ("error", pa.string())])
         table = pa.Table.from_pylist([dict(zip(COLUMNS, row)) for row in rows], schema=schema)
         if self._parquet is None:
             self._parquet = pq.ParquetWriter(self.path, schema)

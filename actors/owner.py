@@ -202,10 +202,12 @@ class OwnerCore:
             self.fenced += 1
 
     # -- requests ----------------------------------------------------------------------------------
-    def recommend_many(self, requests: list[tuple[RecommendQuery, int]]) -> list[Recommendations | Exception]:
+    def recommend_many(self, requests: list[tuple[RecommendQuery, int]],
+                       remember: bool = True) -> list[Recommendations | Exception]:
         """Several Recommends in one call (the ingress coalesces them under load); an error is
         returned in its request's place, so it fails that request only (a partition that moved:
-        the ingress sends that one again)."""
+        the ingress sends that one again). ``remember``: the lists are kept for attribution and get
+        a recommendation id (False: a campaign's batch, engine/attribution.py)."""
         out: list[Recommendations | Exception] = []
         self.requests += len(requests)
         for query, now_ms in requests:
@@ -215,7 +217,7 @@ class OwnerCore:
                 now = now_ms or _now_ms()
                 result = held.logic.recommend(query, now)
                 out.append(held.logic.remember("recommend", query.customer_id, query.channel, query.placement, result,
-                                               now))
+                                               now) if remember else result)
             except RecsysError as exc:
                 out.append(exc)
             except Exception as exc:  # noqa: BLE001 - a bug: logged here, where its traceback is
@@ -609,8 +611,8 @@ class PartitionOwner:
         return samples
 
     # -- requests from other processes (for this owner's partitions only) ------------------------
-    async def recommend_many(self, requests: list) -> list:
-        return self.core.recommend_many(requests)
+    async def recommend_many(self, requests: list, remember: bool = True) -> list:
+        return self.core.recommend_many(requests, remember)
 
     async def similar(self, query: SimilarQuery) -> Recommendations:
         return self.core.similar(query)

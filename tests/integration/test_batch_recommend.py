@@ -52,6 +52,8 @@ def test_a_campaign_list_is_ranked_as_online_with_live_state_and_consent(tmp_pat
         assert [int(r["rank"]) for r in rows] == list(range(1, 6)) and not any(r["error"] for r in rows)
         assert {r["model_version"] for r in rows} == {online.model_version}
         assert {r["personalized"] for r in rows} == {str(online.personalized)}
+        assert {(r["strategy"], r["experiment_id"], r["arm"]) for r in rows} == {
+            (online.strategy, online.experiment_id, online.arm)}
     # the live session counts (its items are left out, as online), consent is the customer's own
     assert {r["item_id"] for r in got[live]}.isdisjoint({"i0003", "i0004", "i0005"})
     assert got[private][0]["personalized"] == "False" and got[private][0]["marketing_consent"] == "True"
