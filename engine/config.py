@@ -300,7 +300,7 @@ class AttributionConfig:
     # from a recommendation, if the click was at most this long before
     purchase_window_hours: float = 24.0
     # lists remembered for attribution across the whole customer tier (each partition keeps its
-    # share, the oldest forgotten first; about 300 bytes each with 10 items)
+    # share, the oldest forgotten first; about 650 bytes each with 10 items: benchmarks/attribution_overhead.py)
     lists_kept: int = 200_000
     placements: tuple[str, ...] = DEFAULT_PLACEMENTS
 
