@@ -430,6 +430,14 @@ class OwnerCore:
         outcomes = experiment_outcomes(self.store.export_events(), window_days=window_days)
         return [asdict(row) for row in experiment_report(outcomes)] if outcomes else []
 
+    def recommendation_report(self, by: str = "arm") -> list[dict[str, Any]]:
+        """What the recommendations earned, read out from the stored events (engine.rec_report)."""
+        from dataclasses import asdict
+
+        from engine.rec_report import report
+
+        return [asdict(row) for row in report(self.store.export_events(), by=by)]
+
     def offer_catalog(self) -> dict[str, Any]:
         """The offer catalogue in force here, as plain values (the console shows it)."""
         from dataclasses import asdict
@@ -680,6 +688,9 @@ class PartitionOwner:
 
     async def experiment_report(self, window_days: float) -> list[dict[str, Any]]:
         return await self._io(self.core.experiment_report, window_days)
+
+    async def recommendation_report(self, by: str = "arm") -> list[dict[str, Any]]:
+        return await self._io(self.core.recommendation_report, by)
 
     async def health(self) -> dict[str, Any]:
         self._start_timers()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import html
 import time
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -192,10 +192,53 @@ def _interval_bar(low: float, high: float, value: float, scale: float) -> str:
             f'<line x1="{x(high):.1f}" x2="{x(high):.1f}" y1="2" y2="12" stroke="#000"/></svg>')
 
 
-def experiments(rows: list[Mapping[str, Any]], window_days: float) -> str:
+def experiments(rows: list[Mapping[str, Any]], window_days: float,
+                lists: Sequence[Mapping[str, Any]] = ()) -> str:
+    """The offer experiments' arms (``rows``: engine.decisioning.experiment_report) and what the
+    recommendation lists earned per experiment arm (``lists``: engine.rec_report.report by arm)."""
+    return page("experiments", _offer_experiments(rows, window_days) + _list_experiments(lists),
+                active="experiments")
+
+
+def _list_experiments(lists: Sequence[Mapping[str, Any]]) -> str:
+    head = "<h2>Recommendations</h2>"
+    if not lists:
+        return head + "<p id=\"rec-message\">No impressions credited to a recommendation stored yet.</p>"
+    rates = [r["ctr"] for r in lists]
+    scale = max([r["high"] for r in rates if r["high"] == r["high"]] + [0.01])
+    table_rows = []
+    for r in lists:
+        ctr = r["ctr"]
+        experiment, arm = (r["key"][0] or "(none)"), (r["key"][1] or "(none)")
+        if r["baseline"]:
+            d = r["ctr_diff"]
+            diff = f"{_with_interval(d, '+.4f')} vs {esc(r['baseline'][1])}"
+        else:
+            diff = "baseline" if r["key"][0] else ""
+        rpi = r["revenue_per_impression"]
+        table_rows.append((esc(experiment), esc(arm), r["customers"], r["impressions"], r["clicks"],
+                           _with_interval(ctr, ".4f"),
+                           _interval_bar(ctr["low"], ctr["high"], ctr["value"], scale), diff,
+                           f"{rpi['value']:.3f}"))
+    return (head + "<p>Impressions, clicks and purchases credited to the lists each arm made; the customer is the "
+            "unit, 95% delta-method intervals (engine.rec_report, as <code>recsys experiments report</code>).</p>"
+            + table(["experiment", "arm", "customers", "impressions", "clicks", "CTR [95%]", "", "difference [95%]",
+                     "revenue/impression"], table_rows, "recommendations"))
+
+
+def _with_interval(rate: Mapping[str, float], spec: str) -> str:
+    """A rate and its 95% interval ("n/a" for what one customer cannot give)."""
+    if rate["value"] != rate["value"]:
+        return "n/a"
+    if rate["low"] != rate["low"]:
+        return f"{rate['value']:{spec}} [n/a]"
+    return f"{rate['value']:{spec}} [{rate['low']:{spec}}, {rate['high']:{spec}}]"
+
+
+def _offer_experiments(rows: list[Mapping[str, Any]], window_days: float) -> str:
+    head = "<h2>Offers</h2>"
     if not rows:
-        body = "<p id=\"message\">No experiment exposures stored yet.</p>"
-        return page("experiments", body, active="experiments")
+        return head + "<p id=\"message\">No experiment exposures stored yet.</p>"
     scale = max([r["conversion_ci"][1] for r in rows if r["conversion_ci"][1] == r["conversion_ci"][1]] + [0.01])
     table_rows = []
     for r in rows:
@@ -209,12 +252,11 @@ def experiments(rows: list[Mapping[str, Any]], window_days: float) -> str:
                            r["exposures"], r["customers"], r["conversions"],
                            f"{r['conversion_rate']:.3f} [{low:.3f}, {high:.3f}]",
                            _interval_bar(low, high, r["conversion_rate"], scale), diff, f"{r['revenue']:.2f}"))
-    body = (f"<p>Each exposed customer converts by buying an offer's target within {window_days:g} days of their "
+    return (head + f"<p>Each exposed customer converts by buying an offer's target within {window_days:g} days of their "
             "first exposure; 95% Wilson intervals (engine.decisioning.experiment_report, as "
             "<code>recsys experiments report</code>).</p>"
             + table(["experiment", "arm", "exposures", "customers", "conversions", "conversion rate [95%]", "",
                      "difference [95%]", "revenue"], table_rows, "experiments"))
-    return page("experiments", body, active="experiments")
 
 
 # -- one customer -------------------------------------------------------------------------------

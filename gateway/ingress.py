@@ -436,7 +436,8 @@ class Ingress:
         async def render(_key):
             window = self.settings.experiment_window_days
             rows = await self.owners.any_owner(lambda owner: owner.experiment_report.remote(window))
-            return console.experiments(rows, window)
+            lists = await self.owners.any_owner(lambda owner: owner.recommendation_report.remote("arm"))
+            return console.experiments(rows, window, lists)
         return await self._console(request, render)
 
     @app.get("/console/customer")

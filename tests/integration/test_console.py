@@ -14,7 +14,7 @@ import pytest
 from recommenders.bundle import save_bundle
 from recommenders.training import TrainParams, train
 from recsys.client import Client, Event
-from tests.integration.conftest import KEYS
+from tests.integration.conftest import EXPERIMENT_PLACEMENT, KEYS
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts" / "console"
 
@@ -102,6 +102,10 @@ def test_the_console_logs_in_shows_every_page_promotes_and_erases(browser, servi
                       Event(uuid.uuid4().hex, customer, "add_to_cart", item_id="i0004", channel="app")])
         for _ in range(5):
             client.recommend(customer, k=5)
+        # a list of the shared service's recommendation experiment, and its impression
+        listed = client.recommend("c42", k=3, placement=EXPERIMENT_PLACEMENT)
+        client.track([Event(uuid.uuid4().hex, "c42", "impression", item_id=listed.items[0].item_id,
+                            attributes={"recommendation_id": listed.recommendation_id})])
     # pages need the admin key: none, or one without the scope, gets the login page
     assert httpx.get(base + "/console", timeout=30).status_code == 401
     assert httpx.post(base + "/console/models/rollback", timeout=30).status_code == 401
@@ -138,6 +142,8 @@ def test_the_console_logs_in_shows_every_page_promotes_and_erases(browser, servi
 
     browser.get(base + "/console/experiments")
     assert "No experiment exposures" in text(browser, "#message")  # the test catalogue runs none
+    assert f"it-arms {listed.arm}" in text(browser, "#recommendations")
+    shot(browser, "experiments")
 
     # the customer: their events across channels, what they would get now with the reasons
     browser.get(base + "/console/customer")

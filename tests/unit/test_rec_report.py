@@ -118,3 +118,30 @@ def test_a_known_better_arm_is_found(shop):
     assert significant(personal.revenue_diff) and personal.revenue_diff.low > 0
     text = format_report(list(rows.values()))
     assert "*" in text.splitlines()[-3] or "*" in text
+
+
+def test_the_consoles_experiments_page_shows_the_lists_arms_with_their_intervals(shop):
+    from dataclasses import asdict
+
+    from gateway import console
+
+    core = asyncio.run(shop(RecExperiment("lift", (RecArm("control", 0.5, strategy="popularity"),
+                                                   RecArm("personal", 0.5)))))
+    rows = [asdict(r) for r in simulate(core, [f"c{n}" for n in range(120)], rounds=1, seed=13)]
+    page = console.experiments([], 14, rows)
+    personal = next(r for r in rows if r["key"] == ("lift", "personal"))
+    ctr, diff = personal["ctr"], personal["ctr_diff"]
+    assert f"{ctr['value']:.4f} [{ctr['low']:.4f}, {ctr['high']:.4f}]" in page
+    assert f"{diff['value']:+.4f} [{diff['low']:+.4f}, {diff['high']:+.4f}] vs control" in page
+    assert page.count("<svg") == 2 and "No experiment exposures" in page  # no offer experiment
+    assert "No impressions credited" in console.experiments([], 14, [])
+
+
+def test_one_customer_or_none_gives_no_interval_rather_than_nan():
+    from dataclasses import asdict
+
+    from gateway import console
+
+    rows = report([credited("c1", "impression", "e", "a", 1)])
+    assert rows[0].ctr.value == 0.0 and math.isnan(rows[0].ctr.low)
+    assert "[n/a]" in console.experiments([], 14, [asdict(r) for r in rows]) and "nan" not in format_report(rows)
