@@ -362,10 +362,11 @@ class OwnerCore:
         state = logic.customers.get(customer_id)
         return sorted(state.linked) if state is not None and state.linked else []
 
-    async def link_begin(self, alias: str, profile: str, kind: str, now_ms: int) -> tuple[list[Event], int]:
+    async def link_begin(self, alias: str, profile: str, kind: str, now_ms: int) -> tuple[list[Event], int, list]:
         """Link ``alias`` to ``profile``: store where the id points (from then on every request and
         event under it goes to the profile), then return what the id did, as the profile's events,
-        and when the link was stored. Idempotent: a link to the same profile returns the same.
+        when the link was stored, and the lists recommended to the id lately, as the profile's
+        (handed over once: ``adopt_lists`` in the profile's partition). Idempotent: a link to the same profile returns the same.
         Conflict if the id is linked to another profile, or has linked ids of its own."""
         held = self._held(self.partition_of(alias))
         logic = held.logic
@@ -381,9 +382,15 @@ class OwnerCore:
             # is answered, all the id's events are in the store, and none can come after
             await held.writer.submit([])
             events = await self._io(self.store.customer_events, alias)
-            return copies_for_profile(events, alias, profile), logic.links[alias][3]
+            return copies_for_profile(events, alias, profile), logic.links[alias][3], logic.made.take(alias, profile)
         finally:
             held.inflight -= 1
+
+    def adopt_lists(self, profile: str, lists: list) -> None:
+        """A linked id's recent lists, now the profile's: its events under either id earn them credit."""
+        logic = self._held(self.partition_of(profile)).logic
+        _answers_for_itself(logic, profile)
+        logic.made.adopt(lists)
 
     async def link_done(self, alias: str, profile: str, now_ms: int) -> bool:
         """Record that the id's history is in the profile. False: the link is gone (erased meanwhile)."""
@@ -660,6 +667,9 @@ class PartitionOwner:
 
     async def link_done(self, alias: str, profile: str, now_ms: int) -> bool:
         return await self.core.link_done(alias, profile, now_ms)
+
+    async def adopt_lists(self, profile: str, lists: list) -> None:
+        self.core.adopt_lists(profile, lists)
 
     async def erased_since(self, customer_id: str, since_ms: int) -> bool:
         return await self._io(self.core.store.forgotten_since, customer_id, since_ms)

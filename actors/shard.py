@@ -394,7 +394,7 @@ class CustomerShardLogic:
         chunk (accepted, duplicates, ignored). The write path's last step, shared by the actor's
         group commit (actors/shard_writer.py) and ``track``."""
         applied = self.apply_committed(kept, seqs)
-        given = self.annotated_from
+        given, self.annotated_from = self.annotated_from, {}
         outcome = {id(given.get(id(event), event)): ok for event, ok in zip(kept, applied)}
         results = []
         for chunk in chunks:
@@ -488,6 +488,7 @@ class CustomerShardLogic:
         self.serving.erased.add(customer_id)
         self.links.pop(customer_id, None)
         self.made.forget(customer_id)
+        self.annotated_from = {}
         return self.customers.pop(customer_id, None) is not None
 
     def erase_stored(self, customer_id: str, principal: str) -> dict[str, Any]:
@@ -532,4 +533,5 @@ class CustomerShardLogic:
         return {"partition": self.partition, "epoch": self.epoch, "customers": len(self.customers),
                 "customers_unpacked": self.customers.hot_count, "last_seq": self.last_seq,
                 "model_version": self.model.version, "catalog_items": len(self.catalog),
-                "new_items": len(self.view.new_index)}
+                "new_items": len(self.view.new_index), "lists_remembered": len(self.made),
+                "lists_evicted_early": self.made.evicted_early}

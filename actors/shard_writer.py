@@ -108,9 +108,11 @@ class ShardWriter:
             seqs = await self._timed(self._append(logic, kept)) if kept else []
         except PartitionMoved:
             # nothing was stored: another owner holds the partition now (it gets the retry)
+            logic.annotated_from = {}
             self._fenced()
             raise
         except Exception as exc:
+            logic.annotated_from = {}
             # the outcome may be unknown (a connection lost during COMMIT): look in the log first
             self._behind = True
             self._note_write_failure(exc)

@@ -44,6 +44,8 @@ REC_VIA = "rec_via"  # "id": the event named the list; "click": the customer's l
 assert CREDIT_ATTRIBUTES == {ATTRIBUTED_TO, REC_VIA, *LABELS}
 # the last clicks per customer a later add-to-cart or purchase may be credited to
 MAX_CLICKS = 20
+# lists remembered per customer (the newest): one customer's requests cannot push out everyone's
+LISTS_PER_CUSTOMER = 16
 LIST_KINDS = ("recommend", "similar", "offer")
 
 
@@ -84,23 +86,44 @@ class Made:
 
 
 class MadeLog:
-    """A partition's recent lists, oldest first: at most ``keep``, none older than ``window_ms``."""
+    """A partition's recent lists, oldest first: at most ``keep``, at most LISTS_PER_CUSTOMER of one
+    customer (their newest), none older than ``window_ms``. ``evicted_early``: lists dropped for room
+    before their window was over (a sign ``[attribution] lists_kept`` is too small for the traffic)."""
 
     def __init__(self, keep: int, window_ms: int):
         self.keep, self.window_ms = keep, window_ms
         self._lists: OrderedDict[str, Made] = OrderedDict()
+        self._of: dict[str, list[str]] = {}
+        self.evicted_early = 0
 
     def __len__(self) -> int:
         return len(self._lists)
 
     def add(self, made: Made) -> None:
         self._lists[made.rec_id] = made
+        mine = self._of.setdefault(made.customer_id, [])
+        mine.append(made.rec_id)
+        if len(mine) > LISTS_PER_CUSTOMER:
+            self._lists.pop(mine.pop(0), None)
         self._trim(made.made_ms)
+
+    def _drop_oldest(self) -> Made:
+        _rec, made = self._lists.popitem(last=False)
+        mine = self._of.get(made.customer_id)
+        if mine is not None:
+            if made.rec_id in mine:
+                mine.remove(made.rec_id)
+            if not mine:
+                del self._of[made.customer_id]
+        return made
 
     def _trim(self, now_ms: int) -> None:
         lists = self._lists
-        while lists and (len(lists) > self.keep or next(iter(lists.values())).made_ms < now_ms - self.window_ms):
-            lists.popitem(last=False)
+        while lists and len(lists) > self.keep:
+            if self._drop_oldest().made_ms >= now_ms - self.window_ms:
+                self.evicted_early += 1
+        while lists and next(iter(lists.values())).made_ms < now_ms - self.window_ms:
+            self._drop_oldest()
 
     def get(self, rec_id: str, now_ms: int) -> Made | None:
         made = self._lists.get(rec_id)
@@ -110,10 +133,22 @@ class MadeLog:
 
     def forget(self, customer_id: str) -> int:
         """Drop the customer's lists (an erasure); returns how many."""
-        mine = [rec for rec, made in self._lists.items() if made.customer_id == customer_id]
-        for rec in mine:
-            del self._lists[rec]
-        return len(mine)
+        return len(self.take(customer_id))
+
+    def take(self, customer_id: str, new_owner: str | None = None) -> list[list]:
+        """Remove the customer's lists and return them (``to_list`` rows), as ``new_owner``'s when
+        given: a linked id's lists go to its profile's partition."""
+        taken = [self._lists.pop(rec) for rec in self._of.pop(customer_id, []) if rec in self._lists]
+        rows = [made.to_list() for made in taken]
+        if new_owner is not None:
+            for row in rows:
+                row[1] = new_owner
+        return rows
+
+    def adopt(self, rows: Iterable[list]) -> None:
+        """Lists handed over from another partition (``take``)."""
+        for row in sorted(rows, key=lambda r: r[2]):
+            self.add(Made.from_list(row))
 
     def of_customer(self, customer_id: str) -> list[dict[str, Any]]:
         """The customer's remembered lists (an export)."""
@@ -127,7 +162,11 @@ class MadeLog:
         return [made.to_list() for made in self._lists.values()]
 
     def restore(self, rows: Iterable[list] | None) -> None:
-        self._lists = OrderedDict((row[0], Made.from_list(row)) for row in rows or ())
+        self._lists, self._of = OrderedDict(), {}
+        for row in rows or ():
+            made = Made.from_list(row)
+            self._lists[made.rec_id] = made
+            self._of.setdefault(made.customer_id, []).append(made.rec_id)
 
 
 def credited_outcome(event: Event) -> tuple[str, tuple[str, ...]] | None:
@@ -152,24 +191,24 @@ def annotate(event: Event, log: MadeLog, clicks: dict | None, taken: set, now_ms
     attributes = dict(event.attributes)
     rec_id = attributes.get(REC_ID)
     item = event.item_id
-    if rec_id:
-        made = log.get(rec_id, now_ms)
-        if made is None or made.customer_id != event.customer_id or item not in made.items:
-            return event, "unknown"
-        click = (clicks or {}).get(item)
+    click = (clicks or {}).get(item)
+    made = log.get(rec_id, now_ms) if rec_id else None
+    if made is not None and made.customer_id == event.customer_id and item in made.items:
         if (made.credited.get(item, 0) & bit or (rec_id, item, bit) in taken
                 or (click is not None and click[0] == rec_id and click[2] & bit)):
             return event, "repeat"
         labels, via = made.labels(made.items.index(item) + 1), "id"
-    elif kind in ("add_to_cart", "purchase") and clicks and item in clicks:
-        rec_id, clicked_ms, flags, labels = clicks[item]
-        made = log.get(rec_id, now_ms)
-        if (event.timestamp_ms - clicked_ms > purchase_window_ms or flags & bit or (rec_id, item, bit) in taken
-                or (made is not None and made.credited.get(item, 0) & bit)):
-            return event, ""
+    elif kind in ("add_to_cart", "purchase") and click is not None and (not rec_id or click[0] == rec_id):
+        # no id, or the list it names is no longer remembered: the customer's last click on the item
+        named = rec_id
+        rec_id, clicked_ms, flags, labels = click
+        listed = log.get(rec_id, now_ms)
+        if (not 0 <= event.timestamp_ms - clicked_ms <= purchase_window_ms or flags & bit
+                or (rec_id, item, bit) in taken or (listed is not None and listed.credited.get(item, 0) & bit)):
+            return event, "repeat" if named and flags & bit else ("unknown" if named else "")
         via = "click"
     else:
-        return event, ""
+        return event, "unknown" if rec_id else ""
     taken.add((rec_id, item, bit))
     attributes.update(zip(LABELS, tuple(labels)))
     attributes[ATTRIBUTED_TO] = rec_id

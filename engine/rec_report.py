@@ -57,8 +57,10 @@ class GroupReport:
     revenue_diff: Rate | None = None
 
 
-def customer_sums(events: Iterable[Event], by: str = "arm") -> dict[tuple[str, ...], dict[str, list[float]]]:
-    """group key -> customer -> [impressions, clicks, add-to-carts, purchases, revenue] credited."""
+def customer_sums(events: Iterable[Event], by: str = "arm",
+                  strategies: dict | None = None) -> dict[tuple[str, ...], dict[str, list[float]]]:
+    """group key -> customer -> [impressions, clicks, add-to-carts, purchases, revenue] credited;
+    ``strategies`` (when given) is filled with group key -> the strategies its lists were made by."""
     fields = GROUPINGS[by]
     out: dict[tuple[str, ...], dict[str, list[float]]] = {}
     for event in events:
@@ -67,6 +69,8 @@ def customer_sums(events: Iterable[Event], by: str = "arm") -> dict[tuple[str, .
             continue
         labels = credit[1]
         key = tuple(labels[_LABEL_AT[f]] for f in fields)
+        if strategies is not None:
+            strategies.setdefault(key, set()).add(labels[_LABEL_AT["strategy"]])
         sums = out.setdefault(key, {}).setdefault(event.customer_id, [0.0, 0.0, 0.0, 0.0, 0.0])
         slot = _SLOT[event.event_type]
         sums[slot] += 1
@@ -89,7 +93,9 @@ def ratio(pairs: Sequence[tuple[float, float]]) -> tuple[float, float]:
 
 
 def _rate(r: float, se: float) -> Rate:
-    return Rate(r, r - Z95 * se, r + Z95 * se)
+    """A rate (never below 0) with its 95% interval, clipped at 0."""
+    low = r - Z95 * se
+    return Rate(r, low if math.isnan(low) else max(0.0, low), r + Z95 * se)
 
 
 def _diff(a: tuple[float, float], b: tuple[float, float]) -> Rate:
@@ -100,9 +106,14 @@ def _diff(a: tuple[float, float], b: tuple[float, float]) -> Rate:
 
 def report(events: Iterable[Event], by: str = "arm", baseline: str | None = None) -> list[GroupReport]:
     """Per group of ``by`` ("arm": experiment and arm; "surface": list, channel, placement,
-    strategy), sorted. By arm, each arm of an experiment is compared with its ``baseline`` arm: the
-    one named, else "control" if there is one, else the first by name."""
-    groups = customer_sums(events, by)
+    strategy), sorted, over the customers with an impression credited in the group (outcomes of
+    customers whose impressions were never sent are left out: they have no denominator). By arm,
+    each arm of an experiment is compared with its ``baseline`` arm: the one named, else "control" if
+    there is one, else the popularity holdout if there is one, else the first by name."""
+    strategies: dict = {}
+    groups = {key: {c: r for c, r in customers.items() if r[0] > 0}
+              for key, customers in customer_sums(events, by, strategies).items()}
+    groups = {key: customers for key, customers in groups.items() if customers}
     stats = {}
     for key, customers in groups.items():
         rows = list(customers.values())
@@ -113,7 +124,9 @@ def report(events: Iterable[Event], by: str = "arm", baseline: str | None = None
     if by == "arm":
         for experiment in sorted({k[0] for k in groups if k[0]}):
             arms = sorted(k[1] for k in groups if k[0] == experiment)
-            name = baseline if baseline in arms else "control" if "control" in arms else arms[0]
+            holdouts = [a for a in arms if strategies.get((experiment, a)) == {"popularity"}]
+            name = (baseline if baseline in arms else "control" if "control" in arms
+                    else holdouts[0] if holdouts else arms[0])
             bases[experiment] = (experiment, name)
     out = []
     for key in sorted(groups):

@@ -222,8 +222,11 @@ class RemoteOwners:
     async def linked_ids(self, customer_id: str) -> list[str]:
         return await self._to_owner(customer_id, lambda owner: owner.linked_ids.remote(customer_id))
 
-    async def link_begin(self, alias: str, profile: str, kind: str, now_ms: int) -> tuple[list[Event], int]:
+    async def link_begin(self, alias: str, profile: str, kind: str, now_ms: int) -> tuple[list[Event], int, list]:
         return await self._to_owner(alias, lambda owner: owner.link_begin.remote(alias, profile, kind, now_ms))
+
+    async def adopt_lists(self, profile: str, lists: list) -> None:
+        return await self._to_owner(profile, lambda owner: owner.adopt_lists.remote(profile, lists))
 
     async def link_done(self, alias: str, profile: str, now_ms: int) -> bool:
         return await self._to_owner(alias, lambda owner: owner.link_done.remote(alias, profile, now_ms))
@@ -373,9 +376,14 @@ class LocalFirst:
         return await self._local_or_forward("Identify", customer_id, local,
                                             lambda: self.remote.linked_ids(customer_id))
 
-    async def link_begin(self, alias: str, profile: str, kind: str, now_ms: int) -> tuple[list[Event], int]:
+    async def link_begin(self, alias: str, profile: str, kind: str, now_ms: int) -> tuple[list[Event], int, list]:
         return await self._local_or_forward("Identify", alias, lambda: self.core.link_begin(alias, profile, kind, now_ms),
                                             lambda: self.remote.link_begin(alias, profile, kind, now_ms))
+
+    async def adopt_lists(self, profile: str, lists: list) -> None:
+        async def local():
+            self.core.adopt_lists(profile, lists)
+        return await self._local_or_forward("Identify", profile, local, lambda: self.remote.adopt_lists(profile, lists))
 
     async def link_done(self, alias: str, profile: str, now_ms: int) -> bool:
         return await self._local_or_forward("Identify", alias, lambda: self.core.link_done(alias, profile, now_ms),
@@ -509,7 +517,9 @@ class Operations:
     async def finish_link(self, alias: str, profile: str, kind: str, at_ms: int | None = None) -> None:
         """Steps 1-3 of ``identify`` for a link to ``profile``."""
         now = _now_ms()
-        copies, linked_ms = await self.owners.link_begin(alias, profile, kind, now)
+        copies, linked_ms, lists = await self.owners.link_begin(alias, profile, kind, now)
+        if lists:  # before the copies: the credits they carry mark these lists in the profile's partition
+            await self.owners.adopt_lists(profile, lists)
         marker = Event(f"{RESERVED_EVENT_ID_PREFIX}identify:{alias}", profile, IDENTIFY, "", "web",
                        min(at_ms or linked_ms, now),
                        attributes=tuple(sorted({"alias_id": alias, "alias_kind": kind}.items())))

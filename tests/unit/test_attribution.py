@@ -262,3 +262,38 @@ def test_after_a_crash_the_log_replay_marks_what_was_credited(owner):
                                                                (None, None, "repeat"), (rec, "1", "click"),
                                                                (None, None, None)]
     run(scenario())
+
+
+def test_purchases_after_the_list_window_still_count_through_the_click_not_before_it(owner):
+    """A checkout that names the id after the list is forgotten is credited through the click, as
+    one that does not name it; a purchase dated before the click is not."""
+    async def scenario():
+        core = await owner(attribution=AttributionConfig(window_minutes=0.002))  # 120 ms
+        answer = recommend(core, "c9")
+        rec, items = answer.recommendation_id, [i.item_id for i in answer.items]
+        await track(core, ev("c9", "click", items[0], rec), ev("c9", "click", items[1], rec))
+        await asyncio.sleep(0.2)
+        earlier = ev("c9", "purchase", items[1], price=1.0)
+        earlier = parse_event({"event_id": "backdated", "customer_id": "c9", "event_type": "purchase",
+                               "item_id": items[1], "channel": "pos", "timestamp_ms": earlier.timestamp_ms - 3_600_000},
+                              earlier.timestamp_ms)
+        await track(core, ev("c9", "purchase", items[0], rec, price=2.0), earlier)
+        got = [credit_of(e) for e in stored(core, "c9")]
+        assert got == [(rec, "1", "id"), (rec, "2", "id"), (rec, "1", "click"), (None, None, None)]
+        # the acknowledgement's bookkeeping holds nothing of the batch once it is answered
+        assert all(not h.logic.annotated_from for h in core.held.values())
+    run(scenario())
+
+
+def test_one_customers_requests_cannot_push_out_the_others_lists(owner):
+    async def scenario():
+        core = await owner(attribution=AttributionConfig(lists_kept=1000))  # 250 per partition
+        theirs = recommend(core, "c10")
+        busy = next(f"c{n}" for n in range(11, 300) if core.partition_of(f"c{n}") == core.partition_of("c10"))
+        for _ in range(300):
+            recommend(core, busy)
+        await track(core, ev("c10", "click", theirs.items[0].item_id, theirs.recommendation_id))
+        assert [credit_of(e) for e in stored(core, "c10")] == [(theirs.recommendation_id, "1", "id")]
+        held = core.held[core.partition_of("c10")]
+        assert len(held.logic.made) == 17  # 16 of the busy customer's, 1 of c10's
+    run(scenario())

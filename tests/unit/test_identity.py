@@ -98,6 +98,9 @@ class Cores:
     async def link_done(self, alias, profile, now_ms):
         return await self.core(alias).link_done(alias, profile, now_ms)
 
+    async def adopt_lists(self, profile, lists):
+        self.core(profile).adopt_lists(profile, lists)
+
     async def erased_since(self, customer_id, since_ms):
         core = self.cores[0]
         return await core._io(core.store.forgotten_since, customer_id, since_ms)
@@ -366,4 +369,36 @@ def test_a_copied_history_is_not_counted_or_learnt_twice(service):
         # the show is the profile's, answerable by a response under either id (no catalogue is in
         # force here, so the cap history is trimmed; the live test checks a cap across ids)
         assert history is not None and ("d1", "coupon") in history.decisions
+    run(scenario())
+
+
+def test_lists_recommended_to_an_id_are_the_profiles_after_the_link(service, synthetic_bundle):
+    """A visitor shown a list as a cookie, who logs in and goes on clicking that list: the clicks are
+    credited to it (the cookie's partition handed its lists to the profile's), and the profile's
+    export shows the list."""
+    (cookie,) = ids_in(1, 1, "cookie-")
+    customer = trained_customer(synthetic_bundle, 2)
+
+    def credit(event):
+        a = event["attributes"]
+        return event["event_type"], a.get("attributed_to"), a.get("rec_position"), a.get("rec_via")
+
+    async def scenario():
+        ops, _cores = await service()
+        await track(ops, raw("v1", cookie, "view", "i0003"))
+        listed = (await ops.recommend({"customer_id": cookie, "k": 5, "placement": "home"}, None))["result"]
+        rec, items = listed.recommendation_id, [i.item_id for i in listed.items]
+        named = {"attributes": {"recommendation_id": rec}}
+        await track(ops, raw("imp-1", cookie, "impression", items[0], **named))
+        await track(ops, identify("login-1", customer, cookie, "cookie"))
+        await track(ops, raw("clk-1", cookie, "click", items[1], **named),
+                    raw("imp-2", customer, "impression", items[0], **named))  # already credited under the cookie
+        await track(ops, raw("buy-1", customer, "purchase", items[1], channel="pos", price=2.0))
+        export = (await ops.export({"customer_id": customer}, None))["export"]
+        got = {e["event_id"]: credit(e) for e in export["events"] if e["event_type"] in ("impression", "click", "purchase")}
+        assert got["imp-1"] == ("impression", rec, "1", "id")
+        assert got["clk-1"] == ("click", rec, "2", "id")
+        assert got["imp-2"] == ("impression", None, None, "repeat")
+        assert got["buy-1"] == ("purchase", rec, "2", "click")
+        assert [r["recommendation_id"] for r in export["state"]["recommendations"]] == [rec]
     run(scenario())

@@ -145,3 +145,16 @@ def test_one_customer_or_none_gives_no_interval_rather_than_nan():
     rows = report([credited("c1", "impression", "e", "a", 1)])
     assert rows[0].ctr.value == 0.0 and math.isnan(rows[0].ctr.low)
     assert "[n/a]" in console.experiments([], 14, [asdict(r) for r in rows]) and "nan" not in format_report(rows)
+
+
+def test_the_report_counts_customers_with_impressions_and_compares_with_the_holdout():
+    def labelled(customer, kind, arm, strategy, n):
+        labels = ("recommend", "1", strategy, "x", arm, "m1", "web", "home")
+        attributes = {**dict(zip(LABELS, labels)), ATTRIBUTED_TO: f"r{n}", REC_VIA: "id"}
+        return Event(f"e{n}", customer, kind, "i1", "web", NOW, attributes=tuple(sorted(attributes.items())))
+    events = [labelled("a1", "impression", "blend", "blend", 1), labelled("a1", "click", "blend", "blend", 2),
+              labelled("a2", "click", "blend", "blend", 3),  # its impression never sent: no denominator
+              labelled("h1", "impression", "holdout", "popularity", 4)]
+    rows = {r.key[1]: r for r in report(events)}
+    assert rows["blend"].customers == 1 and rows["blend"].ctr.value == 1.0
+    assert rows["blend"].baseline == ("x", "holdout") and rows["holdout"].baseline is None
