@@ -317,6 +317,12 @@ def main(store_url: str) -> int:
                 if partition_for(c, PARTITIONS) == p:
                     alone[c] = logic.live_state(c)
         store.close()
+        # the lists recommended lately are kept in memory and snapshots, not in the log (engine/attribution.py):
+        # what the log rebuilds is the rest of the state
+        for states in (alone, {c: exports[c]["state"] for c in CUSTOMERS}):
+            for state in states.values():
+                if state is not None:
+                    state.pop("recommendations", None)
         last_add = {}
         for customer_id, event_id, payload in stored:
             if orjson.loads(bytes(payload)).get("event_type") == "add_to_cart":
