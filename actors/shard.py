@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import orjson
 
-from engine.attribution import REC_VIA, Made, MadeLog, annotate, credited_outcome, new_recommendation_id, record_credit
+from engine.attribution import BIT as OUTCOME_BIT, REC_VIA, Made, MadeLog, annotate, credited_outcome, new_recommendation_id, record_credit
 from engine.catalog import CatalogUpdate
 from engine.config import (AttributionConfig, OffersConfig, RankingConfig, RecArm, RecExperiment, fitted_ranking,
                            ranking_over)
@@ -355,7 +355,7 @@ class CustomerShardLogic:
         clicks: dict[str, dict] = {}
         window = int(self.attribution.purchase_window_hours * 3_600_000)
         for event in events:
-            if event.event_type in ("impression", "click", "add_to_cart", "purchase") and not is_copy(event):
+            if event.event_type in OUTCOME_BIT and not is_copy(event):
                 mine = clicks.get(event.customer_id)
                 if mine is None:
                     state = self.customers.get(event.customer_id)
