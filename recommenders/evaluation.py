@@ -29,6 +29,7 @@ from engine.events import parse_event
 from engine.queries import Filters, RecommendQuery
 from engine.state import CustomerState, apply_event
 from recommenders.loaders import Dataset
+from recommenders.metrics import mean_metrics, ranking_metrics
 from recommenders.recommend import recommend
 from recommenders.runtime import ModelRuntime
 from recommenders.training import TrainParams, build_bundle, train
@@ -71,29 +72,6 @@ def ranking_record(config: RankingConfig) -> dict:
 
 def _run_stamp(started: float) -> dict:
     return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "seconds": round(time.perf_counter() - started, 1)}
-
-
-# -- metrics (one user at a time; averaged over users) -------------------------------------------
-
-def ranking_metrics(recommended: list[str], relevant: set[str], k: int) -> dict[str, float]:
-    """MAP as the Microsoft Recommenders benchmark computes it (average precision over the top k,
-    divided by the number of relevant items), nDCG@k with binary gain, precision@k, recall@k, hit@k."""
-    hits = [1.0 if item in relevant else 0.0 for item in recommended[:k]]
-    found = 0
-    average_precision = 0.0
-    for rank, hit in enumerate(hits, start=1):
-        if hit:
-            found += 1
-            average_precision += found / rank
-    dcg = sum(hit / np.log2(rank + 1) for rank, hit in enumerate(hits, start=1))
-    ideal = sum(1.0 / np.log2(rank + 1) for rank in range(1, min(len(relevant), k) + 1))
-    n_hits = sum(hits)
-    return {"map": average_precision / len(relevant), f"ndcg@{k}": dcg / ideal if ideal else 0.0,
-            f"precision@{k}": n_hits / k, f"recall@{k}": n_hits / len(relevant), f"hr@{k}": float(n_hits > 0)}
-
-
-def mean_metrics(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {key: float(np.mean([r[key] for r in rows])) for key in rows[0]} if rows else {}
 
 
 # -- splits --------------------------------------------------------------------------------------------

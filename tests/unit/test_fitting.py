@@ -36,6 +36,11 @@ def test_training_on_a_film_catalogue_chooses_not_to_bring_back_what_was_rated(m
     # the check is on the other half of the held-out customers, ranked as served, with no request filter
     assert check["sufficient"] and check["customers"] >= MIN_CHECK_CUSTOMERS
     assert check["repurchase_policy"] == "exclude_always" and check["hr@10"] > check["popularity_hr@10"] + 0.1
+    # a ratings log entered in one sitting: a random share of each user's ratings is held out, where
+    # the item-item model (EASE) earns its place beside ALS, chosen by nDCG@10
+    assert fitted["protocol"].startswith("per-customer random holdout") and fitted["criterion"] == "ndcg@10"
+    assert fitted["ranking"]["weights"]["history"] > 0
+    assert fitted["validation_chosen"]["ndcg@10"] > fitted["validation_defaults"]["ndcg@10"]
     # the bundle is trained with the chosen settings; the manifest says so
     for name, value in fitted["params"].items():
         assert movielens_bundle.manifest["params"][name] == value
@@ -128,3 +133,44 @@ def test_a_bundle_whose_fit_cannot_be_served_is_refused_at_load(tmp_path, synthe
     path = save_bundle(ModelBundle(manifest, synthetic_bundle.arrays), tmp_path, make_current=False)
     with pytest.raises(InvalidArgument, match="fitted ranking"):
         load_bundle(path)
+
+
+def _log(spread_ms: int):
+    """300 customers of 10 ratings each, customer c from day c on, their ratings ``spread_ms`` apart:
+    the last 10 % in time belongs to few customers, so each customer's own events are held out."""
+    import pandas as pd
+    from recommenders.loaders import Dataset, _items_from_events
+
+    rows = [{"event_id": f"e{c}-{j}", "customer_id": f"c{c}", "item_id": f"i{(c * 7 + j * 3) % 50}",
+             "timestamp_ms": 1_600_000_000_000 + c * 86_400_000 * 40 + j * spread_ms, "event_type": "rate",
+             "session_id": f"s{c}", "quantity": 1.0, "price": float("nan"), "channel": "web", "store_id": "",
+             "country": ""} for c in range(300) for j in range(10)]
+    events = pd.DataFrame(rows)
+    return Dataset(events, _items_from_events(events), "test")
+
+
+def test_a_log_entered_in_one_sitting_holds_out_at_random_and_one_spread_in_time_its_last_events():
+    from recommenders.training import _holdout_split
+
+    for spread, expected in ((60_000, "per-customer random holdout"), (3 * 86_400_000, "per-customer temporal holdout")):
+        dataset = _log(spread)
+        past, future, cuts, protocol = _holdout_split(dataset, TrainParams())
+        assert protocol.startswith(expected), protocol
+        # one of each customer's 10 events held out, the rest their past, asked after their past
+        assert future.groupby("customer_id").size().eq(1).all() and len(cuts) == 300
+        assert len(past) + len(future) == len(dataset.events)
+        latest = dataset.events.groupby("customer_id")["timestamp_ms"].max()
+        held_last = (future.set_index("customer_id")["timestamp_ms"] == latest[future["customer_id"]].to_numpy()).mean()
+        if expected.startswith("per-customer random"):
+            assert 0.0 < held_last < 0.5  # about 1 in 10 is the last by chance
+            assert (cuts >= past.groupby("customer_id")["timestamp_ms"].max()[cuts.index]).all()
+        else:
+            assert held_last == 1.0
+
+
+def test_a_small_catalogue_keeps_its_whole_item_item_model():
+    from recommenders.training import ease_neighbours
+
+    assert ease_neighbours(TrainParams(), 1682) == 1681  # MovieLens: every film's neighbours
+    assert ease_neighbours(TrainParams(), 3919) == 200  # Online Retail: the strongest 200
+    assert ease_neighbours(TrainParams(ease_neighbours=50), 1682) == 50  # what the caller set
